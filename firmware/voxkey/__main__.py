@@ -1,0 +1,5 @@
+import sys
+
+from voxkey.cli import main
+
+sys.exit(main())

@@ -1,0 +1,136 @@
+"""What every keyboard transport shares: typing text exactly once.
+
+A transport is split in two. A ``ReportLink`` moves single HID reports over one
+kind of wire (the USB gadget, a Bluetooth LE connection, a terminal) and knows
+whether a host is there. ``Keyboard`` owns the text: it keeps every character
+that the host has not yet received, turns characters into reports only when it
+is about to send them (so the host's Caps Lock state at that moment counts),
+and when the link drops it rewinds to the start of the character that was in
+flight, so typing resumes with nothing lost and nothing repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Protocol
+
+from voxkey.errors import HostUnavailableError, UnsupportedCharacterError
+from voxkey.hid import LED_CAPS_LOCK
+from voxkey.keymap import Layout, reports_for_strokes
+
+log = logging.getLogger(__name__)
+
+
+class LinkDown(Exception):
+    """The host went away while a report was being sent.
+
+    Raised by links only; ``Keyboard`` turns it into a rewind. The report that
+    failed was not delivered, and a press sent just before it is treated as not
+    delivered either (the transport modules explain why that is the right call).
+    """
+
+
+class ReportLink(Protocol):
+    """One wire that carries keyboard reports to a host."""
+
+    name: str
+
+    def wait_for_host(self, deadline: float | None) -> None:
+        """Block until a host is connected and ready; ``HostUnavailableError`` once ``deadline`` passes."""
+
+    def send(self, report: bytes, deadline: float | None) -> None:
+        """Deliver one report, or raise ``LinkDown`` (host gone) or ``HostUnavailableError`` (deadline)."""
+
+    def led_state(self) -> int:
+        """The host's keyboard LEDs (Num/Caps/Scroll Lock bits) as last reported."""
+
+    def release_all(self) -> None:
+        """Best effort, never raises: leave no key held on the host."""
+
+    def close(self) -> None: ...
+
+
+class Keyboard:
+    """Types text through a link, keeping undelivered characters until a host takes them."""
+
+    def __init__(self, link: ReportLink, layout: Layout, host_wait_s: float | None = None) -> None:
+        self.link = link
+        self.layout = layout
+        self.host_wait_s = host_wait_s
+        self.delivered_chars = 0
+        self._pending: deque[str] = deque()
+        self._in_flight: list[bytes] | None = None
+        self._sent = 0
+        self._lock = threading.RLock()
+
+    @property
+    def pending_text(self) -> str:
+        """Characters accepted but not yet delivered to a host, in order."""
+        return "".join(self._pending)
+
+    def type(self, text: str) -> None:
+        """Queue ``text`` after whatever is still pending and deliver all of it.
+
+        Raises ``UnsupportedCharacterError`` before queuing anything when the
+        layout cannot type a character, and ``HostUnavailableError`` when no host
+        took the text within ``host_wait_s``: the text then stays pending and the
+        next call (or ``flush``) delivers it first.
+        """
+        missing = self.layout.unsupported(text)
+        if missing:
+            raise UnsupportedCharacterError(missing[0], self.layout.name)
+        with self._lock:
+            self._pending.extend(text)
+            self.flush()
+
+    def flush(self) -> None:
+        """Deliver every pending character (see ``type``)."""
+        with self._lock:
+            deadline = None if self.host_wait_s is None else time.monotonic() + self.host_wait_s
+            while self._pending:
+                try:
+                    self._deliver_first(deadline)
+                except LinkDown as exc:
+                    log.warning("%s: host gone (%s); %d characters kept", self.link.name, exc, len(self._pending))
+                    self._rewind()
+                except HostUnavailableError as exc:
+                    raise HostUnavailableError(f"{exc}; {len(self._pending)} characters kept for later") from exc
+
+    def discard_pending(self) -> str:
+        """Drop undelivered text (a user cancelled it) and return it."""
+        with self._lock:
+            text = self.pending_text
+            self._pending.clear()
+            self._rewind()
+            return text
+
+    def close(self) -> None:
+        with self._lock:
+            self.link.release_all()
+            self.link.close()
+
+    def __enter__(self) -> Keyboard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _deliver_first(self, deadline: float | None) -> None:
+        if self._in_flight is None:
+            self.link.wait_for_host(deadline)
+            caps_lock = bool(self.link.led_state() & LED_CAPS_LOCK)
+            self._in_flight = list(reports_for_strokes(self.layout.strokes_for(self._pending[0], caps_lock)))
+            self._sent = 0
+        while self._sent < len(self._in_flight):
+            self.link.send(self._in_flight[self._sent], deadline)
+            self._sent += 1
+        self._pending.popleft()
+        self._in_flight = None
+        self.delivered_chars += 1
+
+    def _rewind(self) -> None:
+        self._in_flight = None
+        self._sent = 0

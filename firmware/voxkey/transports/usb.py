@@ -1,0 +1,175 @@
+"""The USB HID gadget link: reports go to ``/dev/hidg0``, the host reads them as a keyboard.
+
+How ``f_hid`` behaves decides the design. A ``write()`` only queues a report;
+the next write waits until the host has polled the previous one (``POLLOUT``
+means "previous report completed"). When the host goes away, the queued report
+is cancelled and the next write fails with ``ESHUTDOWN``. From user space a
+completed report and a cancelled one look the same, so after a failure the
+report before it is uncertain. We treat it as *not* delivered: a cancellation
+can only happen while the report waits for the host's poll (most of the time),
+whereas a delivered report followed by a failure needs the host to vanish in
+the microseconds between completion and our next write. Reports are always
+press/release pairs, so the only report whose loss changes the text is a press,
+and the ``Keyboard`` rewinds to the start of that character.
+
+The host is "there" when the UDC says ``configured``; while it is
+``suspended`` (asleep) or unplugged, text waits.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import time
+from pathlib import Path
+
+from voxkey.errors import HostUnavailableError, TransportError
+from voxkey.hid import RELEASE_ALL
+from voxkey.transports.base import LinkDown
+
+log = logging.getLogger(__name__)
+
+UDC_CLASS = Path("/sys/class/udc")
+LINK_DOWN_ERRNOS = {errno.ESHUTDOWN, errno.EPIPE, errno.ENODEV, errno.EIO, errno.ECONNRESET, errno.ENXIO}
+POLL_SLICE_S = 0.1
+
+
+def find_udc_state_file(udc: str | None = None, udc_class: Path = UDC_CLASS) -> Path | None:
+    """The sysfs state file of ``udc``, or of the only UDC there is; None if there is none."""
+    if udc:
+        return udc_class / udc / "state"
+    controllers = sorted(udc_class.glob("*")) if udc_class.is_dir() else []
+    return controllers[0] / "state" if controllers else None
+
+
+class UsbHidLink:
+    """Writes boot keyboard reports to an ``f_hid`` device node."""
+
+    name = "usb"
+
+    def __init__(self, device: str | Path = "/dev/hidg0", udc_state_file: Path | None = None) -> None:
+        """``udc_state_file`` None means "do not gate on the UDC" (a plain file or pipe in tests)."""
+        self.device = Path(device)
+        self.udc_state_file = udc_state_file
+        self._fd: int | None = None
+        self._leds = 0
+        self._last_report = RELEASE_ALL
+        self._waiting_logged = False
+
+    @classmethod
+    def for_gadget(cls, device: str | Path = "/dev/hidg0", udc: str | None = None) -> UsbHidLink:
+        return cls(device, find_udc_state_file(udc))
+
+    def udc_state(self) -> str:
+        if self.udc_state_file is None:
+            return "configured"
+        try:
+            return self.udc_state_file.read_text().strip()
+        except OSError:
+            return "no UDC"
+
+    def wait_for_host(self, deadline: float | None) -> None:
+        while True:
+            state = self.udc_state()
+            if state == "configured" and self._open():
+                if self._waiting_logged:
+                    log.info("usb: host is back, typing resumes")
+                self._waiting_logged = False
+                return
+            if not self._waiting_logged:
+                log.warning("usb: waiting for the host (UDC state: %s, device %s)", state, self.device)
+                self._waiting_logged = True
+            self._sleep_or_give_up(deadline, f"USB host not ready (UDC state: {state})")
+
+    def send(self, report: bytes, deadline: float | None) -> None:
+        fd = self._require_fd()
+        self._wait_writable(fd, deadline)
+        try:
+            os.write(fd, report)
+        except OSError as exc:
+            if exc.errno in LINK_DOWN_ERRNOS:
+                self._drop_fd()
+                raise LinkDown(f"write to {self.device}: {os.strerror(exc.errno)}") from exc
+            raise TransportError(f"cannot write to {self.device}: {exc.strerror}") from exc
+        self._last_report = report
+
+    def led_state(self) -> int:
+        if self._fd is not None:
+            self._read_led_reports(self._fd)
+        return self._leds
+
+    def release_all(self) -> None:
+        if self._fd is None or self._last_report == RELEASE_ALL:
+            return
+        try:
+            select.select([], [self._fd], [], 0.2)
+            os.write(self._fd, RELEASE_ALL)
+            self._last_report = RELEASE_ALL
+        except OSError as exc:
+            log.debug("usb: release on close failed (%s); the host releases keys of a vanished device", exc)
+
+    def close(self) -> None:
+        self._drop_fd()
+
+    def _open(self) -> bool:
+        if self._fd is not None:
+            return True
+        try:
+            self._fd = os.open(self.device, os.O_RDWR | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return False
+        except PermissionError as exc:
+            raise TransportError(
+                f"no permission to open {self.device}; run voxkey as a member of the group that owns it "
+                "(the installer's udev rule gives it to group 'voxkey')"
+            ) from exc
+        self._last_report = RELEASE_ALL
+        return True
+
+    def _require_fd(self) -> int:
+        if self._fd is None:
+            raise LinkDown(f"{self.device} is not open")
+        return self._fd
+
+    def _drop_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _wait_writable(self, fd: int, deadline: float | None) -> None:
+        """Wait until the previous report completed: the host polled it, or it was cancelled."""
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT | select.POLLERR)
+        while not poller.poll(POLL_SLICE_S * 1000):
+            self._read_led_reports(fd)
+            state = self.udc_state()
+            if state != "configured" and not self._waiting_logged:
+                log.warning("usb: host stopped reading reports (UDC state: %s); text is kept", state)
+                self._waiting_logged = True
+            self._check_deadline(deadline, f"USB host stopped reading reports (UDC state: {state})")
+        self._read_led_reports(fd)
+
+    def _read_led_reports(self, fd: int) -> None:
+        """Drain LED output reports; the newest one is the host's lock-key state."""
+        while True:
+            try:
+                data = os.read(fd, 8)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                log.debug("usb: LED read failed: %s", exc)
+                return
+            if not data:
+                return
+            self._leds = data[0]
+
+    def _sleep_or_give_up(self, deadline: float | None, why: str) -> None:
+        self._check_deadline(deadline, why)
+        time.sleep(POLL_SLICE_S)
+
+    @staticmethod
+    def _check_deadline(deadline: float | None, why: str) -> None:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise HostUnavailableError(why)

@@ -1,0 +1,16 @@
+"""Shared test setup: where the real whisper models and speech recordings are.
+
+Tests use the real files in the workspace's ``shared/`` folder (beside the
+repository, as CI lays it out) unless ``VOXKEY_MODEL_DIR`` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+
+if "VOXKEY_MODEL_DIR" not in os.environ and (SHARED / "models").is_dir():
+    os.environ["VOXKEY_MODEL_DIR"] = str(SHARED / "models")

@@ -1,0 +1,97 @@
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from voxkey.errors import HostUnavailableError, TransportError
+from voxkey.hid import LED_CAPS_LOCK
+from voxkey.keymap import Layout, decode, encode
+from voxkey.transports.base import Keyboard, LinkDown
+from voxkey.transports.usb import UsbHidLink, find_udc_state_file
+
+US = Layout.load("us")
+
+
+def read_reports(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    return [data[i : i + 8] for i in range(0, len(data), 8)]
+
+
+def test_types_text_into_the_device_file_exactly(tmp_path: Path) -> None:
+    device = tmp_path / "hidg0"
+    device.touch()
+    text = "Hello, world!\n\tDoubled: aa bb 1100 ~~\n" * 50
+    with Keyboard(UsbHidLink(device), US) as keyboard:
+        keyboard.type(text)
+        assert keyboard.pending_text == ""
+        assert keyboard.delivered_chars == len(text)
+    reports = read_reports(device)
+    assert reports == encode(text, US)
+    assert decode(reports, US) == text
+
+
+def test_waits_for_the_udc_to_be_configured_and_keeps_the_text(tmp_path: Path) -> None:
+    device = tmp_path / "hidg0"
+    device.touch()
+    state = tmp_path / "state"
+    state.write_text("suspended\n")
+    keyboard = Keyboard(UsbHidLink(device, state), US, host_wait_s=0.3)
+    with pytest.raises(HostUnavailableError, match=r"UDC state: suspended.*5 characters kept"):
+        keyboard.type("hello")
+    assert device.read_bytes() == b""
+    assert keyboard.pending_text == "hello"
+    state.write_text("configured\n")
+    keyboard.type(" world")
+    assert decode(read_reports(device), US) == "hello world"
+
+
+def test_missing_device_waits_then_fails_with_the_text_kept(tmp_path: Path) -> None:
+    keyboard = Keyboard(UsbHidLink(tmp_path / "absent"), US, host_wait_s=0.2)
+    with pytest.raises(HostUnavailableError):
+        keyboard.type("abc")
+    assert keyboard.pending_text == "abc"
+
+
+def test_unreadable_device_is_a_permission_error_naming_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(path: object, flags: int) -> int:  # what open() gives a user outside the device's group
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(os, "open", denied)
+    with pytest.raises(TransportError, match=r"no permission to open .*hidg0"):
+        Keyboard(UsbHidLink(tmp_path / "hidg0"), US).type("a")
+
+
+def test_host_led_report_with_caps_lock_keeps_case_right(tmp_path: Path) -> None:
+    device = tmp_path / "hidg0"
+    device.write_bytes(bytes([LED_CAPS_LOCK]))  # the host's output report, waiting to be read
+    link = UsbHidLink(device)
+    with Keyboard(link, US) as keyboard:
+        keyboard.type("Hi")
+    data = device.read_bytes()[1:]  # after the LED byte the host wrote
+    reports = [data[i : i + 8] for i in range(0, len(data), 8)]
+    assert decode(reports, US, caps_lock=True) == "Hi"
+    assert reports[0][0] == 0x00 and reports[2][0] == 0x02  # H without Shift, i with Shift
+
+
+def test_write_errors_meaning_host_gone_become_link_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    device = tmp_path / "hidg0"
+    device.touch()
+    link = UsbHidLink(device)
+    link.wait_for_host(None)
+
+    def shutdown(fd: int, data: bytes) -> int:
+        raise OSError(errno.ESHUTDOWN, os.strerror(errno.ESHUTDOWN))
+
+    monkeypatch.setattr(os, "write", shutdown)
+    with pytest.raises(LinkDown, match="endpoint shutdown"):
+        link.send(bytes(8), None)
+
+
+def test_udc_state_file_is_found_for_the_only_controller(tmp_path: Path) -> None:
+    (tmp_path / "dummy_udc.0").mkdir()
+    assert find_udc_state_file(udc_class=tmp_path) == tmp_path / "dummy_udc.0" / "state"
+    assert find_udc_state_file("fe980000.usb", tmp_path) == tmp_path / "fe980000.usb" / "state"
+    assert find_udc_state_file(udc_class=tmp_path / "none") is None
