@@ -1,0 +1,395 @@
+"""The daemon's configuration: one YAML file → typed, validated dataclasses.
+
+Every section is a dataclass with defaults, so an empty file is a working
+(Raspberry Pi + USB) configuration and a user only writes what differs. The
+speech, command and Bluetooth sections use the dataclasses their own modules
+define; this module only knows how to fill a dataclass from YAML.
+
+Errors must point at the place to edit: YAML is composed into nodes first
+(``yaml.compose`` keeps each node's line), and every wrong key or value becomes
+a ``ConfigError`` whose message starts with ``file:line``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from voxkey.asr import AsrSettings
+from voxkey.audio import AudioSettings
+from voxkey.errors import ConfigError
+from voxkey.text.commands import CommandSettings
+from voxkey.transports.bluetooth.settings import BluetoothSettings
+from voxkey.typing_policy import UnsupportedPolicy
+from voxkey.vad import VadSettings
+
+DEFAULT_PATH = Path("/etc/voxkey/config.yaml")
+CONFIG_ENV = "VOXKEY_CONFIG"
+
+TriggerMode = Literal["hold", "toggle", "auto"]
+ButtonSource = Literal["gpio", "terminal"]
+LedKind = Literal["none", "led", "pwm", "rgb"]
+TransportName = Literal["usb", "bluetooth", "both", "terminal", "uinput"]
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{name} must be greater than 0, not {value}")
+
+
+@dataclass(frozen=True)
+class ButtonSettings:
+    """The push button and the gestures it understands (see ``voxkey.ui``)."""
+
+    source: ButtonSource = "gpio"
+    pin: int | str = 17
+    pull_up: bool = True
+    bounce_s: float = 0.02
+    mode: TriggerMode = "hold"
+    double_press_s: float = 0.4
+    long_press_s: float = 3.0
+    cancel_pin: int | str | None = None
+    cancel_by_press_after_stop: bool = True
+    """Pressing again within ``double_press_s`` after a dictation stopped cancels it."""
+
+    def __post_init__(self) -> None:
+        for name in ("double_press_s", "long_press_s"):
+            _positive(name, getattr(self, name))
+        if self.bounce_s < 0:
+            raise ValueError(f"bounce_s must be 0 or more, not {self.bounce_s}")
+        if self.cancel_pin is not None and self.cancel_pin == self.pin:
+            raise ValueError(f"cancel_pin must differ from pin ({self.pin})")
+
+
+@dataclass(frozen=True)
+class RgbPins:
+    red: int | str = 5
+    green: int | str = 6
+    blue: int | str = 13
+
+
+@dataclass(frozen=True)
+class LedSettings:
+    """Status light: one LED (on/off), one dimmable LED, or an RGB LED."""
+
+    kind: LedKind = "led"
+    pin: int | str = 27
+    rgb: RgbPins = field(default_factory=RgbPins)
+    active_high: bool = True
+    brightness: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.brightness <= 1:
+            raise ValueError(f"brightness must be in (0, 1], not {self.brightness}")
+
+
+@dataclass(frozen=True)
+class DictationSettings:
+    """One press–speak–release cycle (its length limit is ``audio.max_recording_s``, taps are shorter than
+    ``audio.min_recording_ms``)."""
+
+    auto_silence_s: float = 1.2
+    """``auto`` mode: stop after this much silence following speech."""
+    auto_no_speech_s: float = 8.0
+    """``auto`` mode: give up when nothing was said for this long."""
+    space_between: bool = True
+    """Type a space before a dictation that follows another one, so sentences do not run together."""
+    keep_microphone_open: bool = False
+    """Off: audio runs only while listening. On: the microphone stays open so ``audio.pre_roll_ms`` of sound
+    from before the press is kept (in memory only) and the first syllable is never clipped."""
+
+    def __post_init__(self) -> None:
+        for name in ("auto_silence_s", "auto_no_speech_s"):
+            _positive(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """Where the text goes and how the host's keyboard layout is set."""
+
+    transport: TransportName = "usb"
+    prefer: Literal["usb", "bluetooth"] = "usb"
+    """With ``transport: both``: the link used when both hosts are connected."""
+    layout: str = "us"
+    unsupported_characters: UnsupportedPolicy = UnsupportedPolicy.TRANSLITERATE
+    host_wait_s: float = 300.0
+    """How long text waits for an absent host before it is dropped (LED: waiting-for-host)."""
+
+    def __post_init__(self) -> None:
+        _positive("host_wait_s", self.host_wait_s)
+
+
+@dataclass(frozen=True)
+class UsbSettings:
+    device: Path = Path("/dev/hidg0")
+    udc: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Daemon housekeeping."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything ``voxkey run`` needs; ``source`` is the file it came from (None: defaults)."""
+
+    button: ButtonSettings = field(default_factory=ButtonSettings)
+    leds: LedSettings = field(default_factory=LedSettings)
+    dictation: DictationSettings = field(default_factory=DictationSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    commands: CommandSettings = field(default_factory=CommandSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+    usb: UsbSettings = field(default_factory=UsbSettings)
+    bluetooth: BluetoothSettings = field(default_factory=BluetoothSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    source: Path | None = field(default=None, compare=False)
+
+
+def _from_file(cls: type[Any], name: str) -> bool:
+    """``Config.source`` records where the file was; it is not a setting."""
+    return not (cls is Config and name == "source")
+
+
+def default_path() -> Path:
+    """``$VOXKEY_CONFIG`` or ``/etc/voxkey/config.yaml``."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_PATH)
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Read and validate a config file.
+
+    ``path`` None means the default location, where a missing file is fine
+    (defaults apply); a path the user named must exist.
+    """
+    if path is None:
+        candidate = default_path()
+        if not candidate.exists():
+            return Config()
+        path = candidate
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass an existing file with --config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return loads(text, path)
+
+
+def loads(text: str, path: str | Path = "<config>") -> Config:
+    """Parse config text; ``path`` only names the file in error messages."""
+    path = Path(path)
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+        raise ConfigError(f"not valid YAML: {exc.problem}", f"{path}:{line}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", str(path)) from None
+    finally:
+        loader.dispose()
+    reader = _Reader(path, yaml.SafeLoader(""))
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == "tag:yaml.org,2002:null"):
+        return dataclasses.replace(Config(), source=path)
+    config: Config = reader.dataclass_from(Config, root, "")
+    return dataclasses.replace(config, source=path)
+
+
+class _Reader:
+    """Builds typed values from YAML nodes, naming ``file:line`` on every mistake."""
+
+    def __init__(self, path: Path, constructor: yaml.SafeLoader) -> None:
+        self.path = path
+        self.constructor = constructor
+
+    def where(self, node: yaml.Node) -> str:
+        return f"{self.path}:{node.start_mark.line + 1}"
+
+    def fail(self, node: yaml.Node, message: str) -> ConfigError:
+        return ConfigError(message, self.where(node))
+
+    def dataclass_from(self, cls: type[Any], node: yaml.Node, name: str) -> Any:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, f"{name or 'the file'} must be a mapping of settings, not {self._show(node)}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init and _from_file(cls, f.name)}
+        values: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.constructor.construct_object(key_node)
+            if not isinstance(key, str) or key not in fields:
+                raise self.fail(key_node, self._unknown_key(key, name, list(fields)))
+            if key in values:
+                raise self.fail(key_node, f"{self._dotted(name, key)} is set twice")
+            values[key] = self.value_from(hints[key], value_node, self._dotted(name, key))
+        try:
+            result = cls(**values)
+            validate = getattr(result, "validate", None)
+            if callable(validate):
+                validate()
+        except ConfigError as exc:
+            raise self.fail(node, str(exc)) from None
+        except (ValueError, TypeError) as exc:
+            raise self.fail(node, f"{name or 'config'}: {exc}") from None
+        return result
+
+    def value_from(self, hint: Any, node: yaml.Node, name: str) -> Any:
+        origin = typing.get_origin(hint)
+        if origin is typing.Union or origin is types.UnionType:
+            return self._union_from(typing.get_args(hint), node, name)
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            return self.dataclass_from(hint, node, name)
+        if origin is Literal:
+            value = self._scalar(node, name)
+            choices = typing.get_args(hint)
+            if value not in choices:
+                raise self.fail(node, f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}")
+            return value
+        if origin in (list, tuple, frozenset, set):
+            return self._sequence_from(hint, origin, node, name)
+        if origin in (dict, Mapping) or origin is typing.get_origin(Mapping[str, str]):
+            return self._mapping_from(hint, node, name)
+        if isinstance(hint, type) and issubclass(hint, enum.Enum):
+            raw = self._scalar(node, name)
+            try:
+                return hint(raw)
+            except ValueError:
+                names = ", ".join(str(m.value) for m in hint)
+                raise self.fail(node, f"{name} must be one of {names}, not {raw!r}") from None
+        return self._plain_from(hint, node, name)
+
+    def _plain_from(self, hint: Any, node: yaml.Node, name: str) -> Any:
+        value = self._scalar(node, name)
+        if hint is Any or hint is object:
+            return value
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            raise self.fail(node, f"{name} must be true or false, not {value!r}")
+        if hint is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            raise self.fail(node, f"{name} must be a whole number, not {value!r}")
+        if hint is float:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            raise self.fail(node, f"{name} must be a number, not {value!r}")
+        if hint is str:
+            if isinstance(value, str):
+                return value
+            raise self.fail(node, f"{name} must be text, not {value!r}")
+        if hint is Path:
+            if isinstance(value, str) and value:
+                return Path(value).expanduser()
+            raise self.fail(node, f"{name} must be a path, not {value!r}")
+        if hint is type(None):
+            if value is None:
+                return None
+            raise self.fail(node, f"{name} must be empty (null), not {value!r}")
+        raise self.fail(node, f"{name}: settings of type {hint!r} cannot be read from YAML")
+
+    def _union_from(self, options: tuple[Any, ...], node: yaml.Node, name: str) -> Any:
+        is_null = isinstance(node, yaml.ScalarNode) and self.constructor.construct_object(node) is None
+        if is_null and type(None) in options:
+            return None
+        errors: list[ConfigError] = []
+        # Exact types first, so `pin: 17` stays an int in `int | str`.
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return self.value_from(option, node, name)
+            except ConfigError as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        allowed = " or ".join(_describe(o) for o in options)
+        raise self.fail(node, f"{name} must be {allowed}, not {self._show(node)}")
+
+    def _sequence_from(self, hint: Any, origin: Any, node: yaml.Node, name: str) -> Any:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, f"{name} must be a list, not {self._show(node)}")
+        args = typing.get_args(hint)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(node.value):
+                raise self.fail(node, f"{name} must have {len(args)} items, not {len(node.value)}")
+            pairs = enumerate(zip(args, node.value, strict=True))
+            return tuple(self.value_from(a, n, f"{name}[{i}]") for i, (a, n) in pairs)
+        item = args[0] if args else Any
+        items = [self.value_from(item, n, f"{name}[{i}]") for i, n in enumerate(node.value)]
+        return origin(items)
+
+    def _mapping_from(self, hint: Any, node: yaml.Node, name: str) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, f"{name} must be a mapping, not {self._show(node)}")
+        key_type, value_type = typing.get_args(hint) or (Any, Any)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.value_from(key_type, key_node, f"{name} key")
+            result[key] = self.value_from(value_type, value_node, f"{name}.{key}")
+        return result
+
+    def _scalar(self, node: yaml.Node, name: str) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+            raise self.fail(node, f"{name} must be a single value, not {kind}")
+        return self.constructor.construct_object(node)
+
+    def _show(self, node: yaml.Node) -> str:
+        if isinstance(node, yaml.ScalarNode):
+            return repr(self.constructor.construct_object(node))
+        return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+
+    @staticmethod
+    def _dotted(parent: str, key: str) -> str:
+        return f"{parent}.{key}" if parent else key
+
+    def _unknown_key(self, key: object, section: str, known: list[str]) -> str:
+        where = f"in {section}" if section else "at the top level"
+        hint = difflib.get_close_matches(str(key), known, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"unknown setting {key!r} {where}{suggestion}; known: {', '.join(known)}"
+
+
+def _describe(hint: Any) -> str:
+    names = {int: "a whole number", float: "a number", str: "text", bool: "true/false", Path: "a path"}
+    if hint in names:
+        return names[hint]
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    return getattr(hint, "__name__", str(hint))
+
+
+def dump_defaults() -> str:
+    """The default configuration as YAML, for ``voxkey config defaults``."""
+    return yaml.safe_dump(_plain(Config()), sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = dataclasses.fields(value)
+        return {f.name: _plain(getattr(value, f.name)) for f in fields if _from_file(type(value), f.name)}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list | frozenset | set):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value

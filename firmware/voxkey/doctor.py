@@ -1,0 +1,309 @@
+"""``voxkey doctor``: every reason the keyboard might not work, each with what to do about it.
+
+A check looks at the system the way the daemon would use it (the same config,
+the same device paths) but never takes anything over: it does not open the
+microphone stream, bind the gadget or claim GPIO lines, so it is safe to run
+while the service is running. Checks that do not apply to the configured
+transport or button are reported as "not used" instead of failing.
+
+Kernel and device paths come from ``SystemPaths`` so tests can point them at
+a temporary tree shaped like sysfs and /dev.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voxkey.config import Config
+from voxkey.errors import ConfigError, ModelError
+from voxkey.models import find_model, verify_model
+
+
+@dataclass(frozen=True)
+class SystemPaths:
+    """Where the kernel shows what the checks look at."""
+
+    udc_class: Path = Path("/sys/class/udc")
+    configfs: Path = Path("/sys/kernel/config")
+    bluetooth_class: Path = Path("/sys/class/bluetooth")
+    rfkill_class: Path = Path("/sys/class/rfkill")
+    dev: Path = Path("/dev")
+    boot_config: tuple[Path, ...] = (Path("/boot/firmware/config.txt"), Path("/boot/config.txt"))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    used: bool = True
+
+
+@dataclass
+class Doctor:
+    config: Config
+    config_error: ConfigError | None = None
+    paths: SystemPaths = field(default_factory=SystemPaths)
+
+    @property
+    def transport(self) -> str:
+        return self.config.output.transport
+
+    def uses_usb(self) -> bool:
+        return self.transport in ("usb", "both")
+
+    def uses_bluetooth(self) -> bool:
+        return self.transport in ("bluetooth", "both")
+
+    def checks(self) -> list[Callable[[], CheckResult]]:
+        return [
+            self.check_config,
+            self.check_model,
+            self.check_audio,
+            self.check_udc,
+            self.check_gadget,
+            self.check_hidg,
+            self.check_uinput,
+            self.check_bluetooth,
+            self.check_gpio,
+        ]
+
+    def run(self) -> list[CheckResult]:
+        results = []
+        for check in self.checks():
+            try:
+                results.append(check())
+            except Exception as exc:  # a check that crashes is a finding too, not a reason to stop
+                name = check.__name__.removeprefix("check_")
+                results.append(CheckResult(name, False, f"check failed: {exc}", "report this as a voxkey bug"))
+        return results
+
+    # --- individual checks ----------------------------------------------------------------------
+
+    def check_config(self) -> CheckResult:
+        if self.config_error is not None:
+            return CheckResult("config", False, str(self.config_error), "edit the file at the line shown")
+        where = self.config.source or "built-in defaults (no config file)"
+        return CheckResult("config", True, f"{where}: valid")
+
+    def check_model(self) -> CheckResult:
+        name = self.config.asr.model
+        try:
+            path = find_model(name)
+        except ModelError as exc:
+            return CheckResult("model", False, str(exc), f"voxkey models download {name}")
+        status = verify_model(path)
+        if not status.ok:
+            return CheckResult("model", False, f"{path}: {status.detail}", f"voxkey models download {name}")
+        if not os.access(path, os.R_OK):
+            return CheckResult("model", False, f"{path} is not readable", f"chmod a+r {path}")
+        return CheckResult("model", True, f"{path} ({status.verdict}: {status.detail})")
+
+    def check_audio(self) -> CheckResult:
+        wanted = self.config.audio.device
+        try:
+            import sounddevice as sd
+
+            devices = sd.query_devices()
+        except (OSError, ImportError) as exc:
+            return CheckResult("audio", False, f"PortAudio is not usable: {exc}", "sudo apt install libportaudio2")
+        inputs = [(i, str(d["name"])) for i, d in enumerate(devices) if d["max_input_channels"] > 0]
+        if not inputs:
+            return CheckResult(
+                "audio",
+                False,
+                "no microphone found",
+                "plug in a USB microphone or set up the HAT (hardware/microphones.md); check with arecord -l",
+            )
+        names = ", ".join(name for _, name in inputs)
+        if wanted is None or wanted == "":
+            return CheckResult("audio", True, f"default input; microphones: {names}")
+        if isinstance(wanted, int) or str(wanted).isdigit():
+            index = int(wanted)
+            match = [name for i, name in inputs if i == index]
+        else:
+            match = [name for _, name in inputs if str(wanted).lower() in name.lower()]
+        if not match:
+            return CheckResult(
+                "audio", False, f"audio.device {wanted!r} matches no microphone (have: {names})", "fix audio.device"
+            )
+        return CheckResult("audio", True, f"audio.device {wanted!r} → {match[0]}")
+
+    def check_udc(self) -> CheckResult:
+        if not self.uses_usb():
+            return CheckResult("usb controller", True, "not used (transport is not usb)", used=False)
+        controllers = sorted(p.name for p in self.paths.udc_class.glob("*")) if self.paths.udc_class.is_dir() else []
+        if not controllers:
+            return CheckResult(
+                "usb controller",
+                False,
+                f"no USB device controller in {self.paths.udc_class}",
+                self._dwc2_fix(),
+            )
+        wanted = self.config.usb.udc
+        if wanted and wanted not in controllers:
+            return CheckResult(
+                "usb controller", False, f"usb.udc {wanted!r} not found (have: {', '.join(controllers)})", "fix usb.udc"
+            )
+        udc = wanted or controllers[0]
+        state = _read(self.paths.udc_class / udc / "state") or "unknown"
+        detail = f"{udc}, state {state}"
+        if state != "configured":
+            detail += " (no host has enumerated the keyboard: plug the OTG port into a computer)"
+        return CheckResult("usb controller", True, detail)
+
+    def _dwc2_fix(self) -> str:
+        for config_txt in self.paths.boot_config:
+            text = _read(config_txt)
+            if text is not None:
+                if "dtoverlay=dwc2" in text:
+                    return f"dtoverlay=dwc2 is in {config_txt}: reboot, and use the OTG/USB-C data port"
+                return f"add dtoverlay=dwc2,dr_mode=peripheral to {config_txt} and reboot (install.sh does this)"
+        return "this board has no USB device controller; use a Pi Zero 2 W, 4 or 5, or transport bluetooth"
+
+    def check_gadget(self) -> CheckResult:
+        if not self.uses_usb():
+            return CheckResult("usb gadget", True, "not used (transport is not usb)", used=False)
+        gadget = self.paths.configfs / "usb_gadget" / "voxkey"
+        if not (self.paths.configfs / "usb_gadget").is_dir():
+            return CheckResult(
+                "usb gadget",
+                False,
+                f"{self.paths.configfs}/usb_gadget is missing (libcomposite not loaded)",
+                "sudo modprobe libcomposite, and add libcomposite to /etc/modules",
+            )
+        if not gadget.is_dir():
+            return CheckResult("usb gadget", False, f"{gadget} does not exist", "sudo systemctl start voxkey-gadget")
+        bound = _read(gadget / "UDC")
+        if not bound:
+            return CheckResult("usb gadget", False, f"{gadget} is not bound to a controller", "sudo voxkey-gadget up")
+        return CheckResult("usb gadget", True, f"bound to {bound}")
+
+    def check_hidg(self) -> CheckResult:
+        if not self.uses_usb():
+            return CheckResult("keyboard device", True, "not used (transport is not usb)", used=False)
+        device = self.config.usb.device
+        if not device.exists():
+            return CheckResult(
+                "keyboard device",
+                False,
+                f"{device} does not exist",
+                "sudo systemctl start voxkey-gadget (voxkey-gadget up)",
+            )
+        return _access_result("keyboard device", device, "voxkey", "the udev rule /etc/udev/rules.d/70-voxkey.rules")
+
+    def check_uinput(self) -> CheckResult:
+        if self.transport != "uinput":
+            return CheckResult("/dev/uinput", True, "not used (transport is not uinput)", used=False)
+        device = self.paths.dev / "uinput"
+        if not device.exists():
+            return CheckResult("/dev/uinput", False, f"{device} does not exist", "sudo modprobe uinput")
+        return _access_result("/dev/uinput", device, "input", "sudo setfacl -m u:$USER:rw /dev/uinput")
+
+    def check_bluetooth(self) -> CheckResult:
+        if not self.uses_bluetooth():
+            return CheckResult("bluetooth", True, "not used (transport is not bluetooth)", used=False)
+        adapters = (
+            sorted(p.name for p in self.paths.bluetooth_class.glob("hci*"))
+            if self.paths.bluetooth_class.is_dir()
+            else []
+        )
+        if not adapters:
+            return CheckResult(
+                "bluetooth",
+                False,
+                "no Bluetooth adapter (no hci device)",
+                "enable it: remove dtoverlay=disable-bt from config.txt, or plug in a USB adapter",
+            )
+        for rfkill in sorted(self.paths.rfkill_class.glob("rfkill*")) if self.paths.rfkill_class.is_dir() else []:
+            if _read(rfkill / "type") == "bluetooth" and _read(rfkill / "soft") == "1":
+                return CheckResult(
+                    "bluetooth", False, f"{adapters[0]} is blocked by rfkill", "sudo rfkill unblock bluetooth"
+                )
+        if not Path("/run/dbus/system_bus_socket").exists():
+            return CheckResult(
+                "bluetooth", False, "the system D-Bus is not running", "sudo systemctl start dbus bluetooth"
+            )
+        return CheckResult("bluetooth", True, f"adapter {', '.join(adapters)}")
+
+    def check_gpio(self) -> CheckResult:
+        if self.config.button.source != "gpio" and self.config.leds.kind == "none":
+            return CheckResult("gpio", True, "not used (terminal button, no LED)", used=False)
+        chips = sorted(self.paths.dev.glob("gpiochip*"))
+        if not chips:
+            return CheckResult(
+                "gpio",
+                False,
+                f"no GPIO chip in {self.paths.dev}",
+                "run voxkey on a Raspberry Pi, or use button.source terminal",
+            )
+        denied = [str(chip) for chip in chips if not os.access(chip, os.R_OK | os.W_OK)]
+        if denied:
+            return CheckResult(
+                "gpio",
+                False,
+                f"no read/write access to {', '.join(denied)}",
+                f"sudo usermod -aG gpio {_user()} and log in again (the service user is in group gpio)",
+            )
+        pins = [str(self.config.button.pin)]
+        if self.config.button.cancel_pin is not None:
+            pins.append(str(self.config.button.cancel_pin))
+        return CheckResult(
+            "gpio", True, f"{', '.join(c.name for c in chips)} accessible; button on GPIO {', '.join(pins)}"
+        )
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def _access_result(name: str, device: Path, group: str, how: str) -> CheckResult:
+    if os.access(device, os.R_OK | os.W_OK):
+        return CheckResult(name, True, f"{device} is readable and writable")
+    try:
+        owner_group = grp.getgrgid(device.stat().st_gid).gr_name
+    except (KeyError, OSError):
+        owner_group = "?"
+    return CheckResult(
+        name,
+        False,
+        f"no read/write access to {device} (group {owner_group})",
+        f"run as a member of group {group} (sudo usermod -aG {group} {_user()}); check {how}",
+    )
+
+
+def run_checks(
+    config: Config, config_error: ConfigError | None = None, paths: SystemPaths | None = None
+) -> list[CheckResult]:
+    return Doctor(config, config_error, paths or SystemPaths()).run()
+
+
+def format_results(results: list[CheckResult]) -> str:
+    """One line per check; failures get a second line saying what to do."""
+    lines = []
+    for result in results:
+        mark = "ok  " if result.ok else "FAIL"
+        if not result.used:
+            mark = "--  "
+        lines.append(f"{mark} {result.name}: {result.detail}")
+        if not result.ok and result.fix:
+            lines.append(f"     fix: {result.fix}")
+    failed = sum(1 for r in results if not r.ok)
+    lines.append("all checks passed" if not failed else f"{failed} problem{'s' if failed > 1 else ''} found")
+    return "\n".join(lines)

@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# voxkey installer for Raspberry Pi OS Bookworm (Debian 12): one command, safe to run again.
+#
+#   sudo ./install.sh                          install or update from this checkout
+#   sudo ./install.sh --config-example bluetooth
+#   sudo ./install.sh --model-from DIR         copy the model from DIR instead of downloading it
+#   sudo ./install.sh --uninstall [--purge]    remove voxkey (--purge: config, models and user too)
+#
+# What it does: apt packages; a Python venv in /opt/voxkey/venv with voxkey in it;
+# the system user `voxkey` (groups audio, gpio, bluetooth); a udev rule giving
+# /dev/hidg0 to group voxkey; USB device mode (dtoverlay=dwc2 in config.txt,
+# dwc2 + libcomposite in /etc/modules); /etc/voxkey/config.yaml from examples/
+# (never overwritten); the whisper model via `voxkey models download`; the
+# systemd units, enabled. Every step checks first, so a second run changes
+# nothing and an interrupted run can simply be repeated.
+#
+# Environment overrides (tests, unusual systems): VOXKEY_ROOT_PREFIX prefixes
+# /boot paths, VOXKEY_SKIP_APT=1 skips apt-get.
+set -euo pipefail
+
+readonly PREFIX=/opt/voxkey
+readonly VENV=$PREFIX/venv
+readonly CONFIG_DIR=/etc/voxkey
+readonly STATE_DIR=/var/lib/voxkey
+readonly MODEL_DIR=$STATE_DIR/models
+readonly SBIN=/usr/local/sbin
+readonly SHARE=/usr/local/share/voxkey
+readonly UNIT_DIR=/etc/systemd/system
+readonly UDEV_RULE=/etc/udev/rules.d/70-voxkey.rules
+readonly MODULES_FILE=/etc/modules
+readonly USER_NAME=voxkey
+readonly BEGIN_MARK="# >>> voxkey (install.sh; removed by install.sh --uninstall) >>>"
+readonly END_MARK="# <<< voxkey <<<"
+readonly APT_PACKAGES=(
+    python3 python3-venv python3-dev gcc libc6-dev # the venv; gcc builds evdev's small C extension
+    libportaudio2 alsa-utils                        # microphone (sounddevice) and arecord for checks
+    bluez dbus                                      # Bluetooth LE keyboard
+    ca-certificates                                 # model download over HTTPS
+)
+
+SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BOOT_PREFIX=${VOXKEY_ROOT_PREFIX:-}
+REBOOT_NEEDED=0
+
+say() { echo "voxkey-install: $*"; }
+die() {
+    echo "voxkey-install: error: $*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+booted_with_systemd() { [[ -d /run/systemd/system ]]; }
+
+# --- small idempotent helpers -------------------------------------------------------------------
+
+# Remove our marked block from a file (no-op when absent).
+remove_block() {
+    local file=$1
+    [[ -f $file ]] || return 0
+    if grep -qF "$BEGIN_MARK" "$file"; then
+        sed -i "\|^${BEGIN_MARK}\$|,\|^${END_MARK}\$|d" "$file"
+        return 0
+    fi
+    return 0
+}
+
+# Make our marked block in FILE hold exactly LINES; 0 = unchanged, 1 = changed.
+ensure_block() {
+    local file=$1
+    shift
+    local wanted current
+    wanted=$(printf '%s\n' "$BEGIN_MARK" "$@" "$END_MARK")
+    current=$(sed -n "\|^${BEGIN_MARK}\$|,\|^${END_MARK}\$|p" "$file" 2>/dev/null || true)
+    if [[ $current == "$wanted" ]]; then
+        return 0
+    fi
+    remove_block "$file"
+    printf '%s\n' "$wanted" >>"$file"
+    return 1
+}
+
+# A line present outside our block (the user or the image already has it).
+has_own_line() {
+    local file=$1 pattern=$2
+    [[ -f $file ]] || return 1
+    sed "\|^${BEGIN_MARK}\$|,\|^${END_MARK}\$|d" "$file" | grep -Eq "$pattern"
+}
+
+# --- install steps ------------------------------------------------------------------------------
+
+check_system() {
+    [[ $(id -u) -eq 0 ]] || die "run as root: sudo $0"
+    if [[ -r /etc/os-release ]]; then
+        # shellcheck disable=SC1091 # present on every Debian system, not part of this repository
+        . /etc/os-release
+        if [[ ${VERSION_CODENAME:-} != bookworm ]]; then
+            say "warning: made for Raspberry Pi OS / Debian bookworm, this is ${PRETTY_NAME:-unknown}"
+        fi
+    fi
+    [[ -f $SOURCE_DIR/pyproject.toml ]] || die "run install.sh from a voxkey checkout ($SOURCE_DIR has no pyproject.toml)"
+}
+
+install_apt_packages() {
+    if [[ ${VOXKEY_SKIP_APT:-0} == 1 ]]; then
+        say "skipping apt packages (VOXKEY_SKIP_APT=1)"
+        return
+    fi
+    local packages=("${APT_PACKAGES[@]}")
+    # Raspberry Pi OS packages lgpio (gpiozero's backend on a Pi 5); the venv sees it.
+    if apt-cache show python3-lgpio >/dev/null 2>&1; then
+        packages+=(python3-lgpio)
+    fi
+    if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
+        say "installing apt packages: ${packages[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+    else
+        say "apt packages already installed"
+    fi
+}
+
+ensure_group() {
+    getent group "$1" >/dev/null || groupadd --system "$1"
+}
+
+install_user() {
+    local group
+    for group in voxkey gpio bluetooth audio; do
+        ensure_group "$group"
+    done
+    if ! id "$USER_NAME" >/dev/null 2>&1; then
+        say "creating system user $USER_NAME"
+        useradd --system --gid voxkey --home-dir "$STATE_DIR" --no-create-home --shell /usr/sbin/nologin \
+            --comment "voxkey voice keyboard" "$USER_NAME"
+    fi
+    usermod -aG audio,gpio,bluetooth "$USER_NAME"
+}
+
+install_venv() {
+    if [[ ! -x $VENV/bin/python ]]; then
+        say "creating the Python environment in $VENV"
+        mkdir -p "$PREFIX"
+        python3 -m venv --system-site-packages "$VENV"
+    fi
+    say "installing voxkey into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SOURCE_DIR"
+    ln -sfn "$VENV/bin/voxkey" /usr/local/bin/voxkey
+    install -m 0644 "$SOURCE_DIR/README.md" "$PREFIX/README.md"
+}
+
+install_gadget_files() {
+    install -d "$SBIN" "$SHARE"
+    install -m 0755 "$SOURCE_DIR/gadget/voxkey-gadget" "$SBIN/voxkey-gadget"
+    install -m 0644 "$SOURCE_DIR/gadget/keyboard-report-descriptor.hex" "$SHARE/keyboard-report-descriptor.hex"
+}
+
+install_udev_rule() {
+    local rule='SUBSYSTEM=="hidg", KERNEL=="hidg[0-9]*", GROUP="voxkey", MODE="0660"'
+    local content
+    content=$(printf '# voxkey: the USB keyboard gadget belongs to the voxkey service user.\n%s\n' "$rule")
+    if [[ ! -f $UDEV_RULE ]] || [[ $(cat "$UDEV_RULE") != "$content" ]]; then
+        install -d "$(dirname "$UDEV_RULE")"
+        printf '%s\n' "$content" >"$UDEV_RULE"
+        say "udev rule $UDEV_RULE written"
+        if [[ -d /run/udev ]] && command -v udevadm >/dev/null; then
+            udevadm control --reload-rules || true
+            udevadm trigger --subsystem-match=hidg || true
+        fi
+    fi
+}
+
+boot_config_file() {
+    local candidate
+    for candidate in "$BOOT_PREFIX/boot/firmware/config.txt" "$BOOT_PREFIX/boot/config.txt"; do
+        if [[ -f $candidate ]]; then
+            echo "$candidate"
+            return
+        fi
+    done
+}
+
+install_usb_device_mode() {
+    local config_txt modules=()
+    config_txt=$(boot_config_file)
+    if [[ -z $config_txt ]]; then
+        say "no Raspberry Pi config.txt found: skipping dtoverlay=dwc2 (USB gadget mode needs it on a Pi)"
+    elif has_own_line "$config_txt" '^[[:space:]]*dtoverlay=dwc2'; then
+        say "$config_txt already enables dwc2"
+    elif ! ensure_block "$config_txt" "[all]" "dtoverlay=dwc2,dr_mode=peripheral"; then
+        say "enabled USB device mode in $config_txt"
+        REBOOT_NEEDED=1
+    fi
+    has_own_line "$MODULES_FILE" '^[[:space:]]*dwc2([[:space:]]|$)' || modules+=(dwc2)
+    has_own_line "$MODULES_FILE" '^[[:space:]]*libcomposite([[:space:]]|$)' || modules+=(libcomposite)
+    touch "$MODULES_FILE"
+    if [[ ${#modules[@]} -eq 0 ]]; then
+        remove_block "$MODULES_FILE"
+    elif ! ensure_block "$MODULES_FILE" "${modules[@]}"; then
+        say "added ${modules[*]} to $MODULES_FILE"
+        REBOOT_NEEDED=1
+    fi
+}
+
+install_config() {
+    local example=$1
+    install -d -m 0755 "$CONFIG_DIR"
+    if [[ -e $CONFIG_DIR/config.yaml ]]; then
+        say "keeping the existing $CONFIG_DIR/config.yaml"
+    else
+        install -m 0644 "$SOURCE_DIR/examples/$example.yaml" "$CONFIG_DIR/config.yaml"
+        say "wrote $CONFIG_DIR/config.yaml from examples/$example.yaml"
+    fi
+    "$VENV/bin/voxkey" config check "$CONFIG_DIR/config.yaml"
+}
+
+configured_model() {
+    "$VENV/bin/python" -c 'from voxkey import config; print(config.load("/etc/voxkey/config.yaml").asr.model)'
+}
+
+install_model() {
+    local model_from=$1 skip=$2 model file
+    install -d -m 0755 -o "$USER_NAME" -g voxkey "$STATE_DIR" "$MODEL_DIR"
+    if [[ $skip == 1 ]]; then
+        say "skipping the model (--no-model); voxkey doctor will say which one is missing"
+        return
+    fi
+    model=$(configured_model)
+    file=$MODEL_DIR/ggml-$model.bin
+    if [[ -f $file ]]; then
+        say "model $model already in $MODEL_DIR"
+    elif [[ -n $model_from ]]; then
+        [[ -f $model_from/ggml-$model.bin ]] || die "$model_from has no ggml-$model.bin"
+        install -m 0644 "$model_from/ggml-$model.bin" "$file"
+        if [[ -f $model_from/SHA256SUMS ]]; then
+            grep " \*\{0,1\}ggml-$model.bin\$" "$model_from/SHA256SUMS" >"$MODEL_DIR/SHA256SUMS" || rm -f "$MODEL_DIR/SHA256SUMS"
+        fi
+        say "copied model $model from $model_from"
+    else
+        say "downloading model $model"
+        VOXKEY_MODEL_DIR=$MODEL_DIR "$VENV/bin/voxkey" models download "$model"
+    fi
+    chown -R "$USER_NAME:voxkey" "$MODEL_DIR"
+}
+
+install_units() {
+    local unit
+    for unit in voxkey.service voxkey-gadget.service; do
+        install -m 0644 "$SOURCE_DIR/systemd/$unit" "$UNIT_DIR/$unit"
+    done
+    if booted_with_systemd; then
+        systemctl daemon-reload
+    fi
+    systemctl enable voxkey-gadget.service voxkey.service >/dev/null 2>&1 ||
+        systemctl --root=/ enable voxkey-gadget.service voxkey.service
+    say "services enabled: voxkey-gadget.service voxkey.service"
+}
+
+start_units() {
+    local no_start=$1
+    if [[ $no_start == 1 ]] || ! booted_with_systemd; then
+        say "not starting the services now (they start at boot)"
+        return
+    fi
+    if [[ $REBOOT_NEEDED == 1 ]]; then
+        say "USB device mode was just enabled: reboot to start voxkey (sudo reboot)"
+        return
+    fi
+    systemctl restart voxkey-gadget.service || say "warning: the USB gadget did not come up; see: voxkey doctor"
+    systemctl restart voxkey.service
+    say "voxkey is running: systemctl status voxkey"
+}
+
+do_install() {
+    local example=$1 model_from=$2 no_model=$3 no_start=$4
+    check_system
+    install_apt_packages
+    install_user
+    install_venv
+    install_gadget_files
+    install_udev_rule
+    install_usb_device_mode
+    install_config "$example"
+    install_model "$model_from" "$no_model"
+    install_units
+    start_units "$no_start"
+    say "done. Check everything with: voxkey doctor"
+}
+
+# --- uninstall ----------------------------------------------------------------------------------
+
+do_uninstall() {
+    local purge=$1 unit config_txt
+    [[ $(id -u) -eq 0 ]] || die "run as root: sudo $0 --uninstall"
+    for unit in voxkey.service voxkey-gadget.service; do
+        if booted_with_systemd; then
+            systemctl disable --now "$unit" >/dev/null 2>&1 || true
+        else
+            systemctl disable "$unit" >/dev/null 2>&1 || true
+        fi
+        rm -f "$UNIT_DIR/$unit"
+    done
+    if booted_with_systemd; then
+        systemctl daemon-reload
+    fi
+    rm -f "$UDEV_RULE" "$SBIN/voxkey-gadget" /usr/local/bin/voxkey
+    rm -rf "$SHARE" "$PREFIX"
+    remove_block "$MODULES_FILE"
+    config_txt=$(boot_config_file)
+    if [[ -n $config_txt ]]; then
+        remove_block "$config_txt"
+    fi
+    if [[ $purge == 1 ]]; then
+        rm -rf "$CONFIG_DIR" "$STATE_DIR"
+        if id "$USER_NAME" >/dev/null 2>&1; then
+            userdel "$USER_NAME"
+        fi
+        if getent group voxkey >/dev/null; then
+            groupdel voxkey
+        fi
+        say "removed voxkey, its config, models and user"
+    else
+        say "removed voxkey (kept $CONFIG_DIR, $STATE_DIR and user $USER_NAME; --purge removes them)"
+    fi
+}
+
+main() {
+    local action=install purge=0 example=usb model_from="" no_model=0 no_start=0
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+        --uninstall) action=uninstall ;;
+        --purge) purge=1 ;;
+        --config-example)
+            [[ $# -ge 2 ]] || usage 2
+            example=$2
+            shift
+            ;;
+        --model-from)
+            [[ $# -ge 2 ]] || usage 2
+            model_from=$(cd "$2" && pwd)
+            shift
+            ;;
+        --no-model) no_model=1 ;;
+        --no-start) no_start=1 ;;
+        -h | --help) usage 0 ;;
+        *) usage 2 ;;
+        esac
+        shift
+    done
+    [[ -f $SOURCE_DIR/examples/$example.yaml ]] || die "no example config examples/$example.yaml"
+    if [[ $action == uninstall ]]; then
+        do_uninstall "$purge"
+    else
+        do_install "$example" "$model_from" "$no_model" "$no_start"
+    fi
+}
+
+main "$@"

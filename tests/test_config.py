@@ -1,0 +1,169 @@
+"""The config file: typed values with defaults, and errors that point at file:line and the wrong value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voxkey import config
+from voxkey.cli import main
+from voxkey.config import Config
+from voxkey.errors import ConfigError
+from voxkey.typing_policy import UnsupportedPolicy
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> ConfigError:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    return caught.value
+
+
+def test_empty_file_is_the_defaults(tmp_path: Path) -> None:
+    loaded = config.load(write(tmp_path, "# nothing set\n"))
+    assert loaded == Config()
+    assert loaded.source == tmp_path / "config.yaml"
+    assert loaded.button.mode == "hold"
+    assert loaded.output.transport == "usb"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_config_is_valid(path: Path) -> None:
+    loaded = config.load(path)
+    assert loaded.source == path
+
+
+def test_examples_cover_usb_bluetooth_and_simulation() -> None:
+    by_name = {p.stem: config.load(p) for p in EXAMPLES}
+    assert by_name["usb"].output.transport == "usb"
+    assert by_name["bluetooth"].output.transport in ("bluetooth", "both")
+    assert by_name["simulate"].output.transport == "terminal"
+    assert by_name["simulate"].button.source == "terminal"
+    assert by_name["simulate"].leds.kind == "none"
+
+
+def test_values_are_typed(tmp_path: Path) -> None:
+    loaded = config.load(
+        write(
+            tmp_path,
+            """
+button:
+  pin: GPIO17
+  cancel_pin: 22
+  mode: toggle
+  double_press_s: 1      # an int where a float is expected is fine
+leds:
+  kind: rgb
+  rgb: {red: 5, green: 6, blue: 13}
+output:
+  unsupported_characters: skip
+usb:
+  device: ~/hidg-test
+commands:
+  disabled_phrases: [period, comma]
+  replacements: {vox key: voxkey}
+audio:
+  device: 2
+""",
+        )
+    )
+    assert loaded.button.pin == "GPIO17"
+    assert loaded.button.cancel_pin == 22
+    assert loaded.button.double_press_s == 1.0 and isinstance(loaded.button.double_press_s, float)
+    assert loaded.leds.rgb.blue == 13
+    assert loaded.output.unsupported_characters is UnsupportedPolicy.SKIP
+    assert loaded.usb.device == Path("~/hidg-test").expanduser()
+    assert loaded.commands.disabled_phrases == frozenset({"period", "comma"})
+    assert dict(loaded.commands.replacements) == {"vox key": "voxkey"}
+    assert loaded.audio.device == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("button:\n  pin: 17\n  mode: holdd\n", 3, "button.mode must be one of hold, toggle, auto, not 'holdd'"),
+        ("button:\n  pull_up: 1\n", 2, "button.pull_up must be true or false, not 1"),
+        ("button:\n  pin: [1, 2]\n", 2, "button.pin must be a whole number or text, not a list"),
+        ("button:\n  pin: 1.5\n", 2, "button.pin must be a whole number or text, not 1.5"),
+        ("leds:\n  kind: pwm\n  brightness: 2\n", 2, "brightness must be in (0, 1], not 2"),
+        ("\n\noutput:\n  host_wait_s: fast\n", 4, "output.host_wait_s must be a number, not 'fast'"),
+        ("output:\n  unsupported_characters: guess\n", 2, "must be one of transliterate, skip, linux, not 'guess'"),
+        ("vad:\n  aggressiveness: 7\n", 2, "vad.aggressiveness must be 0, 1, 2 or 3, not 7"),
+        ("asr:\n  threads: 0\n", 2, "asr.threads must be at least 1, not 0"),
+        ("button: 17\n", 1, "button must be a mapping of settings, not 17"),
+        ("- just\n- a list\n", 1, "the file must be a mapping of settings"),
+        ("dictation:\n  auto_silence_s: -1\n", 2, "auto_silence_s must be greater than 0, not -1"),
+        ("button:\n  pin: 17\n  cancel_pin: 17\n", 2, "cancel_pin must differ from pin (17)"),
+    ],
+)
+def test_wrong_value_names_file_line_and_value(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    error = error_of(tmp_path, text)
+    assert error.where == f"{tmp_path / 'config.yaml'}:{line}"
+    assert str(error).startswith(f"{tmp_path / 'config.yaml'}:{line}: ")
+    assert fragment in str(error)
+    assert "\n" not in str(error)
+
+
+def test_unknown_setting_suggests_the_close_one(tmp_path: Path) -> None:
+    error = error_of(tmp_path, "button:\n  pin: 17\n  long_pres_s: 2\n")
+    assert error.where is not None and error.where.endswith(":3")
+    assert "unknown setting 'long_pres_s' in button (did you mean 'long_press_s'?)" in str(error)
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    error = error_of(tmp_path, "buton:\n  pin: 17\n")
+    assert error.where is not None and error.where.endswith(":1")
+    assert "unknown setting 'buton' at the top level (did you mean 'button'?)" in str(error)
+
+
+def test_setting_twice_is_an_error(tmp_path: Path) -> None:
+    error = error_of(tmp_path, "button:\n  pin: 17\n  pin: 18\n")
+    assert error.where is not None and error.where.endswith(":3")
+    assert "button.pin is set twice" in str(error)
+
+
+def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
+    error = error_of(tmp_path, "button:\n  pin: 17\n mode: [hold\n")
+    assert error.where is not None and error.where.startswith(str(tmp_path / "config.yaml") + ":")
+    assert "not valid YAML" in str(error)
+
+
+def test_missing_named_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "absent.yaml")
+
+
+def test_missing_default_file_means_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.CONFIG_ENV, str(tmp_path / "absent.yaml"))
+    assert config.load() == Config()
+
+
+def test_default_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.CONFIG_ENV, str(write(tmp_path, "button:\n  mode: auto\n")))
+    assert config.load().button.mode == "auto"
+
+
+def test_defaults_dump_loads_back_to_the_defaults(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, config.dump_defaults())) == Config()
+
+
+def test_cli_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write(tmp_path, "button:\n  mode: toggle\n")
+    assert main(["config", "check", str(good)]) == 0
+    assert "ok (toggle mode" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("output:\n  transport: carrier-pigeon\n")
+    assert main(["config", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: output.transport must be one of" in err
+    assert "'carrier-pigeon'" in err

@@ -1,0 +1,657 @@
+"""The whole dictation cycle: MockFactory button pins, a real speech WAV as the microphone, real whisper.
+
+The "microphone" is a WAV file played in real time from the moment the daemon
+opens it (at the press, since audio runs only while listening), followed by
+silence, like a room where someone speaks right after pressing. What the host
+would receive is captured as HID reports and decoded with the host layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
+
+from voxkey.asr import AsrSettings, WhisperEngine
+from voxkey.audio import AudioSettings, WavFileSource, read_wav, write_wav
+from voxkey.cli import main
+from voxkey.config import ButtonSettings, Config, DictationSettings, LedSettings, OutputSettings
+from voxkey.daemon import Daemon, RunOptions, install_signal_handlers
+from voxkey.dictation import transcribe_file
+from voxkey.errors import HostUnavailableError
+from voxkey.hid import RELEASE_ALL, USAGES
+from voxkey.keymap import Layout, decode
+from voxkey.notify import SystemdNotifier
+from voxkey.transports.usb import UsbHidLink
+from voxkey.ui import LightState
+
+REPO = Path(__file__).resolve().parents[1]
+SPEECH = REPO.parent / "shared" / "speech"
+SHORT = SPEECH / "3752-4944-0002.wav"  # 3.2 s: "In the valley of the shadow of death he is with us"
+SHORT_2 = SPEECH / "3752-4944-0000.wav"  # 3.3 s: "Captain Frere says that the scenery is delightful"
+JFK = SPEECH / "jfk.wav"
+MODEL = "tiny.en-q5_1"
+BUTTON, LED = 17, 27
+US = Layout.load("us")
+
+
+# --- fixtures: the model, the room, the pins ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[WhisperEngine]:
+    loaded = WhisperEngine(AsrSettings(model=MODEL, threads=1))
+    yield loaded
+    loaded.close()
+
+
+def padded(source: Path, directory: Path, silence_s: float) -> Path:
+    """The recording followed by silence: a microphone keeps delivering audio after the speaker stops."""
+    samples, _ = read_wav(source)
+    path = directory / f"{source.stem}+{silence_s:g}s.wav"
+    write_wav(path, np.concatenate([samples, np.zeros(int(silence_s * 16000), np.int16)]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return padded(SHORT, tmp_path_factory.mktemp("room"), 2.5)
+
+
+@pytest.fixture(scope="module")
+def room_2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return padded(SHORT_2, tmp_path_factory.mktemp("room2"), 2.5)
+
+
+@pytest.fixture(scope="module")
+def quiet_room(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("quiet") / "silence.wav"
+    write_wav(path, np.zeros(16000 * 6, np.int16))
+    return path
+
+
+@pytest.fixture(scope="module")
+def transcribed(engine: WhisperEngine) -> Callable[[Path], str]:
+    """What ``voxkey transcribe`` gives for a file (same engine, VAD and audio settings as the daemon)."""
+    cache: dict[Path, str] = {}
+
+    def text_of(path: Path) -> str:
+        if path not in cache:
+            cache[path] = transcribe_file(engine, path, Config().vad, Config().audio).text
+        return cache[path]
+
+    return text_of
+
+
+@pytest.fixture
+def pins() -> Iterator[MockFactory]:
+    factory = MockFactory()
+    previous = Device.pin_factory
+    Device.pin_factory = factory
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        Device.pin_factory = previous
+
+
+# --- the host side: a capture link ------------------------------------------------------------
+
+
+class CaptureLink:
+    """A host that records every report; it can be absent (unplugged) and slow."""
+
+    name = "capture"
+
+    def __init__(self, delay_s: float = 0.0, present: bool = True) -> None:
+        self.reports: list[bytes] = []
+        self.delay_s = delay_s
+        self.present = threading.Event()
+        if present:
+            self.present.set()
+        self.first_report = threading.Event()
+        self.lock = threading.Lock()
+
+    def wait_for_host(self, deadline: float | None) -> None:
+        while not self.present.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise HostUnavailableError("capture host absent")
+            self.present.wait(0.02)
+
+    def send(self, report: bytes, deadline: float | None) -> None:
+        with self.lock:
+            self.reports.append(report)
+        self.first_report.set()
+        if self.delay_s:
+            time.sleep(self.delay_s)
+
+    def led_state(self) -> int:
+        return 0
+
+    def release_all(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def typed(self) -> str:
+        """Characters as the host received them, backspaces included."""
+        with self.lock:
+            return decode(list(self.reports), US)
+
+    def screen(self) -> str:
+        """What a text field shows after those characters (Backspace erases)."""
+        shown: list[str] = []
+        for char in self.typed():
+            if char == "\b":
+                if shown:
+                    shown.pop()
+            else:
+                shown.append(char)
+        return "".join(shown)
+
+    def backspaces(self) -> int:
+        with self.lock:
+            return sum(1 for r in self.reports if r[2] == USAGES["backspace"])
+
+
+# --- the harness --------------------------------------------------------------------------------------
+
+
+def make_config(mode: str = "hold", **changes: Any) -> Config:
+    config = Config(
+        button=ButtonSettings(pin=BUTTON, mode=mode, bounce_s=0, long_press_s=changes.pop("long_press_s", 3.0)),  # type: ignore[arg-type]
+        leds=LedSettings(kind="led", pin=LED),
+        asr=AsrSettings(model=MODEL, threads=1),
+        output=OutputSettings(transport="usb", host_wait_s=changes.pop("host_wait_s", 300.0)),
+        dictation=DictationSettings(auto_silence_s=0.8),
+    )
+    return dataclasses.replace(config, **changes)
+
+
+class Harness:
+    """A running daemon with a finger on its button."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine: WhisperEngine,
+        pins: MockFactory,
+        microphone: Path,
+        link: CaptureLink | None = None,
+        **daemon_args: Any,
+    ) -> None:
+        self.link = link or CaptureLink()
+        self.microphone = microphone
+        self.sources: list[WavFileSource] = []
+        self.daemon = Daemon(
+            config,
+            RunOptions(),
+            audio_factory=self.open_microphone,
+            link_factory=lambda c: [self.link],
+            engine=engine,
+            **daemon_args,
+        )
+        self.pin = pins.pin(BUTTON)
+        self.led = pins.pin(LED)
+        self.exit_code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.daemon.ready.wait(30), "daemon did not become ready"
+
+    def open_microphone(self) -> WavFileSource:
+        source = WavFileSource(self.microphone, self.daemon.config.audio, realtime=True, auto_listen=False)
+        self.sources.append(source)
+        return source
+
+    def _run(self) -> None:
+        self.exit_code = self.daemon.run()
+
+    def press(self) -> None:
+        self.pin.drive_low()
+
+    def release(self) -> None:
+        self.pin.drive_high()
+
+    def tap(self, held_s: float = 0.05) -> None:
+        self.press()
+        time.sleep(held_s)
+        self.release()
+
+    def speak(self, seconds: float) -> None:
+        """Hold the button while the speaker talks."""
+        self.press()
+        time.sleep(seconds)
+        self.release()
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out; typed so far: {self.link.typed()!r}"
+            time.sleep(0.01)
+
+    def wait_idle(self, timeout: float = 240.0) -> None:
+        self.wait_for(lambda: self.light_state() is LightState.IDLE and self.daemon._idle(), timeout)
+
+    def light_state(self) -> LightState:
+        light = self.daemon.light
+        return light.state if light is not None else LightState.IDLE
+
+    def history(self) -> list[LightState]:
+        light = self.daemon.light
+        return list(light.history) if light is not None else []
+
+    def stop(self) -> int | None:
+        self.daemon.request_stop("test over")
+        self.thread.join(60)
+        assert not self.thread.is_alive()
+        return self.exit_code
+
+
+@pytest.fixture
+def harnesses() -> Iterator[list[Harness]]:
+    started: list[Harness] = []
+    yield started
+    for harness in started:
+        if harness.thread.is_alive():
+            harness.stop()
+
+
+def is_subsequence(wanted: list[LightState], seen: list[LightState]) -> bool:
+    it = iter(seen)
+    return all(state in it for state in wanted)
+
+
+SPEECH_S = 3.4  # the short recording plus a little: when the speaker is done
+
+
+# --- the cycle ----------------------------------------------------------------------------------------
+
+
+def test_hold_cycle_types_what_transcribe_gives(
+    engine: WhisperEngine, pins: MockFactory, room: Path, transcribed: Callable[[Path], str], harnesses: list[Harness]
+) -> None:
+    h = Harness(make_config("hold"), engine, pins, room)
+    harnesses.append(h)
+    assert h.light_state() is LightState.IDLE
+    h.press()
+    h.wait_for(lambda: h.light_state() is LightState.LISTENING, 5)
+    assert h.led.state == 1  # listening: steady on
+    time.sleep(SPEECH_S)
+    h.release()
+    h.wait_for(lambda: h.daemon.counters.typed == 1)
+    h.wait_idle()
+    expected = transcribed(room)
+    assert "valley" in expected.lower()
+    assert h.link.typed() == expected
+    assert h.link.reports[-1] == RELEASE_ALL
+    assert is_subsequence(
+        [LightState.IDLE, LightState.LISTENING, LightState.TRANSCRIBING, LightState.TYPING, LightState.IDLE],
+        h.history(),
+    ), h.history()
+    assert h.stop() == 0
+    assert all(not s.listening for s in h.sources), "the microphone must be closed when not listening"
+
+
+def test_toggle_mode_press_to_start_press_to_stop(
+    engine: WhisperEngine, pins: MockFactory, room: Path, transcribed: Callable[[Path], str], harnesses: list[Harness]
+) -> None:
+    h = Harness(make_config("toggle"), engine, pins, room)
+    harnesses.append(h)
+    h.tap(0.1)
+    h.wait_for(lambda: h.light_state() is LightState.LISTENING, 5)
+    time.sleep(SPEECH_S)
+    assert h.light_state() is LightState.LISTENING  # releasing the start press changed nothing
+    h.tap(0.1)
+    h.wait_for(lambda: h.daemon.counters.typed == 1)
+    assert h.link.typed() == transcribed(room)
+
+
+def test_auto_mode_stops_after_silence(
+    engine: WhisperEngine, pins: MockFactory, room: Path, transcribed: Callable[[Path], str], harnesses: list[Harness]
+) -> None:
+    h = Harness(make_config("auto"), engine, pins, room)
+    harnesses.append(h)
+    h.tap(0.1)
+    h.wait_for(lambda: h.daemon.counters.typed == 1, 30)  # nobody pressed again: the silence stopped it
+    assert h.link.typed() == transcribed(room)
+
+
+def test_auto_mode_gives_up_when_nothing_is_said(
+    engine: WhisperEngine, pins: MockFactory, quiet_room: Path, harnesses: list[Harness]
+) -> None:
+    config = make_config("auto", dictation=DictationSettings(auto_silence_s=0.8, auto_no_speech_s=1.5))
+    h = Harness(config, engine, pins, quiet_room)
+    harnesses.append(h)
+    h.tap(0.1)
+    h.wait_for(lambda: h.daemon.counters.empty == 1, 20)
+    assert h.link.reports == []
+
+
+def test_double_tap_undoes_exactly_the_last_dictation(
+    engine: WhisperEngine,
+    pins: MockFactory,
+    room: Path,
+    room_2: Path,
+    transcribed: Callable[[Path], str],
+    harnesses: list[Harness],
+) -> None:
+    h = Harness(make_config("hold"), engine, pins, room)
+    harnesses.append(h)
+    h.speak(SPEECH_S)
+    h.wait_for(lambda: h.daemon.counters.typed == 1)
+    first = transcribed(room)
+    assert h.link.screen() == first
+    h.microphone = room_2
+    time.sleep(0.5)  # past the cancel window
+    h.speak(SPEECH_S)
+    h.wait_for(lambda: h.daemon.counters.typed == 2)
+    second = transcribed(room_2)
+    assert h.link.screen() == f"{first} {second}"  # one space between dictations
+    time.sleep(0.5)
+    h.tap()
+    time.sleep(0.1)
+    h.tap()
+    h.wait_for(lambda: h.daemon.counters.undone == 1, 10)
+    h.wait_idle()
+    assert h.link.backspaces() == len(second) + 1  # exactly what the second dictation typed, its space too
+    assert h.link.screen() == first
+    assert LightState.UNDO in h.history()
+
+
+def test_cancel_button_types_nothing(engine: WhisperEngine, room: Path, harnesses: list[Harness]) -> None:
+    factory = MockFactory()
+    previous = Device.pin_factory
+    Device.pin_factory = factory
+    try:
+        config = make_config("hold")
+        config = dataclasses.replace(config, button=dataclasses.replace(config.button, cancel_pin=22))
+        h = Harness(config, engine, factory, room)
+        harnesses.append(h)
+        h.press()
+        time.sleep(2.0)
+        factory.pin(22).drive_low()
+        factory.pin(22).drive_high()
+        time.sleep(0.5)
+        h.release()
+        h.wait_for(lambda: h.daemon.counters.cancelled == 1, 5)
+        h.wait_idle()
+        time.sleep(1.0)
+        assert h.link.reports == []
+        assert h.daemon.counters.typed == 0
+        assert LightState.CANCELLED in h.history()
+        h.stop()
+    finally:
+        factory.reset()
+        Device.pin_factory = previous
+
+
+def test_press_right_after_stop_cancels(
+    engine: WhisperEngine, pins: MockFactory, room: Path, harnesses: list[Harness]
+) -> None:
+    h = Harness(make_config("hold"), engine, pins, room)
+    harnesses.append(h)
+    h.speak(SPEECH_S)
+    time.sleep(0.15)
+    h.tap(0.2)  # within double_press_s of the release
+    h.wait_for(lambda: h.daemon.counters.cancelled == 1, 10)
+    h.wait_idle()
+    time.sleep(0.5)
+    assert h.link.reports == []
+    assert h.daemon.counters.typed == 0
+
+
+class PairingRecorder:
+    """The Bluetooth side of the long-press gesture, recorded (BlueZ itself is tested by the Bluetooth module)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def start_pairing(self) -> None:
+        self.calls.append("start")
+
+    def stop_pairing(self) -> None:
+        self.calls.append("stop")
+
+    @property
+    def pairing(self) -> bool:
+        return bool(self.calls) and self.calls[-1] == "start"
+
+
+def test_long_press_without_speech_enters_pairing(
+    engine: WhisperEngine, pins: MockFactory, quiet_room: Path, harnesses: list[Harness]
+) -> None:
+    recorder = PairingRecorder()
+    h = Harness(make_config("hold", long_press_s=1.0), engine, pins, quiet_room, pairing=recorder)
+    harnesses.append(h)
+    h.speak(1.3)
+    h.wait_for(lambda: h.light_state() is LightState.PAIRING, 5)
+    assert recorder.calls == ["start"]
+    h.tap()  # a press leaves pairing mode and is not a dictation
+    h.wait_for(lambda: h.light_state() is LightState.IDLE, 5)
+    assert recorder.calls == ["start", "stop"]
+    assert h.daemon.counters.dictations == 0
+    assert h.link.reports == []
+
+
+def test_long_press_with_speech_is_a_dictation(
+    engine: WhisperEngine, pins: MockFactory, room: Path, transcribed: Callable[[Path], str], harnesses: list[Harness]
+) -> None:
+    recorder = PairingRecorder()
+    h = Harness(make_config("hold", long_press_s=1.0), engine, pins, room, pairing=recorder)
+    harnesses.append(h)
+    h.speak(SPEECH_S)
+    h.wait_for(lambda: h.daemon.counters.typed == 1)
+    assert recorder.calls == []
+    assert h.link.typed() == transcribed(room)
+
+
+def test_max_length_stops_listening_with_a_signal(
+    engine: WhisperEngine, pins: MockFactory, room: Path, harnesses: list[Harness]
+) -> None:
+    config = make_config("hold", audio=dataclasses.replace(AudioSettings(), max_recording_s=1.5))
+    h = Harness(config, engine, pins, room)
+    harnesses.append(h)
+    h.press()
+    h.wait_for(lambda: LightState.LIMIT in h.history(), 6)
+    h.wait_for(lambda: h.light_state() is not LightState.LISTENING, 5)  # listening stopped while still held
+    time.sleep(0.5)
+    h.release()  # the release after the limit is not a new gesture
+    h.wait_idle(30)
+    assert h.daemon.counters.dictations == 1
+    typed = h.link.typed().lower()
+    assert typed and "with us" not in typed  # only the first 1.5 s were heard
+
+
+def test_dictations_never_interleave(
+    engine: WhisperEngine,
+    pins: MockFactory,
+    room: Path,
+    room_2: Path,
+    transcribed: Callable[[Path], str],
+    harnesses: list[Harness],
+) -> None:
+    slow_host = CaptureLink(delay_s=0.02)  # ~2 s to type one dictation
+    h = Harness(make_config("hold"), engine, pins, room, link=slow_host)
+    harnesses.append(h)
+    h.speak(SPEECH_S)
+    h.wait_for(lambda: slow_host.first_report.is_set())
+    h.microphone = room_2
+    h.speak(SPEECH_S)  # the second dictation is recorded while the first is still being typed
+    h.wait_for(lambda: h.daemon.counters.typed == 2, 90)
+    assert slow_host.screen() == f"{transcribed(room)} {transcribed(room_2)}"
+
+
+def test_waiting_for_host_then_typing_when_it_comes(
+    engine: WhisperEngine, pins: MockFactory, room: Path, transcribed: Callable[[Path], str], harnesses: list[Harness]
+) -> None:
+    absent = CaptureLink(present=False)
+    h = Harness(make_config("hold"), engine, pins, room, link=absent)
+    harnesses.append(h)
+    h.speak(SPEECH_S)
+    h.wait_for(lambda: h.light_state() is LightState.WAITING_FOR_HOST, 30)
+    assert h.led.state in (0, 1)
+    absent.present.set()  # the host is plugged in
+    h.wait_for(lambda: h.daemon.counters.typed == 1)
+    assert absent.typed() == transcribed(room)
+    h.wait_idle()
+
+
+def test_host_that_never_comes_is_an_error_not_a_crash(
+    engine: WhisperEngine, pins: MockFactory, room: Path, harnesses: list[Harness]
+) -> None:
+    absent = CaptureLink(present=False)
+    h = Harness(make_config("hold", host_wait_s=0.5), engine, pins, room, link=absent)
+    harnesses.append(h)
+    h.speak(SPEECH_S)
+    h.wait_for(lambda: h.daemon.counters.errors == 1, 30)
+    h.wait_for(lambda: h.light_state() is LightState.ERROR, 5)
+    assert h.daemon.keyboard is not None and h.daemon.keyboard.pending_text  # kept for when the host returns
+    assert h.thread.is_alive()
+
+
+def test_sighup_reloads_the_config(
+    engine: WhisperEngine, pins: MockFactory, room: Path, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    path = tmp_path / "voxkey.yaml"
+    path.write_text(
+        f"button:\n  pin: {BUTTON}\n  mode: hold\nleds:\n  kind: led\n  pin: {LED}\nasr:\n  model: {MODEL}\n"
+    )
+    from voxkey import config as config_module
+
+    h = Harness(config_module.load(path), engine, pins, room)
+    harnesses.append(h)
+    restore = install_signal_handlers(h.daemon)
+    try:
+        path.write_text(path.read_text().replace("mode: hold", "mode: toggle"))
+        os.kill(os.getpid(), signal.SIGHUP)
+        h.wait_for(lambda: h.daemon.config.button.mode == "toggle", 10)
+        path.write_text("button:\n  mode: sideways\n")  # a broken edit keeps the running config
+        os.kill(os.getpid(), signal.SIGHUP)
+        h.wait_for(lambda: h.light_state() is LightState.ERROR, 10)
+        assert h.daemon.config.button.mode == "toggle"
+    finally:
+        restore()
+    h.tap(0.1)  # the rebuilt button works, in toggle mode
+    h.wait_for(lambda: h.light_state() is LightState.LISTENING, 5)
+
+
+def test_sigterm_during_typing_finishes_the_text(
+    engine: WhisperEngine, pins: MockFactory, transcribed: Callable[[Path], str]
+) -> None:
+    slow_host = CaptureLink(delay_s=0.01)
+    options = RunOptions(audio_file=JFK, exit_when_idle=False)
+    daemon = Daemon(make_config("hold"), options, link_factory=lambda c: [slow_host], engine=engine)
+    restore = install_signal_handlers(daemon)
+
+    def terminate_while_typing() -> None:
+        slow_host.first_report.wait(60)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_while_typing, daemon=True)
+    killer.start()
+    try:
+        exit_code = daemon.run()  # in the main thread: where Python delivers signals
+    finally:
+        restore()
+    killer.join(5)
+    expected = transcribed(JFK)
+    assert len(expected) > 80
+    assert exit_code == 0
+    assert slow_host.typed() == expected  # all of it, although SIGTERM came in the middle
+    assert slow_host.reports[-1] == RELEASE_ALL
+
+
+def test_sd_notify_ready_after_model_status_and_watchdog(
+    engine: WhisperEngine,
+    pins: MockFactory,
+    room: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    harnesses: list[Harness],
+) -> None:
+    address = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(address)
+    server.settimeout(10)
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    try:
+        h = Harness(make_config("hold"), engine, pins, room, notifier=SystemdNotifier(address))
+        harnesses.append(h)
+        messages: list[str] = []
+        while not any("WATCHDOG=1" in m for m in messages) or not any("READY=1" in m for m in messages):
+            messages.append(server.recv(4096).decode())
+        first_ready = next(i for i, m in enumerate(messages) if "READY=1" in m)
+        assert "STATUS=loading the speech model" in messages[:first_ready]
+        assert "STATUS=idle" in messages[first_ready]
+        h.speak(SPEECH_S)
+        while not any("STATUS=typing" in m for m in messages):
+            messages.append(server.recv(4096).decode())
+        h.stop()
+        tail = [server.recv(4096).decode() for _ in range(2)]
+        assert any("STOPPING=1" in m for m in messages + tail)
+    finally:
+        server.close()
+
+
+def test_usb_gadget_file_receives_the_reports(
+    engine: WhisperEngine, pins: MockFactory, room: Path, tmp_path: Path, transcribed: Callable[[Path], str]
+) -> None:
+    """The real USB link writing to a temp file in place of /dev/hidg0."""
+    device = tmp_path / "hidg0"
+    device.touch()
+    options = RunOptions(audio_file=room)
+    config = make_config("hold")
+    daemon = Daemon(config, options, link_factory=lambda c: [UsbHidLink(device)], engine=engine)
+    assert daemon.run() == 0
+    data = device.read_bytes()
+    reports = [data[i : i + 8] for i in range(0, len(data), 8)]
+    assert decode(reports, US) == transcribed(room)
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+def test_bad_config_stops_start_up_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("button:\n  source: terminal\n  mode: hold\nleds:\n  kind: blinky\n")
+    assert main(["run", "--config", str(bad), "--audio-file", str(JFK)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"voxkey: error: {bad}:5: leds.kind must be one of none, led, pwm, rgb, not 'blinky'"
+
+
+def test_readme_quick_start_prints_the_jfk_sentence(transcribed: Callable[[Path], str]) -> None:
+    """The README's main command, as a user runs it from the repository root."""
+    env = dict(os.environ, VOXKEY_MODEL_DIR=str(REPO.parent / "shared" / "models"))
+    command = [
+        sys.executable,
+        "-m",
+        "voxkey",
+        "run",
+        "--config",
+        "examples/simulate.yaml",
+        "--audio-file",
+        "../shared/speech/jfk.wav",
+    ]
+    result = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == transcribed(JFK) + "\n"
+    assert "ask not what your country can do for you" in result.stdout.lower()
+    assert result.stderr == ""

@@ -1,0 +1,179 @@
+"""``voxkey doctor`` against sysfs- and /dev-shaped trees: each failure names its fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from voxkey import config as config_module
+from voxkey.asr import AsrSettings
+from voxkey.cli import main
+from voxkey.config import ButtonSettings, Config, LedSettings, OutputSettings, UsbSettings
+from voxkey.doctor import CheckResult, Doctor, SystemPaths, format_results
+from voxkey.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> SystemPaths:
+    paths = SystemPaths(
+        udc_class=tmp_path / "sys/class/udc",
+        configfs=tmp_path / "sys/kernel/config",
+        bluetooth_class=tmp_path / "sys/class/bluetooth",
+        rfkill_class=tmp_path / "sys/class/rfkill",
+        dev=tmp_path / "dev",
+        boot_config=(tmp_path / "boot/firmware/config.txt",),
+    )
+    paths.dev.mkdir(parents=True)
+    return paths
+
+
+def usb_config(tmp_path: Path, transport: str = "usb") -> Config:
+    return Config(
+        output=OutputSettings(transport=transport),  # type: ignore[arg-type]
+        usb=UsbSettings(device=tmp_path / "dev" / "hidg0"),
+        asr=AsrSettings(model="tiny.en-q5_1"),
+    )
+
+
+def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
+    return {r.name: r for r in results}
+
+
+def make_pi(paths: SystemPaths, state: str = "configured", bound: bool = True) -> None:
+    udc = paths.udc_class / "3f980000.usb"
+    udc.mkdir(parents=True)
+    (udc / "state").write_text(f"{state}\n")
+    gadget = paths.configfs / "usb_gadget" / "voxkey"
+    gadget.mkdir(parents=True)
+    (gadget / "UDC").write_text("3f980000.usb\n" if bound else "\n")
+    (paths.dev / "hidg0").touch()
+    (paths.dev / "gpiochip0").touch()
+
+
+def test_a_working_usb_keyboard_passes(tmp_path: Path, system: SystemPaths) -> None:
+    make_pi(system)
+    results = by_name(Doctor(usb_config(tmp_path), paths=system).run())
+    for name in ("config", "model", "usb controller", "usb gadget", "keyboard device", "gpio"):
+        assert results[name].ok, results[name]
+    assert results["usb controller"].detail == "3f980000.usb, state configured"
+    assert results["usb gadget"].detail == "bound to 3f980000.usb"
+    assert not results["bluetooth"].used and not results["/dev/uinput"].used
+
+
+def test_no_udc_says_to_enable_dwc2(tmp_path: Path, system: SystemPaths) -> None:
+    system.boot_config[0].parent.mkdir(parents=True)
+    system.boot_config[0].write_text("dtparam=audio=on\n")
+    result = Doctor(usb_config(tmp_path), paths=system).check_udc()
+    assert not result.ok
+    assert "add dtoverlay=dwc2,dr_mode=peripheral" in result.fix and "reboot" in result.fix
+    system.boot_config[0].write_text("dtoverlay=dwc2,dr_mode=peripheral\n")
+    assert "reboot" in Doctor(usb_config(tmp_path), paths=system).check_udc().fix
+
+
+def test_host_not_connected_is_said_but_not_a_failure(tmp_path: Path, system: SystemPaths) -> None:
+    make_pi(system, state="not attached")
+    result = Doctor(usb_config(tmp_path), paths=system).check_udc()
+    assert result.ok
+    assert "plug the OTG port into a computer" in result.detail
+
+
+def test_gadget_problems(tmp_path: Path, system: SystemPaths) -> None:
+    doctor = Doctor(usb_config(tmp_path), paths=system)
+    assert "modprobe libcomposite" in doctor.check_gadget().fix
+    (system.configfs / "usb_gadget").mkdir(parents=True)
+    assert doctor.check_gadget().fix == "sudo systemctl start voxkey-gadget"
+    make_pi(system, bound=False)
+    assert doctor.check_gadget().fix == "sudo voxkey-gadget up"
+    (system.dev / "hidg0").unlink()
+    hidg = doctor.check_hidg()
+    assert not hidg.ok and "voxkey-gadget" in hidg.fix
+
+
+def test_unknown_udc_name(tmp_path: Path, system: SystemPaths) -> None:
+    make_pi(system)
+    config = dataclasses.replace(usb_config(tmp_path), usb=UsbSettings(device=system.dev / "hidg0", udc="fe980000.usb"))
+    result = Doctor(config, paths=system).check_udc()
+    assert not result.ok and "fe980000.usb" in result.detail and "3f980000.usb" in result.detail
+
+
+def test_bluetooth_adapter_checks(tmp_path: Path, system: SystemPaths) -> None:
+    doctor = Doctor(usb_config(tmp_path, "bluetooth"), paths=system)
+    missing = doctor.check_bluetooth()
+    assert not missing.ok and "disable-bt" in missing.fix
+    (system.bluetooth_class / "hci0").mkdir(parents=True)
+    rfkill = system.rfkill_class / "rfkill0"
+    rfkill.mkdir(parents=True)
+    (rfkill / "type").write_text("bluetooth\n")
+    (rfkill / "soft").write_text("1\n")
+    blocked = doctor.check_bluetooth()
+    assert not blocked.ok and blocked.fix == "sudo rfkill unblock bluetooth"
+    assert not doctor.check_udc().used  # USB checks do not apply to a Bluetooth-only keyboard
+
+
+def test_gpio_checks(tmp_path: Path, system: SystemPaths) -> None:
+    config = dataclasses.replace(usb_config(tmp_path), button=ButtonSettings(pin=17, cancel_pin=22))
+    missing = Doctor(config, paths=system).check_gpio()
+    assert not missing.ok and "button.source terminal" in missing.fix
+    (system.dev / "gpiochip0").touch()
+    found = Doctor(config, paths=system).check_gpio()
+    assert found.ok and found.detail == "gpiochip0 accessible; button on GPIO 17, 22"
+    pc = dataclasses.replace(config, button=ButtonSettings(source="terminal"), leds=LedSettings(kind="none"))
+    assert not Doctor(pc, paths=system).check_gpio().used
+
+
+def test_uinput_check(tmp_path: Path, system: SystemPaths) -> None:
+    doctor = Doctor(usb_config(tmp_path, "uinput"), paths=system)
+    result = doctor.check_uinput()
+    assert not result.ok and result.fix == "sudo modprobe uinput"
+    (system.dev / "uinput").touch()
+    assert doctor.check_uinput().ok
+
+
+def test_missing_model_says_how_to_download(tmp_path: Path, system: SystemPaths) -> None:
+    config = dataclasses.replace(usb_config(tmp_path), asr=AsrSettings(model="base.en-q8_0"))
+    result = Doctor(config, paths=system).check_model()
+    assert not result.ok and result.fix == "voxkey models download base.en-q8_0"
+
+
+def test_config_error_is_reported_with_its_place(tmp_path: Path, system: SystemPaths) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("button:\n  mode: sideways\n")
+    with pytest.raises(ConfigError) as caught:
+        config_module.load(bad)
+    result = Doctor(Config(), caught.value, paths=system).check_config()
+    assert not result.ok and result.detail.startswith(f"{bad}:2: ")
+
+
+def test_every_check_returns_a_result(tmp_path: Path, system: SystemPaths) -> None:
+    results = Doctor(usb_config(tmp_path, "both"), paths=system).run()
+    assert len(results) == 9
+    assert all(r.ok or r.fix for r in results), [r for r in results if not r.ok and not r.fix]
+
+
+def test_format_results() -> None:
+    text = format_results(
+        [
+            CheckResult("config", True, "fine"),
+            CheckResult("model", False, "missing", "voxkey models download tiny.en-q8_0"),
+            CheckResult("bluetooth", True, "not used", used=False),
+        ]
+    )
+    assert text.splitlines() == [
+        "ok   config: fine",
+        "FAIL model: missing",
+        "     fix: voxkey models download tiny.en-q8_0",
+        "--   bluetooth: not used",
+        "1 problem found",
+    ]
+
+
+def test_cli_doctor_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["doctor", "--config", str(REPO / "examples" / "usb.yaml")])
+    out = capsys.readouterr().out
+    assert "ok   config:" in out
+    assert code == (0 if "FAIL" not in out else 1)
+    assert out.strip().splitlines()[-1] in ("all checks passed",) or out.strip().endswith("found")

@@ -1,0 +1,238 @@
+"""install.sh in a Debian bookworm root made with debootstrap: install, install again, uninstall, purge.
+
+What a chroot allows is tested for real: apt-get from the Debian mirror, the
+venv with voxkey and its wheels from PyPI, the user and groups, the udev rule,
+config.txt and /etc/modules edits, the model, the units enabled (symlinks), and
+the installed voxkey transcribing a recording as the service user. What needs
+a booted Pi is not: udev applying the rule, systemd starting the units, dwc2.
+
+Cache-friendly: the debootstrap root is kept as a tarball, apt's .deb files and
+pip's wheels in ``$VOXKEY_TEST_CACHE`` (default ``~/.cache/voxkey-tests``), so
+only the first run downloads the base system (~2 min). Needs root and
+debootstrap (apt package); the whole test takes 3-6 minutes, hence ``slow``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CACHE = Path(os.environ.get("VOXKEY_TEST_CACHE", Path.home() / ".cache" / "voxkey-tests"))
+MIRROR = os.environ.get("VOXKEY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+TARBALL = CACHE / "bookworm-minbase.tar"
+PI_CONFIG_TXT = "# Raspberry Pi OS config.txt\ndtparam=audio=on\ncamera_auto_detect=1\n\n[cm4]\notg_mode=1\n"
+SOURCE_IGNORE = shutil.ignore_patterns(
+    ".git", "__pycache__", "*.egg-info", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "build"
+)
+
+
+def run(command: list[str], timeout: float = 900, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)  # type: ignore[call-overload]
+    assert result.returncode == 0, f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return result  # type: ignore[no-any-return]
+
+
+def make_base_root(root: Path) -> None:
+    """Extract the cached bookworm root, or debootstrap one and cache it."""
+    root.mkdir()
+    if TARBALL.is_file():
+        run(["tar", "-xpf", str(TARBALL), "-C", str(root)])
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    run(["debootstrap", "--variant=minbase", "bookworm", str(root), MIRROR], timeout=1800)
+    partial = TARBALL.with_suffix(".partial")
+    run(["tar", "-cpf", str(partial), "-C", str(root), "."])
+    partial.rename(TARBALL)
+
+
+CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+CHROOT_CA = "/usr/local/share/host-ca-bundle.crt"
+
+
+class Chroot:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.mounts: list[Path] = []
+        self.env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+        }
+
+    def trust_host_ca(self) -> None:
+        """Where HTTPS goes through a proxy with its own CA, pip in the chroot must trust it as the host does."""
+        bundle = next((os.environ[v] for v in CA_VARIABLES if os.path.isfile(os.environ.get(v, ""))), None)
+        if bundle is None:
+            return
+        target = self.root / CHROOT_CA.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(bundle, target)
+        self.env.update({variable: CHROOT_CA for variable in CA_VARIABLES})
+
+    def bind(self, source: Path, target: str, read_only: bool = False) -> None:
+        mountpoint = self.root / target.lstrip("/")
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        run(["mount", "--bind", str(source), str(mountpoint)])
+        self.mounts.append(mountpoint)
+        if read_only:
+            run(["mount", "-o", "remount,bind,ro", str(mountpoint)])
+
+    def mount_proc(self) -> None:
+        target = self.root / "proc"
+        run(["mount", "-t", "proc", "proc", str(target)])
+        self.mounts.append(target)
+
+    def unmount_all(self) -> None:
+        for mountpoint in reversed(self.mounts):
+            subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
+        self.mounts.clear()
+
+    def sh(self, script: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        command = ["chroot", str(self.root), "/bin/bash", "-euo", "pipefail", "-c", script]
+        return run(command, timeout=timeout, env=self.env)
+
+    def read(self, path: str) -> str:
+        return (self.root / path.lstrip("/")).read_text()
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(self.root / path.lstrip("/"))
+
+
+@pytest.fixture(scope="module")
+def chroot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chroot]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for chroot and mount (CI runs as root)")
+    if shutil.which("debootstrap") is None:
+        pytest.fail("debootstrap is missing: apt-get install debootstrap")
+    base = tmp_path_factory.mktemp("install")
+    root = base / "root"
+    make_base_root(root)
+    box = Chroot(root)
+    try:
+        shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
+        box.trust_host_ca()
+        (root / "boot" / "firmware").mkdir(parents=True, exist_ok=True)
+        (root / "boot" / "firmware" / "config.txt").write_text(PI_CONFIG_TXT)
+        shutil.copytree(REPO, root / "usr" / "src" / "voxkey", ignore=SOURCE_IGNORE)
+        for cache in ("apt-archives", "pip"):
+            (CACHE / cache / "partial").mkdir(parents=True, exist_ok=True)
+        box.mount_proc()
+        box.bind(Path("/dev"), "/dev")
+        box.bind(CACHE / "apt-archives", "/var/cache/apt/archives")
+        box.bind(CACHE / "pip", "/root/.cache/pip")
+        box.bind(SHARED / "models", "/media/models", read_only=True)
+        box.bind(SHARED / "speech", "/media/speech", read_only=True)
+        # apt in a container-less chroot: no daemons may start from package scripts.
+        (root / "usr" / "sbin" / "policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+        (root / "usr" / "sbin" / "policy-rc.d").chmod(0o755)
+        yield box
+    finally:
+        box.unmount_all()
+
+
+INSTALLED_FILES = [
+    "/etc/udev/rules.d/70-voxkey.rules",
+    "/etc/systemd/system/voxkey.service",
+    "/etc/systemd/system/voxkey-gadget.service",
+    "/etc/voxkey/config.yaml",
+    "/etc/modules",
+    "/boot/firmware/config.txt",
+    "/usr/local/sbin/voxkey-gadget",
+    "/usr/local/share/voxkey/keyboard-report-descriptor.hex",
+]
+
+
+def snapshot(box: Chroot) -> dict[str, str]:
+    return {path: box.read(path) for path in INSTALLED_FILES}
+
+
+def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
+    box = chroot
+    first = box.sh("/usr/src/voxkey/install.sh --model-from /media/models", timeout=1800).stdout
+    assert "services enabled" in first
+    assert "enabled USB device mode in /boot/firmware/config.txt" in first
+
+    # Everything in place.
+    assert box.sh("/opt/voxkey/venv/bin/voxkey --version").stdout.startswith("voxkey ")
+    assert box.exists("/usr/local/bin/voxkey")
+    groups = box.sh("id -nG voxkey").stdout.split()
+    assert {"voxkey", "audio", "gpio", "bluetooth"} <= set(groups)
+    assert box.sh("getent passwd voxkey").stdout.strip().endswith(":/var/lib/voxkey:/usr/sbin/nologin")
+    assert 'SUBSYSTEM=="hidg", KERNEL=="hidg[0-9]*", GROUP="voxkey", MODE="0660"' in box.read(
+        "/etc/udev/rules.d/70-voxkey.rules"
+    )
+    config_txt = box.read("/boot/firmware/config.txt")
+    assert config_txt.startswith(PI_CONFIG_TXT)
+    assert config_txt.count("dtoverlay=dwc2,dr_mode=peripheral") == 1
+    assert config_txt.index("[all]") > config_txt.index("[cm4]")  # our line is not under a model filter
+    modules = box.read("/etc/modules").split("\n")
+    assert "dwc2" in modules and "libcomposite" in modules
+    assert box.read("/etc/voxkey/config.yaml") == (REPO / "examples" / "usb.yaml").read_text()
+    for unit in ("voxkey.service", "voxkey-gadget.service"):
+        link = box.root / "etc/systemd/system/multi-user.target.wants" / unit
+        assert link.is_symlink(), f"{unit} is not enabled"
+    model = box.sh("stat -c '%U %a' /var/lib/voxkey/models/ggml-tiny.en-q8_0.bin").stdout.split()
+    assert model == ["voxkey", "644"]
+    assert box.sh("voxkey config check /etc/voxkey/config.yaml").stdout.startswith("/etc/voxkey/config.yaml: ok")
+    gadget = box.sh("VOXKEY_CONFIGFS=/tmp/cfs VOXKEY_UDC_CLASS=/tmp/udc voxkey-gadget status || echo rc=$?").stdout
+    assert "rc=3" in gadget  # the installed gadget script runs (and finds no gadget in a chroot)
+
+    # The installed voxkey works as the service user: one dictation over a recording.
+    sed = "s/model: tiny.en-q5_1/model: tiny.en-q8_0/"
+    box.sh(f"sed '{sed}' /usr/src/voxkey/examples/simulate.yaml > /etc/voxkey/simulate.yaml")
+    typed = box.sh(
+        "cd /tmp && runuser -u voxkey -- env VOXKEY_MODEL_DIR=/var/lib/voxkey/models "
+        "/opt/voxkey/venv/bin/voxkey run --config /etc/voxkey/simulate.yaml --audio-file /media/speech/jfk.wav",
+        timeout=600,
+    ).stdout
+    assert "ask not what your country can do for you" in typed.lower()
+    doctor = subprocess.run(
+        ["chroot", str(box.root), "/usr/local/bin/voxkey", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=box.env,
+    )
+    assert doctor.returncode == 1  # a chroot has no UDC and no GPIO: reported, not crashed
+    assert "ok   model: /var/lib/voxkey/models/ggml-tiny.en-q8_0.bin" in doctor.stdout
+    assert "FAIL usb controller" in doctor.stdout and "fix:" in doctor.stdout
+
+    # A second run changes nothing.
+    before = snapshot(box)
+    second = box.sh("/usr/src/voxkey/install.sh --model-from /media/models", timeout=1800).stdout
+    assert snapshot(box) == before
+    assert "apt packages already installed" in second
+    assert "keeping the existing /etc/voxkey/config.yaml" in second
+    assert "model tiny.en-q8_0 already in /var/lib/voxkey/models" in second
+    assert "enabled USB device mode" not in second
+
+    # Uninstall keeps config, models and user; the system files are as before.
+    box.sh("/usr/src/voxkey/install.sh --uninstall")
+    assert box.read("/boot/firmware/config.txt") == PI_CONFIG_TXT
+    assert "dwc2" not in box.read("/etc/modules").split("\n")
+    for gone in (
+        "/opt/voxkey",
+        "/etc/systemd/system/voxkey.service",
+        "/etc/udev/rules.d/70-voxkey.rules",
+        "/usr/local/sbin/voxkey-gadget",
+        "/usr/local/bin/voxkey",
+        "/etc/systemd/system/multi-user.target.wants/voxkey.service",
+    ):
+        assert not box.exists(gone), gone
+    assert box.exists("/etc/voxkey/config.yaml") and box.exists("/var/lib/voxkey/models")
+    box.sh("id voxkey")
+
+    # Purge removes the rest; uninstalling twice is fine.
+    box.sh("/usr/src/voxkey/install.sh --uninstall --purge")
+    box.sh("/usr/src/voxkey/install.sh --uninstall")
+    assert not box.exists("/etc/voxkey") and not box.exists("/var/lib/voxkey")
+    assert "no such user" in box.sh("id voxkey 2>&1 || true").stdout
