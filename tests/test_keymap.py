@@ -1,12 +1,13 @@
 import string
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from voxkey.errors import LayoutError, UnsupportedCharacterError
-from voxkey.hid import RELEASE_ALL, USAGES
-from voxkey.keymap import KeyStroke, Layout, decode, encode, parse_stroke, pressed_strokes
+from voxkey.hid import RELEASE_ALL, USAGE_NAMES, USAGES
+from voxkey.keymap import KeyStroke, Layout, caps_lock_toggles, decode, encode, parse_stroke, pressed_strokes
 
 US = Layout.load("us")
 TYPABLE_ASCII = string.printable.translate({ord(c): None for c in "\r\x0b\x0c"})
@@ -76,3 +77,55 @@ def test_dead_key_sequences_encode_and_decode_as_one_character() -> None:
 def test_decoding_strokes_the_layout_cannot_produce_is_an_error() -> None:
     with pytest.raises(ValueError, match="type nothing"):
         decode([bytes([0, 0, USAGES["f1"], 0, 0, 0, 0, 0])], US)
+
+
+def test_a_caps_lock_table_replaces_the_shift_inversion_rule() -> None:
+    chars = {"a": "a", "A": "shift a", "ß": "minus", "ẞ": "shift altgr s"}
+    layout = Layout.from_mapping("t", "", chars, caps_lock={"ß": ["capslock", "minus", "capslock"]})
+    assert layout.strokes_for("a", caps_lock=True) == layout.strokes_for("a")  # only what the table says
+    assert [str(s) for s in layout.strokes_for("ß", caps_lock=True)] == ["capslock", "minus", "capslock"]
+    assert decode(encode("ßa", layout, caps_lock=True), layout, caps_lock=True) == "ßa"
+    assert Layout.from_mapping("t", "", chars).strokes_for("a", caps_lock=True) == (KeyStroke(0x02, USAGES["a"]),)
+
+
+def test_caps_lock_table_for_a_character_the_layout_lacks_is_rejected() -> None:
+    with pytest.raises(LayoutError, match="caps_lock lists 'b'"):
+        Layout.from_mapping("t", "", {"a": "a"}, caps_lock={"b": "shift b"})
+
+
+def test_layout_file_with_a_malformed_caps_lock_table_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text('name: odd\nchars: {"a": a}\ncaps_lock: [a]\n', encoding="utf-8")
+    with pytest.raises(LayoutError, match="'caps_lock' must be a mapping"):
+        Layout.load(path)
+
+
+def test_unicode_entry_types_any_character_as_ctrl_shift_u_hex_space() -> None:
+    layout = US.with_unicode_entry()
+    assert not US.can_type("€") and layout.can_type("€")
+    strokes = layout.strokes_for("€")
+    assert strokes[0] == KeyStroke(0x03, USAGES["u"])
+    assert [USAGE_NAMES[s.usage] for s in strokes[1:]] == ["2", "0", "a", "c", "space"]
+    assert decode(encode("a€b😀", layout), layout) == "a€b😀"
+    assert decode(encode("€x", layout, caps_lock=True), layout, caps_lock=True) == "€x"
+    assert not layout.can_type("\x07")
+
+
+def test_unicode_entry_start_follows_the_layout_u_key() -> None:
+    dvorak = Layout.load("dvorak").with_unicode_entry()
+    assert dvorak.unicode_entry_start() == KeyStroke(0x03, USAGES["f"])  # Dvorak's u is QWERTY's f
+
+
+def test_an_interrupted_unicode_entry_is_a_decoding_error() -> None:
+    layout = US.with_unicode_entry()
+    start = layout.unicode_entry_start().press_report()
+    with pytest.raises(ValueError, match="interrupted"):
+        decode([start, RELEASE_ALL, *encode("2x", US)], layout)
+    with pytest.raises(ValueError, match="incomplete"):
+        decode([start, RELEASE_ALL, *encode("20ac", US)], layout)
+
+
+def test_caps_lock_toggles_counts_caps_lock_presses() -> None:
+    de = Layout.load("de")
+    assert caps_lock_toggles(de.strokes_for("ß", caps_lock=True)) == 2
+    assert caps_lock_toggles(de.strokes_for("ß")) == 0

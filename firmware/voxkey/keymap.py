@@ -9,14 +9,21 @@ Encoding rules that keep every host exact:
 - each stroke is one report pressing one key with its modifiers already set,
   followed by an all-keys-up report, so a doubled letter is always released in
   between and no host ever sees a held (auto-repeating) key;
-- with the host's Caps Lock on, letters are sent with Shift inverted, which is
-  what Linux and Windows hosts undo (see ``Layout.strokes_for``).
+- with the host's Caps Lock on, characters are sent with the strokes that type
+  them on a caps-locked host: the layout file's ``caps_lock`` table (measured
+  with xkbcommon, see ``voxkey.layouts.generate``) or, for layouts without one,
+  letters with Shift inverted (see ``Layout.strokes_for``);
+- a layout may opt in to the Linux Unicode entry (``Layout.with_unicode_entry``):
+  any character it lacks is then typed as Ctrl+Shift+U, hex digits, Space. That
+  works only where an input method (IBus: GNOME, most GTK and Qt apps) listens,
+  never in a bare terminal, on Windows or on macOS; ``voxkey.typing_policy``
+  decides when to use it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -27,6 +34,8 @@ from voxkey.hid import MODIFIER_BITS, RELEASE_ALL, REPORT_LENGTH, USAGE_NAMES, U
 
 LAYOUT_DIR = Path(__file__).resolve().parent / "layouts"
 SHIFT = MODIFIER_BITS["shift"] | MODIFIER_BITS["rshift"]
+UNICODE_ENTRY_MODIFIERS = MODIFIER_BITS["ctrl"] | MODIFIER_BITS["shift"]
+HEX_DIGITS = "0123456789abcdef"
 
 
 @dataclass(frozen=True)
@@ -69,35 +78,81 @@ class Layout:
     description: str
     strokes: Mapping[str, Strokes]
     caps_lock_strokes: Mapping[str, Strokes] = field(default_factory=dict)
+    unicode_entry: bool = False
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> Layout:
         return _load_layout(str(name_or_path))
 
     @classmethod
-    def from_mapping(cls, name: str, description: str, chars: Mapping[str, object]) -> Layout:
+    def from_mapping(
+        cls,
+        name: str,
+        description: str,
+        chars: Mapping[str, object],
+        caps_lock: Mapping[str, object] | None = None,
+    ) -> Layout:
+        """Parse a ``chars`` table; ``caps_lock`` lists the strokes that differ on a caps-locked host.
+
+        Without a ``caps_lock`` table, letters whose case pair differs only by
+        Shift are assumed to swap case under Caps Lock, as on every host for US.
+        """
         strokes = {char: _parse_entry(char, entry) for char, entry in chars.items()}
-        return cls(name, description, strokes, _caps_lock_variants(strokes))
+        if caps_lock is None:
+            return cls(name, description, strokes, _caps_lock_variants(strokes))
+        unknown = [char for char in caps_lock if char not in strokes]
+        if unknown:
+            raise LayoutError(f"layout {name!r}: caps_lock lists {unknown[0]!r}, which is not in chars")
+        caps = {char: _parse_entry(char, entry) for char, entry in caps_lock.items()}
+        return cls(name, description, strokes, caps)
+
+    def with_unicode_entry(self) -> Layout:
+        """This layout, plus every other character through the host's Ctrl+Shift+U entry (IBus)."""
+        return replace(self, unicode_entry=True)
 
     def can_type(self, char: str) -> bool:
-        return char in self.strokes
+        return char in self.strokes or (self.unicode_entry and self._enterable(char))
 
     def strokes_for(self, char: str, caps_lock: bool = False) -> Strokes:
         """Strokes that make the host type ``char``.
 
-        With Caps Lock on, a letter whose case pair sits on the same key is sent
-        with Shift inverted: the host's Caps Lock inverts it back.
+        With Caps Lock on, the ``caps_lock`` table's strokes are used where they
+        differ: the host's Caps Lock then turns them into ``char``.
         """
         if caps_lock and char in self.caps_lock_strokes:
             return self.caps_lock_strokes[char]
-        try:
+        if char in self.strokes:
             return self.strokes[char]
-        except KeyError:
-            raise UnsupportedCharacterError(char, self.name) from None
+        if self.unicode_entry and self._enterable(char):
+            return self.unicode_entry_strokes(char, caps_lock)
+        raise UnsupportedCharacterError(char, self.name)
 
     def unsupported(self, text: str) -> list[str]:
         """Distinct characters of ``text`` this layout cannot type, in order of appearance."""
-        return list(dict.fromkeys(char for char in text if char not in self.strokes))
+        return list(dict.fromkeys(char for char in text if not self.can_type(char)))
+
+    def unicode_entry_start(self) -> KeyStroke:
+        """Ctrl+Shift+U, on whichever key types ``u`` on this layout (IBus matches the keysym)."""
+        return KeyStroke(UNICODE_ENTRY_MODIFIERS, self.strokes["u"][-1].usage)
+
+    def unicode_entry_strokes(self, char: str, caps_lock: bool = False) -> Strokes:
+        """Ctrl+Shift+U, the code point in lower-case hex, Space: IBus's Unicode entry."""
+        digits = f"{ord(char):x}"
+        sequence = [self.unicode_entry_start()]
+        for digit in digits + " ":
+            sequence.extend(self.strokes_for(digit, caps_lock))
+        return tuple(sequence)
+
+    def _enterable(self, char: str) -> bool:
+        """Unicode entry needs a printable character, and hex digits, ``u`` and Space on unmodified keys.
+
+        IBus reads the hex digits as plain key presses; a layout that needs
+        Shift for digits (AZERTY) would end the entry early, so it gets none.
+        """
+        if len(char) != 1 or not char.isprintable():
+            return False
+        keys = [self.strokes.get(c) for c in HEX_DIGITS + "u "]
+        return all(strokes is not None and len(strokes) == 1 and strokes[0].modifiers == 0 for strokes in keys)
 
 
 def _parse_entry(char: str, entry: object) -> Strokes:
@@ -122,6 +177,10 @@ def _caps_lock_variants(strokes: Mapping[str, Strokes]) -> dict[str, Strokes]:
     return variants
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml when PyYAML has it: 20× faster on the big European layout files (seconds on a Pi otherwise)."""
+
+
 @cache
 def _load_layout(name_or_path: str) -> Layout:
     path = Path(name_or_path)
@@ -130,16 +189,31 @@ def _load_layout(name_or_path: str) -> Layout:
     if not path.is_file():
         raise LayoutError(f"unknown layout {name_or_path!r}; available: {', '.join(available_layouts())}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise LayoutError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("chars"), dict):
         raise LayoutError(f"{path}: expected a mapping with a 'chars' table")
-    return Layout.from_mapping(str(data.get("name", path.stem)), str(data.get("description", "")), data["chars"])
+    caps_lock = data.get("caps_lock")
+    if caps_lock is not None and not isinstance(caps_lock, dict):
+        raise LayoutError(f"{path}: 'caps_lock' must be a mapping of characters to strokes")
+    name, description = str(data.get("name", path.stem)), str(data.get("description", ""))
+    return Layout.from_mapping(name, description, data["chars"], caps_lock)
 
 
 def available_layouts() -> list[str]:
     return sorted(p.stem for p in LAYOUT_DIR.glob("*.yaml"))
+
+
+def caps_lock_toggles(strokes: Strokes) -> int:
+    """How often these strokes press Caps Lock (the ``caps_lock`` table switches it off and on again).
+
+    The host's LED reports for those presses arrive after the keys, so right
+    after such a character the Keyboard must not believe an LED report that is
+    still in flight: the Caps Lock state is then the one it started with when
+    the count is even.
+    """
+    return sum(1 for stroke in strokes if stroke.usage == USAGES["capslock"])
 
 
 def reports_for_strokes(strokes: Strokes) -> Iterator[bytes]:
@@ -174,21 +248,34 @@ def pressed_strokes(reports: Iterable[bytes]) -> Iterator[KeyStroke]:
 
 
 def decode_strokes(strokes: Iterable[KeyStroke], layout: Layout, caps_lock: bool = False) -> str:
-    """Characters the host types for these strokes; multi-stroke sequences (dead keys) resolve whole."""
+    """Characters the host types for these strokes; multi-stroke sequences (dead keys, Unicode entry) resolve whole."""
     table = _reverse_table(layout, caps_lock)
     prefixes = {sequence[:n] for sequence in table for n in range(1, len(sequence))}
+    entry_start = layout.unicode_entry_start() if layout.unicode_entry else None
+    hex_digits: list[str] | None = None
     pending: Strokes = ()
     out: list[str] = []
     for stroke in strokes:
+        if stroke == entry_start and not pending and hex_digits is None:
+            hex_digits = []
+            continue
         pending += (stroke,)
         if pending in prefixes:
             continue
         if pending not in table:
             raise ValueError(f"strokes {' + '.join(map(str, pending))} type nothing on layout {layout.name}")
-        out.append(table[pending])
-        pending = ()
-    if pending:
-        raise ValueError(f"incomplete key sequence at end: {' + '.join(map(str, pending))}")
+        char, pending = table[pending], ()
+        if hex_digits is None:
+            out.append(char)
+        elif char in HEX_DIGITS:
+            hex_digits.append(char)
+        elif char == " " and hex_digits:
+            out.append(chr(int("".join(hex_digits), 16)))
+            hex_digits = None
+        else:
+            raise ValueError(f"Unicode entry on layout {layout.name} interrupted by {char!r}")
+    if pending or hex_digits is not None:
+        raise ValueError(f"incomplete key sequence at end: {' + '.join(map(str, pending)) or 'Unicode entry'}")
     return "".join(out)
 
 
