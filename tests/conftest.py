@@ -9,8 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hypothesis import settings
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 
 if "VOXKEY_MODEL_DIR" not in os.environ and (SHARED / "models").is_dir():
     os.environ["VOXKEY_MODEL_DIR"] = str(SHARED / "models")
+
+# The machine running the tests is small and often busy (VM guests, whisper): hypothesis's
+# per-example deadline would turn load into flaky failures, so examples are judged on results only.
+settings.register_profile("voxkey", deadline=None)
+settings.load_profile("voxkey")

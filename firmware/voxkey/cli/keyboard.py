@@ -12,6 +12,7 @@ from voxkey.keymap import Layout, available_layouts, encode
 from voxkey.transports.base import Keyboard, ReportLink
 from voxkey.transports.terminal import TerminalLink
 from voxkey.transports.usb import UsbHidLink
+from voxkey.typing_policy import UnsupportedPolicy, prepare_text, typing_layout
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,17 +39,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _add_layout_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", default="us", help=f"host keyboard layout ({', '.join(available_layouts())})")
+    parser.add_argument(
+        "--unsupported",
+        choices=[policy.value for policy in UnsupportedPolicy],
+        default=UnsupportedPolicy.TRANSLITERATE.value,
+        help="what to do with characters the layout cannot type (default: transliterate)",
+    )
 
 
 def run_keys(args: argparse.Namespace) -> int:
-    for report in encode(args.text, Layout.load(args.layout)):
+    host_layout = Layout.load(args.layout)
+    for report in encode(
+        prepare_text(args.text, host_layout, args.unsupported), typing_layout(host_layout, args.unsupported)
+    ):
         print(report.hex(" "))
     return 0
 
 
 def run_type(args: argparse.Namespace) -> int:
-    layout = Layout.load(args.layout)
-    text = sys.stdin.read() if args.text == "-" else args.text
+    host_layout = Layout.load(args.layout)
+    layout = typing_layout(host_layout, args.unsupported)
+    text = prepare_text(sys.stdin.read() if args.text == "-" else args.text, host_layout, args.unsupported)
     link: ReportLink
     if args.transport == "terminal":
         link = TerminalLink(layout)

@@ -19,9 +19,12 @@ from typing import Protocol
 
 from voxkey.errors import HostUnavailableError, UnsupportedCharacterError
 from voxkey.hid import LED_CAPS_LOCK
-from voxkey.keymap import Layout, reports_for_strokes
+from voxkey.keymap import Layout, caps_lock_toggles, reports_for_strokes
 
 log = logging.getLogger(__name__)
+
+CAPS_LOCK_SETTLE_S = 0.5
+"""After voxkey itself pressed Caps Lock, how long the host's LED reports may lag behind the keys."""
 
 
 class LinkDown(Exception):
@@ -65,6 +68,8 @@ class Keyboard:
         self._in_flight: list[bytes] | None = None
         self._sent = 0
         self._lock = threading.RLock()
+        self._caps_lock_after_in_flight: bool | None = None
+        self._own_caps_lock: tuple[bool, float] | None = None
 
     @property
     def pending_text(self) -> str:
@@ -121,15 +126,28 @@ class Keyboard:
     def _deliver_first(self, deadline: float | None) -> None:
         if self._in_flight is None:
             self.link.wait_for_host(deadline)
-            caps_lock = bool(self.link.led_state() & LED_CAPS_LOCK)
-            self._in_flight = list(reports_for_strokes(self.layout.strokes_for(self._pending[0], caps_lock)))
+            caps_lock = self._host_caps_lock()
+            strokes = self.layout.strokes_for(self._pending[0], caps_lock)
+            toggles = caps_lock_toggles(strokes)
+            self._caps_lock_after_in_flight = caps_lock ^ (toggles % 2 == 1) if toggles else None
+            self._in_flight = list(reports_for_strokes(strokes))
             self._sent = 0
         while self._sent < len(self._in_flight):
             self.link.send(self._in_flight[self._sent], deadline)
             self._sent += 1
+        if self._caps_lock_after_in_flight is not None:
+            self._own_caps_lock = (self._caps_lock_after_in_flight, time.monotonic() + CAPS_LOCK_SETTLE_S)
         self._pending.popleft()
         self._in_flight = None
         self.delivered_chars += 1
+
+    def _host_caps_lock(self) -> bool:
+        """The host's Caps Lock: our own recent toggles win over LED reports still on their way."""
+        leds = self.link.led_state()
+        if self._own_caps_lock is not None and time.monotonic() < self._own_caps_lock[1]:
+            return self._own_caps_lock[0]
+        self._own_caps_lock = None
+        return bool(leds & LED_CAPS_LOCK)
 
     def _rewind(self) -> None:
         self._in_flight = None
