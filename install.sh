@@ -35,6 +35,7 @@ readonly APT_PACKAGES=(
     python3 python3-venv python3-dev gcc libc6-dev # the venv; gcc builds evdev's small C extension
     libportaudio2 alsa-utils                        # microphone (sounddevice) and arecord for checks
     bluez dbus                                      # Bluetooth LE keyboard
+    systemd                                         # the service (always there on Raspberry Pi OS)
     ca-certificates                                 # model download over HTTPS
 )
 

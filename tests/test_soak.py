@@ -36,11 +36,12 @@ from voxkey.audio import AudioSource, WavFileSource, read_wav, write_wav
 from voxkey.config import Config
 from voxkey.daemon import Daemon, RunOptions
 from voxkey.dictation import transcribe_file
+from voxkey.ui import ButtonEdge
 
 pytestmark = pytest.mark.slow
 
-CYCLES = 200
-WARM_UP = 20
+CYCLES = int(os.environ.get("VOXKEY_SOAK_CYCLES", "200"))  # fewer only to debug
+WARM_UP = min(20, CYCLES)
 RSS_BOUND_MIB = 16.0
 CANCEL_PIN = 22
 
@@ -127,13 +128,21 @@ def test_soak_200_cycles(pins: MockFactory, tmp_path: Path, record_property: obj
         screen.append((" " if screen else "") + phrase)
         expected_typed += 1
 
+    def double_tap() -> None:
+        """Two 50 ms taps 100 ms apart, stamped exactly as the terminal's 'u' key does: a loaded machine
+        may oversleep a real 50 ms tap into a dictation, and the soak is about resources, not timing."""
+        microphone.next_is_speech = False
+        now = time.monotonic()
+        for offset, kind in ((0.0, "press"), (0.05, "release"), (0.15, "press"), (0.2, "release")):
+            daemon.events.put(ButtonEdge(kind, now + offset))  # type: ignore[arg-type]
+
     def tap() -> None:
         microphone.next_is_speech = False
         button.drive_low()
-        time.sleep(0.05)
         button.drive_high()
 
     marks: dict[int, tuple[int, int, float]] = {}
+    kinds = [cycle % 10 for cycle in range(1, CYCLES + 1)]
     started = time.monotonic()
     for cycle in range(1, CYCLES + 1):
         kind = cycle % 10
@@ -142,9 +151,7 @@ def test_soak_200_cycles(pins: MockFactory, tmp_path: Path, record_property: obj
             wait(idle)
             time.sleep(config.button.double_press_s + 0.05)
             undone = daemon.counters.undone + 1
-            tap()
-            time.sleep(0.1)
-            tap()
+            double_tap()
             wait(lambda: daemon.counters.undone == undone)  # noqa: B023 - waited for right here
             screen.pop()
         elif kind == 8:  # a dictation cancelled with the cancel button before it is typed
@@ -179,8 +186,8 @@ def test_soak_200_cycles(pins: MockFactory, tmp_path: Path, record_property: obj
         record_property(name, value)  # type: ignore[operator]
 
     assert daemon.counters.typed == expected_typed
-    assert daemon.counters.cancelled == CYCLES // 10
-    assert daemon.counters.undone == CYCLES // 10
+    assert daemon.counters.cancelled == kinds.count(8)
+    assert daemon.counters.undone == kinds.count(7)
     assert daemon.counters.errors == 0
     assert host.screen() == "".join(screen)
     assert t1 <= t0, figures
