@@ -22,8 +22,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CACHE = Path(os.environ.get("VOXKEY_TEST_CACHE", Path.home() / ".cache" / "voxkey-tests"))
@@ -155,6 +153,7 @@ def snapshot(box: Chroot) -> dict[str, str]:
     return {path: box.read(path) for path in INSTALLED_FILES}
 
 
+@pytest.mark.slow
 def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     box = chroot
     first = box.sh("/usr/src/voxkey/install.sh --model-from /media/models", timeout=1800).stdout
@@ -236,3 +235,46 @@ def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     box.sh("/usr/src/voxkey/install.sh --uninstall")
     assert not box.exists("/etc/voxkey") and not box.exists("/var/lib/voxkey")
     assert "no such user" in box.sh("id voxkey 2>&1 || true").stdout
+
+
+# --- checks of the scripts and units that need no chroot --------------------------------------------
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is missing: apt-get install {'systemd' if name == 'systemd-analyze' else name}")
+    return path
+
+
+def test_units_pass_systemd_analyze_verify() -> None:
+    units = sorted(str(p) for p in (REPO / "systemd").glob("*.service"))
+    assert len(units) == 2
+    result = subprocess.run([tool("systemd-analyze"), "verify", *units], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_service_exposure_is_at_most_4() -> None:
+    result = subprocess.run(
+        [tool("systemd-analyze"), "security", "--offline=true", str(REPO / "systemd" / "voxkey.service")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    summary = [line for line in result.stdout.splitlines() if "Overall exposure level" in line]
+    assert summary, result.stdout + result.stderr
+    exposure = float(summary[0].split(":")[1].split()[0])
+    assert exposure <= 4.0, summary[0]
+
+
+def test_install_script_is_shellcheck_clean() -> None:
+    result = subprocess.run([tool("shellcheck"), str(REPO / "install.sh")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_install_script_usage() -> None:
+    helped = subprocess.run(["bash", str(REPO / "install.sh"), "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "--uninstall" in helped.stdout
+    wrong = subprocess.run(["bash", str(REPO / "install.sh"), "--frobnicate"], capture_output=True, text=True)
+    assert wrong.returncode == 2

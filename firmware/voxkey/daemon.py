@@ -344,7 +344,7 @@ class Daemon:
         self._pairing = False
         self._swallow_release = False
         self._last_tap_release: float | None = None
-        self._main_pressed_at: float | None = None
+        self._main_held = False
         self._transcribe_queue: queue.Queue[Dictation | None] = queue.Queue()
         self._type_queue: queue.Queue[tuple[OutputItem, list[commands.Action]] | None] = queue.Queue()
         self._transcribing: dict[int, Dictation] = {}
@@ -567,9 +567,10 @@ class Daemon:
                 self._cancel_latest("cancel button")
             return
         if edge.kind == "press":
-            self._main_pressed_at = edge.at
+            self._main_held = True
             self._on_press(edge.at)
         else:
+            self._main_held = False
             self._on_release(edge.at)
 
     def _on_press(self, at: float) -> None:
@@ -763,7 +764,7 @@ class Daemon:
         self._release_source()
         if recording.stopped_at is None:
             recording.stopped_at = time.monotonic()
-            if self._main_pressed_at is not None and self.options.audio_file is None:
+            if self._main_held:
                 self._swallow_release = True  # the button is still down: its release is not a gesture
         if event.truncated:
             log.warning("dictation %d reached the maximum length (audio.max_recording_s)", recording.number)
