@@ -52,17 +52,17 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from voxkey import daemon
+    from voxkey.daemon import RunOptions, run
 
     config = config_module.load(args.config)
     if not (args.debug or args.verbose):
         logging.getLogger().setLevel(config.service.log_level.upper())
-    options = daemon.RunOptions(audio_file=args.audio_file, output=args.output)
+    options = RunOptions(audio_file=args.audio_file, output=args.output)
     if args.audio_file is not None and not args.audio_file.is_file():
         from voxkey.errors import AudioError
 
         raise AudioError(f"{args.audio_file}: no such file")
-    return daemon.run(config, options)
+    return run(config, options)
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -84,13 +84,13 @@ def print_defaults(args: argparse.Namespace) -> int:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    from voxkey import doctor
+    from voxkey.doctor import format_results, run_checks
 
     try:
         config = config_module.load(args.config)
         config_error = None
     except ConfigError as exc:
         config, config_error = config_module.Config(), exc
-    results = doctor.run_checks(config, config_error)
-    print(doctor.format_results(results))
+    results = run_checks(config, config_error)
+    print(format_results(results))
     return 0 if all(r.ok for r in results) else 1
