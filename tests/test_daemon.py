@@ -664,3 +664,25 @@ def test_readme_quick_start_prints_the_jfk_sentence(transcribed: Callable[[Path]
     assert result.stdout == reference.stdout  # exactly what `voxkey transcribe` gives
     assert "ask not what your country can do for you" in result.stdout.lower()
     assert result.stderr == ""
+
+
+def test_missing_microphone_is_an_error_until_it_returns(
+    engine: WhisperEngine,
+    pins: MockFactory,
+    room: Path,
+    tmp_path: Path,
+    transcribed: Callable[[Path], str],
+    harnesses: list[Harness],
+) -> None:
+    h = Harness(make_config("hold"), engine, pins, tmp_path / "unplugged.wav")  # no such device
+    harnesses.append(h)
+    assert h.daemon.counters.errors == 0  # a start-up check failure is shown, not counted
+    h.speak(0.5)
+    h.wait_for(lambda: h.daemon.counters.errors == 1, 10)
+    h.wait_for(lambda: h.light_state() is LightState.ERROR, 5)
+    assert h.thread.is_alive() and h.daemon.counters.dictations == 0
+    h.microphone = room  # plugged in again
+    time.sleep(0.5)
+    h.speak(SPEECH_S)
+    h.wait_for(lambda: h.daemon.counters.typed == 1)
+    assert h.link.typed() == transcribed(room)

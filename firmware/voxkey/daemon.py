@@ -668,6 +668,7 @@ class Daemon:
     def _start_recording(self, at: float) -> None:
         assert self._engine is not None
         self._join_capture()
+        source: AudioSource | None = None
         try:
             source = self._source or self._audio_factory()
             # Listening starts before the device opens, so its very first block belongs to the recording.
@@ -677,6 +678,10 @@ class Daemon:
             log.error("%s", exc)
             self.counters.errors += 1
             self._show_error()
+            if source is not None:
+                source.stop_listening(post_roll=False)  # the next press starts a clean recording
+                if source is not self._source:
+                    source.close()
             return
         self._source = source
         self._numbers += 1
