@@ -106,7 +106,7 @@ def test_single_led_patterns(pins: MockFactory) -> None:
         light.show(LightState.IDLE)
         assert wait_until(lambda: pin.state == 0)
         assert sample(pin, 0.3) == {0}
-        assert light.history == [LightState.LISTENING, LightState.TRANSCRIBING, LightState.IDLE]
+        assert list(light.history) == [LightState.LISTENING, LightState.TRANSCRIBING, LightState.IDLE]
     finally:
         light.close()
     assert light.state is LightState.IDLE
@@ -123,7 +123,7 @@ def test_one_shot_flash_returns_to_the_state(pins: MockFactory) -> None:
         light.show(LightState.TRANSCRIBING)  # the flash is not cut short by a state change...
         time.sleep(0.4)
         assert sample(pin, 0.8) == {0, 1}  # ...and the new state follows it
-        assert light.history == [LightState.LISTENING, LightState.LIMIT, LightState.TRANSCRIBING]
+        assert list(light.history) == [LightState.LISTENING, LightState.LIMIT, LightState.TRANSCRIBING]
     finally:
         light.close()
 
@@ -157,7 +157,7 @@ def test_no_led_configured_still_records_states() -> None:
     try:
         light.show(LightState.TYPING)
         assert light.state is LightState.TYPING
-        assert light.history == [LightState.TYPING]
+        assert list(light.history) == [LightState.TYPING]
     finally:
         light.close()
 

@@ -57,6 +57,7 @@ import termios
 import threading
 import time
 import tty
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -224,6 +225,7 @@ Step = tuple[float, float]
 """(brightness 0..1, seconds); a single LED is on when brightness ≥ 0.5."""
 
 FOREVER = float("inf")
+HISTORY_LENGTH = 1000
 RED, GREEN, BLUE = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 CYAN, YELLOW, MAGENTA, WHITE = (0.0, 1.0, 1.0), (1.0, 0.8, 0.0), (1.0, 0.0, 1.0), (1.0, 1.0, 1.0)
 
@@ -256,12 +258,13 @@ class StatusLight:
     """Plays the pattern of the current state on the configured LED, from one background thread.
 
     ``show`` sets the lasting state; ``flash`` plays a one-shot pattern over it.
-    ``history`` records every state shown, in order (what a user would have seen).
+    ``history`` records the last ``HISTORY_LENGTH`` states shown, in order (what a user would have seen),
+    bounded so a daemon running for months does not grow.
     """
 
     def __init__(self, settings: LedSettings) -> None:
         self.settings = settings
-        self.history: list[LightState] = []
+        self.history: deque[LightState] = deque(maxlen=HISTORY_LENGTH)
         self._device = self._open_device(settings)
         self._state = LightState.IDLE
         self._overlay: LightState | None = None
