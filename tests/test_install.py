@@ -25,7 +25,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CACHE = Path(os.environ.get("VOXKEY_TEST_CACHE", Path.home() / ".cache" / "voxkey-tests"))
-MIRROR = os.environ.get("VOXKEY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+
+def configured_debian_mirror() -> str:
+    """The Debian mirror this machine's apt already uses, so the test reaches what apt reaches."""
+    for sources in sorted(Path("/etc/apt").glob("sources.list.d/*.sources")):
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and not line.rstrip().endswith("-security"):
+                return line.split()[1]
+    for line in (
+        Path("/etc/apt/sources.list").read_text().splitlines() if Path("/etc/apt/sources.list").is_file() else []
+    ):
+        fields = line.split()
+        if len(fields) >= 3 and fields[0] == "deb" and "security" not in fields[1]:
+            return fields[1]
+    raise RuntimeError("no Debian mirror configured for apt; set VOXKEY_DEBIAN_MIRROR")
+
+
 TARBALL = CACHE / "bookworm-minbase.tar"
 PI_CONFIG_TXT = "# Raspberry Pi OS config.txt\ndtparam=audio=on\ncamera_auto_detect=1\n\n[cm4]\notg_mode=1\n"
 SOURCE_IGNORE = shutil.ignore_patterns(
@@ -46,7 +62,16 @@ def make_base_root(root: Path) -> None:
         run(["tar", "-xpf", str(TARBALL), "-C", str(root)])
         return
     CACHE.mkdir(parents=True, exist_ok=True)
-    run(["debootstrap", "--variant=minbase", "bookworm", str(root), MIRROR], timeout=1800)
+    run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            "bookworm",
+            str(root),
+            os.environ.get("VOXKEY_DEBIAN_MIRROR") or configured_debian_mirror(),
+        ],
+        timeout=1800,
+    )
     partial = TARBALL.with_suffix(".partial")
     run(["tar", "-cpf", str(partial), "-C", str(root), "."])
     partial.rename(TARBALL)
