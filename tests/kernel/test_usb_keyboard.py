@@ -1,0 +1,156 @@
+"""The USB keyboard path on a real kernel (issue 2), judged from what the host's evdev saw.
+
+Guest side: ``tests/kernel/cases/usb.py``. Each test decodes the recorded key
+events as a us-layout host would and demands the exact text voxkey was given.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import pytest
+
+from tests.kernel.cases.usb import typing_text
+from tests.kernel.evdev_keys import EV_KEY, EV_LED, LED_CAPSL, HostText, decode_events
+from voxkey.hid import keyboard_report_descriptor
+
+PRINTABLE_ASCII = {chr(code) for code in range(0x20, 0x7F)}
+
+
+def first_difference(expected: str, got: str) -> str:
+    """Where the host's text departs from the typed text, with context on both sides."""
+    index = next(
+        (i for i, (a, b) in enumerate(zip(expected, got, strict=False)) if a != b), min(len(expected), len(got))
+    )
+    start = max(0, index - 40)
+    return (
+        f"host text differs at character {index} (typed {len(expected)} chars, host got {len(got)}):\n"
+        f"  typed: {expected[start : index + 40]!r}\n"
+        f"  host:  {got[start : index + 40]!r}"
+    )
+
+
+def assert_host_received_exactly(observations: dict[str, Any], context: str = "") -> HostText:
+    voxkey = observations["voxkey"]
+    assert voxkey["rc"] == 0, f"voxkey type failed: {voxkey}"
+    host = decode_events(observations["events"], "us")
+    assert not host.dropped, (
+        f"the recorder lost evdev events ({host.dropped} SYN_DROPPED, reader {observations.get('reader')}): "
+        "the guest was too slow to record everything, so this run proves nothing about voxkey"
+    )
+    assert not host.unknown, f"host got keys that type nothing on a us host: {host.unknown[:10]}"
+    assert not host.repeats, (
+        f"host auto-repeated {len(host.repeats)} characters (a key was held, longest "
+        f"{host.longest_hold_s:.3f} s): {host.repeats[:10]}"
+    )
+    assert not host.held_at_end, f"keys still held on the host at the end: {host.held_at_end}"
+    if host.text != observations["text"]:
+        details = f"\nvoxkey stderr: {voxkey['stderr'][-1500:]}" + (f"\n{context}" if context else "")
+        pytest.fail(first_difference(observations["text"], host.text) + details, pytrace=False)
+    return host
+
+
+def test_typing_text_covers_what_issue_2_demands() -> None:
+    text = typing_text()
+    assert len(text) >= 2000
+    assert set(text) >= PRINTABLE_ASCII
+    assert "\n" in text and "\t" in text
+    assert any(text[i] == text[i + 1] and text[i] in string.ascii_letters for i in range(len(text) - 1))
+
+
+@pytest.mark.kernel
+@pytest.mark.guest_case("usb.gadget_up")
+def test_gadget_up_enumerates_a_boot_keyboard_with_our_descriptor(guest_case_result: dict[str, Any]) -> None:
+    seen = guest_case_result
+    assert seen["first_up"]["up"]["rc"] == 0, seen["first_up"]
+    assert seen["first_up"]["configured"] and seen["first_up"]["keyboard_listed"], seen["first_up"]
+    assert seen["second_up"]["rc"] == 0 and "already up" in seen["second_up"]["stdout"], seen["second_up"]
+    assert seen["input_devices_with_our_ids"] == 1, "a second `up` must not create a second keyboard"
+    assert seen["host_report_descriptor"] == keyboard_report_descriptor().hex()
+    usb = seen["usb"]
+    assert (usb["interface_class"], usb["interface_subclass"], usb["interface_protocol"]) == ("03", "01", "01")
+    assert (usb["manufacturer"], usb["product"]) == ("voxkey", "voxkey voice keyboard")
+    assert usb["serial"]
+    assert "B: LED=1f" in seen["input_block"], "host must see Num/Caps/Scroll/Compose/Kana LEDs"
+    assert "bound: dummy_udc.0" in seen["status"]["stdout"] and "state: configured" in seen["status"]["stdout"]
+    assert seen["hidg"].startswith("/dev/hidg")
+
+
+@pytest.mark.kernel
+@pytest.mark.guest_case("usb.raw_reports")
+def test_hand_written_reports_reach_the_host_as_keys(guest_case_result: dict[str, Any]) -> None:
+    host = decode_events(guest_case_result["events"], "us")
+    assert host.text == "aA\n"
+    assert not host.held_at_end
+
+
+@pytest.mark.kernel
+@pytest.mark.guest_case("usb.type_text")
+def test_voxkey_type_delivers_2000_chars_exactly(guest_case_result: dict[str, Any]) -> None:
+    assert guest_case_result["text"] == typing_text()
+    host = assert_host_received_exactly(guest_case_result)
+    assert host.presses >= len(guest_case_result["text"])
+
+
+@pytest.mark.kernel
+@pytest.mark.guest_case("usb.caps_lock")
+def test_text_stays_exact_with_caps_lock_on_at_the_host(guest_case_result: dict[str, Any]) -> None:
+    events = guest_case_result["events"]
+    first_key = next(i for i, event in enumerate(events) if event[1] == EV_KEY)
+    caps_before = [event[3] for event in events[:first_key] if event[1] == EV_LED and event[2] == LED_CAPSL]
+    assert caps_before and caps_before[-1] == 1, "Caps Lock must be on at the host before typing starts"
+    assert guest_case_result["caps_led_on_at_end"], "Caps Lock must still be on when typing ends"
+    assert guest_case_result["text"] == typing_text(1200, seed=3)
+    assert_host_received_exactly(guest_case_result)
+
+
+@pytest.mark.kernel
+@pytest.mark.guest_case("usb.unbind_rebind")
+def test_unplug_mid_text_and_replug_loses_and_repeats_nothing(guest_case_result: dict[str, Any]) -> None:
+    timeline = guest_case_result["timeline"]
+    assert timeline["typing_still_running_at_unbind"], f"unbind must happen mid-text: {timeline}"
+    assert 0 < timeline["presses_before_unbind"] < len(guest_case_result["text"]), timeline
+    assert timeline["rebind"]["rc"] == 0, timeline["rebind"]
+    generations = guest_case_result["generations"]
+    assert len(generations) >= 2, "the host must have seen the keyboard go and come back"
+    assert_host_received_exactly(guest_case_result, reconnect_report(guest_case_result))
+
+
+def input_core_report(observations: dict[str, Any]) -> str:
+    """What the host kernel's input core got (kprobe witness), to tell a slow reader from a lost key."""
+    events = observations.get("input_core_events") or []
+    if not events:
+        return f"input core witness: {observations.get('input_core_witness')}, no events"
+    typed = decode_events(events, "us").text
+    verdict = "exact" if typed == observations["text"] else first_difference(observations["text"], typed)
+    return f"input core (kprobe on input_event, all key events since before the replug): {verdict}"
+
+
+def reconnect_report(observations: dict[str, Any]) -> str:
+    """Per keyboard lifetime on the host: what it typed, and where that sits in the text."""
+    lines = []
+    text = observations["text"]
+    for number, generation in enumerate(observations["generations"]):
+        end = generation.get("closed_at", float("inf"))
+        events = [e for e in observations["events"] if generation["opened_at"] - 1 <= e[0] <= end and e[1] == EV_KEY]
+        typed = decode_events(events, "us").text
+        lines.append(
+            f"evdev keyboard #{number} {generation['path']} open {generation['opened_at']:.3f}-{end:.3f}: "
+            f"host typed {len(typed)} chars, found at text offset {text.find(typed[:40]) if typed else None}, "
+            f"first {typed[:20]!r} last {typed[-20:]!r}"
+        )
+    lines.append(input_core_report(observations))
+    return "\n".join(lines)
+
+
+@pytest.mark.kernel
+@pytest.mark.guest_case("usb.gadget_down")
+def test_gadget_down_leaves_configfs_clean(guest_case_result: dict[str, Any]) -> None:
+    seen = guest_case_result
+    assert seen["down"]["rc"] == 0, seen["down"]
+    assert seen["configfs_leftover"] == []
+    assert seen["keyboard_after"] is None, "the host's keyboard must disappear"
+    assert seen["udc_function_after"] in ("", None)
+    assert seen["down_again"]["rc"] == 0 and "already down" in seen["down_again"]["stdout"]
+    assert seen["status_after"]["rc"] == 3
