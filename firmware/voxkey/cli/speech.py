@@ -1,0 +1,140 @@
+"""``voxkey transcribe``, ``voxkey models`` and ``voxkey bench``: speech recognition from the command line.
+
+``transcribe`` runs files through exactly the path a live dictation takes
+(VAD phrases, tuned whisper decoding, clean-up), so what it prints is what
+the keyboard would type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from voxkey.errors import ModelError, VoxkeyError
+from voxkey.models import (
+    DEFAULT_MODEL,
+    OFFICIAL_MODELS,
+    ProgressBar,
+    default_download_dir,
+    download_model,
+    find_model,
+    installed_models,
+    model_filename,
+    model_search_dirs,
+    verify_model,
+)
+
+BENCHMARK_SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "asr.py"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    transcribe = subparsers.add_parser("transcribe", help="transcribe WAV files as voxkey would type them")
+    transcribe.add_argument("files", nargs="+", metavar="FILE", help="WAV file(s); any rate, mono or stereo")
+    transcribe.add_argument("--model", "-m", default=DEFAULT_MODEL, help="model name or path (default: %(default)s)")
+    transcribe.add_argument("--threads", "-t", type=int, default=None, help="whisper threads (default: up to 4)")
+    transcribe.add_argument("--language", "-l", default="en", help="spoken language (default: %(default)s)")
+    transcribe.add_argument("--prompt", default="", help="initial prompt / custom vocabulary")
+    transcribe.add_argument("--json", action="store_true", help='JSON lines: {"file", "text", "audio_s", "compute_s"}')
+    transcribe.set_defaults(func=run_transcribe)
+
+    models = subparsers.add_parser("models", help="list, download or verify whisper models")
+    models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    listing = models_sub.add_parser("list", help="official models and which are installed")
+    listing.set_defaults(func=run_models_list)
+    download = models_sub.add_parser("download", help="download an official model (sha256-checked)")
+    download.add_argument("name", choices=sorted(OFFICIAL_MODELS), metavar="NAME", help="e.g. tiny.en-q5_1")
+    download.add_argument("--dir", type=Path, default=None, help="target folder (default: $VOXKEY_MODEL_DIR or cache)")
+    download.add_argument("--force", action="store_true", help="download even if the file is there and verifies")
+    download.set_defaults(func=run_models_download)
+    verify = models_sub.add_parser("verify", help="check installed models (structure and sha256)")
+    verify.add_argument("models", nargs="*", metavar="NAME|PATH", help="default: every installed model")
+    verify.set_defaults(func=run_models_verify)
+
+    bench = subparsers.add_parser("bench", help="measure speed and accuracy (needs a source checkout)")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    bench_asr = bench_sub.add_parser("asr", help="speech recognition: RTF, RSS, WER, latency vs plain pywhispercpp")
+    bench_asr.add_argument("args", nargs=argparse.REMAINDER, help="passed to benchmarks/asr.py (see its --help)")
+    bench_asr.set_defaults(func=run_bench_asr)
+
+
+def run_transcribe(args: argparse.Namespace) -> int:
+    from voxkey.asr import AsrSettings, WhisperEngine
+    from voxkey.dictation import transcribe_file
+
+    settings = AsrSettings(model=args.model, language=args.language, initial_prompt=args.prompt)
+    if args.threads:
+        settings.threads = args.threads
+    failures = 0
+    with WhisperEngine(settings) as engine:
+        for name in args.files:
+            try:
+                result = transcribe_file(engine, name)
+            except VoxkeyError as exc:
+                failures += 1
+                print(f"voxkey: error: {exc}", file=sys.stderr)
+                continue
+            if args.json:
+                record = {
+                    "file": name,
+                    "text": result.text,
+                    "audio_s": round(result.audio_s, 3),
+                    "compute_s": round(result.compute_s, 3),
+                }
+                print(json.dumps(record, ensure_ascii=False), flush=True)
+            else:
+                print(result.text, flush=True)
+    return 1 if failures else 0
+
+
+def run_models_list(args: argparse.Namespace) -> int:
+    installed = {path.name: path for path in installed_models()}
+    print(f"{'model':<16} {'size':>8}  installed")
+    for name, info in OFFICIAL_MODELS.items():
+        path = installed.pop(info.filename, None)
+        print(f"{name:<16} {info.size_mb:>6.1f}MB  {path or '-'}")
+    for filename, path in sorted(installed.items()):
+        print(f"{filename:<16} {'':>8}  {path} (not in the official table)")
+    print("search order: " + ", ".join(str(d) for d in model_search_dirs()))
+    return 0
+
+
+def run_models_download(args: argparse.Namespace) -> int:
+    target_dir = args.dir or default_download_dir()
+    existing = target_dir / model_filename(args.name)
+    if existing.is_file() and not args.force:
+        status = verify_model(existing)
+        if status.verdict == "official":
+            print(f"{existing} is already installed and verified")
+            return 0
+    info = OFFICIAL_MODELS[args.name]
+    progress = ProgressBar(f"{info.filename} ({info.size_mb:.0f} MB)") if sys.stderr.isatty() else None
+    path = download_model(args.name, target_dir, progress=progress)
+    print(f"{path}: downloaded, sha256 verified")
+    return 0
+
+
+def run_models_verify(args: argparse.Namespace) -> int:
+    paths = [find_model(name) for name in args.models] if args.models else installed_models()
+    if not paths:
+        raise ModelError("no models installed; run `voxkey models download tiny.en-q5_1`")
+    bad = 0
+    for path in paths:
+        status = verify_model(path)
+        bad += not status.ok
+        print(f"{status.verdict.upper():<9} {path}  {status.detail}")
+    return 1 if bad else 0
+
+
+def run_bench_asr(args: argparse.Namespace) -> int:
+    if not BENCHMARK_SCRIPT.is_file():
+        raise VoxkeyError(f"the benchmark needs a voxkey source checkout ({BENCHMARK_SCRIPT} is missing)")
+    spec = importlib.util.spec_from_file_location("voxkey_benchmark_asr", BENCHMARK_SCRIPT)
+    if spec is None or spec.loader is None:
+        raise VoxkeyError(f"cannot load {BENCHMARK_SCRIPT}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    forwarded = [a for a in args.args if a != "--"]
+    return int(module.main(forwarded))

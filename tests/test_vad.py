@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.speech_fixtures import concat, espeak, fan_hum, load_utterance, silence, speech_tmp, white_noise
+from voxkey.audio import SAMPLE_RATE
+from voxkey.errors import ConfigError
+from voxkey.vad import PhraseSegmenter, VadSettings, loudness_spread_db, speech_ms, split_phrases
+
+__all__ = ["speech_tmp"]
+
+
+@pytest.fixture(scope="module")
+def sentences(speech_tmp: Path) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        espeak("The quick brown fox jumps over the lazy dog.", speech_tmp, "fox"),
+        espeak("Please send the report to my office before noon.", speech_tmp, "report"),
+    )
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [silence(10), white_noise(10, 0.02), white_noise(10, 0.3), fan_hum(10)],
+    ids=["digital-silence", "quiet-white-noise", "loud-white-noise", "fan-hum"],
+)
+def test_no_phrase_in_silence_or_steady_noise(noise: np.ndarray) -> None:
+    assert split_phrases(noise) == []
+
+
+def test_steady_noise_is_flat_and_speech_is_not() -> None:
+    assert loudness_spread_db(white_noise(5)) < 2
+    assert loudness_spread_db(fan_hum(5)) < 3
+    assert loudness_spread_db(load_utterance("jfk")) > 20
+
+
+def test_long_pause_splits_and_is_removed(sentences: tuple[np.ndarray, np.ndarray]) -> None:
+    fox, report = sentences
+    recording = concat(silence(2), fox, silence(15), report, silence(3))
+    phrases = split_phrases(recording)
+    assert len(phrases) == 2
+    settings = VadSettings()
+    for phrase, sentence in zip(phrases, (fox, report), strict=True):
+        # only speech plus at most the padding on each side reaches whisper
+        assert phrase.duration_s <= sentence.size / SAMPLE_RATE + 2 * settings.padding_ms / 1000 + 0.1
+        assert phrase.speech_ms > 1000
+    assert abs(phrases[1].start_s - (2 + fox.size / SAMPLE_RATE + 15)) < 1.0
+
+
+def test_short_pause_stays_inside_a_phrase(sentences: tuple[np.ndarray, np.ndarray]) -> None:
+    fox, report = sentences
+    phrases = split_phrases(concat(fox, silence(0.3), report))
+    assert len(phrases) == 1
+
+
+def test_phrases_keep_padding_so_words_are_not_clipped(sentences: tuple[np.ndarray, np.ndarray]) -> None:
+    fox, _ = sentences
+    (phrase,) = split_phrases(concat(silence(1), fox, silence(1)))
+    settings = VadSettings()
+    start = round(1 * SAMPLE_RATE)
+    assert phrase.start_s <= 1.0 - settings.padding_ms / 1000 / 2  # starts before the first voiced frame
+    assert phrase.samples.size >= fox.size - start // 10
+
+
+def test_overlong_speech_is_split_before_whispers_window() -> None:
+    speech = concat(*(load_utterance(i) for i in ("LJ001-0014", "LJ001-0015", "LJ001-0017", "LJ001-0019")))
+    settings = VadSettings(phrase_pause_ms=2000, max_phrase_s=10.0)
+    phrases = split_phrases(speech, settings)
+    assert len(phrases) >= 3
+    assert all(p.duration_s <= settings.max_phrase_s + 0.05 for p in phrases)
+    total = sum(p.samples.size for p in phrases)
+    assert total >= 0.9 * speech.size  # split, not thrown away
+
+
+@pytest.mark.parametrize("chunk", [1, 160, 333, 480, 4096])
+def test_chunking_does_not_change_the_phrases(sentences: tuple[np.ndarray, np.ndarray], chunk: int) -> None:
+    fox, report = sentences
+    recording = concat(silence(1), fox, silence(2), report, silence(0.5))
+    expected = split_phrases(recording)
+    segmenter = PhraseSegmenter()
+    got = []
+    step = chunk if chunk > 1 else 7
+    for i in range(0, recording.size, step):
+        got.extend(segmenter.feed(recording[i : i + step]))
+    got.extend(segmenter.flush())
+    assert [p.samples.size for p in got] == [p.samples.size for p in expected]
+    assert all(np.array_equal(a.samples, b.samples) for a, b in zip(got, expected, strict=True))
+    assert segmenter.total_samples == recording.size
+
+
+def test_a_click_is_not_a_phrase() -> None:
+    click = concat(silence(1), white_noise(0.06, 0.5), silence(1))
+    assert split_phrases(click) == []
+
+
+def test_speech_ms_counts_voiced_audio(sentences: tuple[np.ndarray, np.ndarray]) -> None:
+    fox, _ = sentences
+    assert speech_ms(silence(3)) == 0
+    assert 1500 <= speech_ms(concat(silence(1), fox)) <= fox.size * 1000 // SAMPLE_RATE + 30
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        VadSettings(aggressiveness=4),
+        VadSettings(frame_ms=25),
+        VadSettings(start_ratio=0),
+        VadSettings(max_phrase_s=30),
+    ],
+)
+def test_bad_settings_are_config_errors(bad: VadSettings) -> None:
+    with pytest.raises(ConfigError):
+        PhraseSegmenter(bad)
