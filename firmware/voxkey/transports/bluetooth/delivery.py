@@ -1,0 +1,230 @@
+"""Which key reports the host's Bluetooth controller has acknowledged, read from the HCI monitor.
+
+Why this exists: BlueZ sends a GATT notification when we emit it and tells us
+nothing more. ATT notifications are not acknowledged, and between our D-Bus
+signal and the air there are three queues (bluetoothd, the kernel, the
+controller's buffers). When a host walks out of range, whatever sits in those
+queues is silently dropped, and text would be lost.
+
+The controller, however, does report delivery: every ACL packet handed to it
+is later counted in a *Number Of Completed Packets* event, and an LE link
+layer frees a packet only once the peer acknowledged it. The kernel mirrors
+all HCI traffic on its monitor channel (what ``btmon`` reads; needs
+CAP_NET_RAW). So this module watches, per connection handle, the ACL packets
+that carry ATT notifications in the order they went to the controller, and
+turns completion events into "this notification value reached the host" and
+disconnection events into "these never made it".
+
+``DeliveryLedger`` is the bookkeeping (pure, unit-tested);
+``HciMonitor`` feeds it from the kernel's monitor socket.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from voxkey.errors import BluetoothError
+
+log = logging.getLogger(__name__)
+
+AF_BLUETOOTH = getattr(socket, "AF_BLUETOOTH", 31)  # Python built without bluez headers lacks the names
+BTPROTO_HCI = getattr(socket, "BTPROTO_HCI", 1)
+HCI_CHANNEL_MONITOR = 2
+HCI_DEV_NONE = 0xFFFF
+MONITOR_NEW_INDEX = 0
+MONITOR_EVENT = 3
+MONITOR_ACL_TX = 4
+EVENT_DISCONNECTION_COMPLETE = 0x05
+EVENT_NUMBER_OF_COMPLETED_PACKETS = 0x13
+EVENT_LE_META = 0x3E
+LE_CONNECTION_COMPLETE = 0x01
+LE_ENHANCED_CONNECTION_COMPLETE = 0x0A
+L2CAP_CID_ATT = 0x0004
+L2CAP_CID_DYNAMIC = 0x0040
+ATT_HANDLE_VALUE_NOTIFICATION = 0x1B
+ATT_MULTIPLE_HANDLE_VALUE_NOTIFICATION = 0x23
+ACL_PB_CONTINUATION = 0x01
+
+
+@dataclass
+class _Packet:
+    notifications: list[bytes]
+    """The notified values this ACL packet carries (whole ATT notifications only)."""
+
+
+@dataclass
+class DeliveryLedger:
+    """ACL packets per connection handle, oldest first, until completed or lost.
+
+    ``on_delivered(address, value)`` fires for each acknowledged notification
+    packet (other ATT traffic just takes its place in line) and
+    ``on_lost(address, values)`` when a connection ends; ``address`` is the
+    peer's, or None for a connection made before the monitor started.
+    """
+
+    on_delivered: Callable[[str | None, bytes], None]
+    on_lost: Callable[[str | None, list[bytes]], None]
+    in_flight: dict[int, deque[_Packet]] = field(default_factory=dict)
+    addresses: dict[int, str] = field(default_factory=dict)
+
+    def connected(self, handle: int, address: str) -> None:
+        self.in_flight[handle] = deque()
+        self.addresses[handle] = address
+
+    def acl_sent(self, handle: int, data: bytes, continuation: bool) -> None:
+        self.in_flight.setdefault(handle, deque()).append(_Packet([] if continuation else _notified_values(data)))
+
+    def completed(self, handle: int, count: int) -> None:
+        queue = self.in_flight.get(handle)
+        for _ in range(count):
+            if not queue:
+                return  # packets sent before we started watching
+            packet = queue.popleft()
+            for value in packet.notifications:
+                self.on_delivered(self.addresses.get(handle), value)
+
+    def disconnected(self, handle: int) -> None:
+        queue = self.in_flight.pop(handle, deque())
+        address = self.addresses.pop(handle, None)
+        self.on_lost(address, [value for packet in queue for value in packet.notifications])
+
+
+def _notified_values(acl_payload: bytes) -> list[bytes]:
+    """Values of the ATT notifications in one ACL start packet (none for other traffic).
+
+    ATT runs on the fixed channel 0x0004 or, with Enhanced ATT (BlueZ ≥ 5.6x and
+    a host that supports it), on credit-based channels with dynamic CIDs whose
+    first frame starts with a 2-byte SDU length. EATT also allows Multiple
+    Handle Value Notification, several values in one PDU.
+    """
+    if len(acl_payload) < 5:
+        return []
+    length, cid = struct.unpack_from("<HH", acl_payload)
+    if length + 4 > len(acl_payload):
+        return []  # fragmented over several ACL packets: not one of our short reports
+    frame = acl_payload[4 : 4 + length]
+    if cid == L2CAP_CID_ATT:
+        pdu = frame
+    elif cid >= L2CAP_CID_DYNAMIC and len(frame) >= 2 and struct.unpack_from("<H", frame)[0] == len(frame) - 2:
+        pdu = frame[2:]
+    else:
+        return []
+    if len(pdu) >= 3 and pdu[0] == ATT_HANDLE_VALUE_NOTIFICATION:
+        return [bytes(pdu[3:])]
+    if len(pdu) >= 5 and pdu[0] == ATT_MULTIPLE_HANDLE_VALUE_NOTIFICATION:
+        values, index = [], 1
+        while index + 4 <= len(pdu):
+            value_length = struct.unpack_from("<H", pdu, index + 2)[0]
+            values.append(bytes(pdu[index + 4 : index + 4 + value_length]))
+            index += 4 + value_length
+        return values
+    return []
+
+
+def _format_address(raw: bytes) -> str:
+    return ":".join(f"{byte:02X}" for byte in reversed(raw))
+
+
+def feed(ledger: DeliveryLedger, opcode: int, payload: bytes) -> None:
+    """Apply one monitor record (already filtered to our controller) to the ledger."""
+    if opcode == MONITOR_ACL_TX and len(payload) >= 4:
+        header, _length = struct.unpack_from("<HH", payload)
+        handle, boundary = header & 0x0FFF, (header >> 12) & 0x03
+        ledger.acl_sent(handle, payload[4:], continuation=boundary == ACL_PB_CONTINUATION)
+    elif opcode == MONITOR_EVENT and len(payload) >= 2:
+        code, parameters = payload[0], payload[2:]
+        if code == EVENT_NUMBER_OF_COMPLETED_PACKETS and parameters:
+            for index in range(parameters[0]):
+                if len(parameters) < 1 + 4 * (index + 1):
+                    break
+                handle, count = struct.unpack_from("<HH", parameters, 1 + 4 * index)
+                ledger.completed(handle & 0x0FFF, count)
+        elif code == EVENT_DISCONNECTION_COMPLETE and len(parameters) >= 3 and parameters[0] == 0:
+            ledger.disconnected(struct.unpack_from("<H", parameters, 1)[0] & 0x0FFF)
+        elif code == EVENT_LE_META and parameters:
+            _le_meta(ledger, parameters)
+
+
+def _le_meta(ledger: DeliveryLedger, parameters: bytes) -> None:
+    sub_event = parameters[0]
+    if sub_event in (LE_CONNECTION_COMPLETE, LE_ENHANCED_CONNECTION_COMPLETE) and len(parameters) >= 12:
+        status, handle = parameters[1], struct.unpack_from("<H", parameters, 2)[0] & 0x0FFF
+        if status == 0:
+            ledger.connected(handle, _format_address(parameters[6:12]))
+
+
+class _SockaddrHci(ctypes.Structure):
+    _fields_ = (("family", ctypes.c_ushort), ("device", ctypes.c_ushort), ("channel", ctypes.c_ushort))
+
+
+def open_monitor_socket() -> socket.socket:
+    """The kernel's HCI monitor channel (Python's ``bind`` cannot select a channel, hence ctypes)."""
+    try:
+        sock = socket.socket(AF_BLUETOOTH, socket.SOCK_RAW, BTPROTO_HCI)
+    except OSError as exc:
+        raise BluetoothError(f"cannot open an HCI socket ({exc.strerror}); is the bluetooth module loaded?") from exc
+    libc = ctypes.CDLL(None, use_errno=True)
+    address = _SockaddrHci(AF_BLUETOOTH, HCI_DEV_NONE, HCI_CHANNEL_MONITOR)
+    if libc.bind(sock.fileno(), ctypes.byref(address), ctypes.sizeof(address)) != 0:
+        error = ctypes.get_errno()
+        sock.close()
+        if error == errno.EPERM:
+            raise BluetoothError(
+                "reading Bluetooth delivery reports needs CAP_NET_RAW: run voxkey as root or grant it "
+                "(systemd: AmbientCapabilities=CAP_NET_RAW)"
+            )
+        raise BluetoothError(f"cannot open the HCI monitor: {os.strerror(error)}")
+    return sock
+
+
+class HciMonitor:
+    """Reads the monitor channel in a thread and keeps a ledger for one controller index."""
+
+    def __init__(self, controller_index: int, ledger: DeliveryLedger) -> None:
+        self.controller_index = controller_index
+        self.ledger = ledger
+        self._socket = open_monitor_socket()
+        self._stop_read, self._stop_write = os.pipe()
+        self._thread = threading.Thread(target=self._run, name="voxkey-hci-monitor", daemon=True)
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        os.write(self._stop_write, b"x")
+        self._thread.join(timeout=2)
+        self._socket.close()
+        os.close(self._stop_read)
+        os.close(self._stop_write)
+
+    def _run(self) -> None:
+        while True:
+            readable, _, _ = select.select([self._socket.fileno(), self._stop_read], [], [])
+            if self._stop_read in readable:
+                return
+            try:
+                record = self._socket.recv(4096)
+            except OSError as exc:
+                log.error("bluetooth: HCI monitor failed: %s", exc)
+                return
+            if len(record) < 6:
+                continue
+            opcode, index, length = struct.unpack_from("<HHH", record)
+            if index != self.controller_index:
+                continue
+            with self._lock:
+                try:
+                    feed(self.ledger, opcode, record[6 : 6 + length])
+                except Exception:  # a malformed record must not end delivery tracking
+                    log.exception("bluetooth: could not parse HCI monitor record %s", record[:32].hex())

@@ -1,0 +1,261 @@
+"""The Bluetooth ``ReportLink``: key reports as GATT notifications, paced by what the host acknowledged.
+
+Pacing and exactness. A report is *written* when we hand it to BlueZ and
+*delivered* when the host's controller acknowledged the packet that carried it
+(``delivery.py`` reads that from the HCI monitor). At most ``report_window``
+reports are written but not yet delivered, so BlueZ's and the kernel's queues
+never fill with text that a dropped link would throw away, and several reports
+can still share one connection event.
+
+When the host disconnects, the written-but-undelivered reports are exactly the
+ones it never got. Unlike USB (where only the report in flight is uncertain),
+that can be several characters, more than ``Keyboard``'s one-character rewind
+covers, so this link keeps them and writes them again, in order, as soon as a
+bonded host is back, before anything new. ``send`` therefore never raises
+``LinkDown``: while no host is there it waits (``HostUnavailableError`` at the
+deadline, with ``Keyboard`` keeping its place). A replayed list may start with a
+key release whose press was delivered; hosts release every key of a keyboard
+that disconnects, so that release is a no-op and the text stays exact.
+
+The only uncertain packet is one whose acknowledgement was itself lost as the
+link died: it is replayed, so that key can at worst appear twice; nothing is
+ever lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from voxkey.errors import HostUnavailableError
+from voxkey.hid import RELEASE_ALL
+from voxkey.transports.bluetooth.delivery import DeliveryLedger, HciMonitor
+from voxkey.transports.bluetooth.gatt import CONSUMER_RELEASE, consumer_report
+from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral
+from voxkey.transports.bluetooth.settings import BluetoothSettings
+
+log = logging.getLogger(__name__)
+
+WAIT_SLICE_S = 0.5
+CLOSE_DRAIN_S = 3.0
+
+
+class ReportPacer:
+    """Window and replay bookkeeping, separate from BlueZ so it can be tested on its own.
+
+    ``write`` is whatever hands a report to the radio. All methods are
+    thread-safe; ``delivered``/``lost`` come from the HCI monitor thread.
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.outstanding: deque[bytes] = deque()
+        self.replay: deque[bytes] = deque()
+        self.delivered_reports = 0
+        self.replayed_reports = 0
+        self.condition = threading.Condition()
+        self.host_address: str | None = None
+
+    def delivered(self, address: str | None, value: bytes) -> None:
+        with self.condition:
+            if not self._is_host(address) or not self.outstanding:
+                return
+            if self.outstanding[0] != value:
+                log.debug("bluetooth: acknowledged %s but waiting for %s", value.hex(), self.outstanding[0].hex())
+                return
+            self.outstanding.popleft()
+            self.delivered_reports += 1
+            self.condition.notify_all()
+
+    def lost(self, address: str | None) -> None:
+        """The host's link is gone: everything not yet acknowledged goes back in line, in order."""
+        with self.condition:
+            if not self._is_host(address):
+                return
+            if self.outstanding:
+                log.warning(
+                    "bluetooth: link dropped with %d reports unacknowledged; they will be sent again",
+                    len(self.outstanding),
+                )
+            self.replay.extendleft(reversed(self.outstanding))
+            self.outstanding.clear()
+            self.condition.notify_all()
+
+    def _is_host(self, address: str | None) -> bool:
+        return address is None or self.host_address is None or address.upper() == self.host_address.upper()
+
+
+class BluetoothLink:
+    """``ReportLink`` over a ``BluetoothPeripheral``; see the module docstring."""
+
+    name = "bluetooth"
+
+    def __init__(
+        self, peripheral: BluetoothPeripheral, window: int | None = None, owns_peripheral: bool = False
+    ) -> None:
+        self.peripheral = peripheral
+        self.pacer = ReportPacer(window or peripheral.settings.report_window)
+        self.owns_peripheral = owns_peripheral
+        self._last_report = RELEASE_ALL
+        self._waiting_logged = False
+        self._monitor: HciMonitor | None = None
+        peripheral.add_listener(self._peripheral_changed)
+
+    def start_delivery_tracking(self) -> None:
+        """Watch the controller's acknowledgements (needs CAP_NET_RAW)."""
+        ledger = DeliveryLedger(self._on_delivered, self._on_lost)
+        index = int(self.peripheral.settings.adapter.removeprefix("hci"))
+        self._monitor = HciMonitor(index, ledger)
+        self._monitor.start()
+
+    # ------------------------------------------------------------- ReportLink
+
+    def wait_for_host(self, deadline: float | None) -> None:
+        with self.pacer.condition:
+            self._wait_ready(deadline)
+            self._drain_replay(deadline)
+
+    def send(self, report: bytes, deadline: float | None) -> None:
+        with self.pacer.condition:
+            self._clear_to_write(deadline)
+            self._write(report)
+
+    def send_consumer(self, usage: int, deadline: float | None = None) -> None:
+        """Press and release one consumer-control key (e.g. ``gatt.CONSUMER_EJECT``)."""
+        with self.pacer.condition:
+            for value in (consumer_report(usage), CONSUMER_RELEASE):
+                self._clear_to_write(deadline)
+                self._write_consumer(value)
+
+    def led_state(self) -> int:
+        return self.peripheral.leds
+
+    def release_all(self) -> None:
+        with self.pacer.condition:
+            if self._last_report == RELEASE_ALL or self.peripheral.ready_host() is None:
+                return
+            try:
+                self._write(RELEASE_ALL)
+            except Exception as exc:  # best effort by contract
+                log.debug("bluetooth: release on close failed: %s", exc)
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until every written report was acknowledged; False if some still are not."""
+        deadline = time.monotonic() + timeout_s
+        with self.pacer.condition:
+            while self.pacer.outstanding or self.pacer.replay:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                if self.pacer.replay and self.peripheral.ready_host() is not None:
+                    try:
+                        self._drain_replay(deadline)
+                    except HostUnavailableError:
+                        return False
+                    continue
+                self.pacer.condition.wait(min(remaining, WAIT_SLICE_S))
+            return True
+
+    def close(self) -> None:
+        if not self.drain(CLOSE_DRAIN_S):
+            log.warning(
+                "bluetooth: %d key reports not acknowledged by the host at close",
+                len(self.pacer.outstanding) + len(self.pacer.replay),
+            )
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None
+        if self.owns_peripheral:
+            self.peripheral.close()
+
+    # ------------------------------------------------------------- internals (condition held)
+
+    def _wait_ready(self, deadline: float | None) -> None:
+        while True:
+            host = self.peripheral.ready_host()
+            if host is not None:
+                if self.pacer.host_address != host.address:
+                    self.pacer.host_address = host.address
+                if self._waiting_logged:
+                    log.info("bluetooth: host %s is back, typing resumes", host.address)
+                self._waiting_logged = False
+                return
+            if not self._waiting_logged:
+                log.warning("bluetooth: waiting for a bonded host (%s)", self.peripheral.state.value)
+                self._waiting_logged = True
+            self._wait(deadline, f"no bonded Bluetooth host connected ({self.peripheral.state.value})")
+
+    def _clear_to_write(self, deadline: float | None) -> None:
+        """Host ready, nothing left to replay, room in the window: all three at once.
+
+        Waiting for room can outlast a drop and a reconnection, which refills the
+        replay queue; writing then would put new text before the lost reports.
+        """
+        while True:
+            self._wait_ready(deadline)
+            self._drain_replay(deadline)
+            self._wait_window(deadline)
+            if not self.pacer.replay and self.peripheral.ready_host() is not None:
+                return
+
+    def _drain_replay(self, deadline: float | None) -> None:
+        while self.pacer.replay:
+            self._wait_ready(deadline)
+            self._wait_window(deadline)
+            if not self.pacer.replay:
+                return
+            report = self.pacer.replay.popleft()
+            self.pacer.replayed_reports += 1
+            if len(report) == len(RELEASE_ALL):
+                self._write(report)
+            else:
+                self._write_consumer(report)
+
+    def _wait_window(self, deadline: float | None) -> None:
+        while len(self.pacer.outstanding) >= self.pacer.window:
+            self._wait(deadline, "the Bluetooth host stopped acknowledging key reports")
+            if self.peripheral.ready_host() is None:
+                self._wait_ready(deadline)
+
+    def _write(self, report: bytes) -> None:
+        self.pacer.outstanding.append(report)
+        self._last_report = report
+        self.peripheral.notify_input(report)
+
+    def _write_consumer(self, value: bytes) -> None:
+        self.pacer.outstanding.append(value)
+        self.peripheral.notify_consumer(int.from_bytes(value, "little"))
+
+    def _wait(self, deadline: float | None, why: str) -> None:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HostUnavailableError(why)
+            self.pacer.condition.wait(min(remaining, WAIT_SLICE_S))
+        else:
+            self.pacer.condition.wait(WAIT_SLICE_S)
+
+    def _peripheral_changed(self) -> None:
+        with self.pacer.condition:
+            self.pacer.condition.notify_all()
+
+    def _on_delivered(self, address: str | None, value: bytes) -> None:
+        self.pacer.delivered(address, value)
+
+    def _on_lost(self, address: str | None, values: list[bytes]) -> None:
+        self.pacer.lost(address)
+
+
+def open_bluetooth_link(settings: BluetoothSettings) -> BluetoothLink:
+    """Start the Bluetooth keyboard and return its ``ReportLink`` (closing the link stops the keyboard)."""
+    peripheral = BluetoothPeripheral(settings)
+    link = BluetoothLink(peripheral, owns_peripheral=True)
+    link.start_delivery_tracking()
+    try:
+        peripheral.start()
+    except BaseException:
+        link.close()
+        raise
+    return link

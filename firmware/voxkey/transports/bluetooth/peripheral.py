@@ -1,0 +1,558 @@
+"""The running Bluetooth keyboard: BlueZ registrations, hosts, pairing mode, and the LED state.
+
+BlueZ's API is asynchronous D-Bus; voxkey's ``Keyboard`` is plain blocking
+code. So the peripheral runs its own asyncio loop in a thread, and everything
+the rest of voxkey calls here is thread-safe and synchronous.
+
+Who may type: a host is *ready* when it is connected to our adapter, bonded
+with voxkey (paired during pairing mode, marked Trusted by us), and subscribed
+to the key input report. Any other host that connects outside pairing mode is
+disconnected at once. If bluetoothd restarts, every registration is made again
+as soon as it is back on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from dbus_fast import DBusError, Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+from voxkey.errors import BluetoothError
+from voxkey.transports.bluetooth import bluez
+from voxkey.transports.bluetooth.advertising import Advertisement
+from voxkey.transports.bluetooth.agent import CAPABILITY, PairingAgent
+from voxkey.transports.bluetooth.gatt import GattCallbacks, HidApplication, consumer_report
+from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
+
+log = logging.getLogger(__name__)
+
+APP_ROOT = "/org/voxkey/hid"
+AGENT_PATH = "/org/voxkey/agent"
+ADVERTISEMENT_PATH = "/org/voxkey/advertisement0"
+STARTUP_TIMEOUT_S = 30.0
+
+T = TypeVar("T")
+
+
+@dataclass
+class DeviceView:
+    """What we know about one remote device on our adapter (from BlueZ's Device1 properties)."""
+
+    path: str
+    address: str = ""
+    name: str = ""
+    connected: bool = False
+    paired: bool = False
+    bonded: bool | None = None
+    """BlueZ ≥ 5.67 tells bonded (keys stored) apart from paired; older versions do not have it."""
+    trusted: bool = False
+
+    @property
+    def is_bonded_host(self) -> bool:
+        return self.paired and self.trusted and self.bonded is not False
+
+    def update(self, props: dict[str, Any]) -> None:
+        for key, attribute in (
+            ("Address", "address"),
+            ("Name", "name"),
+            ("Connected", "connected"),
+            ("Paired", "paired"),
+            ("Bonded", "bonded"),
+            ("Trusted", "trusted"),
+        ):
+            if key in props:
+                setattr(self, attribute, props[key])
+
+
+class BluetoothPeripheral:
+    """voxkey as a BLE HID keyboard on one adapter; see the package docstring for the API."""
+
+    def __init__(self, settings: BluetoothSettings, on_state: Callable[[BluetoothState], None] | None = None) -> None:
+        self.settings = settings
+        self.on_state = on_state
+        self.adapter_path = f"/org/bluez/{settings.adapter}"
+        self.devices: dict[str, DeviceView] = {}
+        self.leds = 0
+        self._state = BluetoothState.STOPPED
+        self._pairing = False
+        self._pairing_timer: asyncio.TimerHandle | None = None
+        self._pairing_result: concurrent.futures.Future[str | None] | None = None
+        self._bus: MessageBus | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._advertisement: Advertisement | None = None
+        self._advertisement_pending: Advertisement | None = None
+        self._evaluating: asyncio.Lock | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._registered = False
+        self._listeners: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self.app = HidApplication(
+            APP_ROOT,
+            GattCallbacks(
+                on_output_report=self._on_output_report,
+                on_notifying=lambda uuid, notifying: self._refresh(),
+                on_protocol_mode=lambda mode: self._refresh(),
+                host_allowed=self.host_allowed,
+            ),
+            battery_level=settings.battery_level,
+        )
+        self.agent = PairingAgent(AGENT_PATH, lambda: self._pairing, self.host_allowed)
+
+    # ----------------------------------------------------------------- public, thread-safe
+
+    @property
+    def state(self) -> BluetoothState:
+        return self._state
+
+    @property
+    def pairing(self) -> bool:
+        return self._pairing
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """``listener()`` runs (on the D-Bus thread) whenever hosts, subscriptions or LEDs change."""
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        """Connect to BlueZ and register everything; raises ``BluetoothError`` if that fails."""
+        if self._thread is not None:
+            return
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run_loop, args=(ready,), name="voxkey-bluetooth", daemon=True)
+        self._thread.start()
+        try:
+            ready.result(timeout=STARTUP_TIMEOUT_S)
+        except concurrent.futures.TimeoutError as exc:
+            self.close()
+            raise BluetoothError("bluetoothd did not answer within 30 s; check 'systemctl status bluetooth'") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            try:
+                future.result(timeout=5)
+            except Exception as exc:  # closing must not raise: the keyboard is going away anyway
+                log.debug("bluetooth: shutdown: %s", exc)
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        self._thread = None
+        self._loop = None
+
+    def start_pairing(self, timeout_s: float | None = None) -> concurrent.futures.Future[str | None]:
+        """Enter pairing mode; the future resolves to the new host's address, or None on timeout."""
+        return self._submit(self._start_pairing(timeout_s or self.settings.pairing_timeout_s))
+
+    def stop_pairing(self) -> None:
+        self._submit(self._stop_pairing(None)).result(timeout=10)
+
+    def ready_host(self) -> DeviceView | None:
+        """The bonded, connected host that subscribed to key reports, if there is one."""
+        with self._lock:
+            return self._ready_host_locked()
+
+    def notify_input(self, report: bytes) -> None:
+        """Queue one key report for the subscribed host (delivery is tracked by the link)."""
+        loop = self._require_loop()
+        loop.call_soon_threadsafe(self._emit, report)
+
+    def notify_consumer(self, usage: int) -> None:
+        loop = self._require_loop()
+        loop.call_soon_threadsafe(self.app.consumer_input.notify, consumer_report(usage))
+
+    def hosts(self) -> list[DeviceView]:
+        with self._lock:
+            return [device for device in self.devices.values() if device.is_bonded_host]
+
+    def host_allowed(self, device_path: str) -> bool:
+        device = self.devices.get(device_path)
+        return device is not None and device.is_bonded_host
+
+    # ----------------------------------------------------------------- loop thread
+
+    def _run_loop(self, ready: concurrent.futures.Future[None]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+
+        async def boot() -> None:
+            try:
+                await self._connect()
+            except BaseException as exc:
+                ready.set_exception(exc)
+                return
+            ready.set_result(None)
+
+        self._spawn(boot())
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coroutine`` on the loop, keeping a reference so it is not garbage-collected mid-way."""
+        task = self._require_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise BluetoothError("the Bluetooth keyboard is not running")
+        return self._loop
+
+    def _submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._require_loop())
+
+    async def _connect(self) -> None:
+        self._bus = await bluez.connect_system_bus()
+        self._bus.add_message_handler(self._on_message)
+        for rule in (
+            f"type='signal',sender='{bluez.BLUEZ}',interface='{bluez.PROPERTIES}',member='PropertiesChanged'",
+            f"type='signal',sender='{bluez.BLUEZ}',interface='{bluez.OBJECT_MANAGER}'",
+            "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.bluez'",
+        ):
+            await self._bus.call(
+                Message(
+                    destination="org.freedesktop.DBus",
+                    path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus",
+                    member="AddMatch",
+                    signature="s",
+                    body=[rule],
+                )
+            )
+        self.app.export(self._bus)
+        self._bus.export(AGENT_PATH, self.agent)
+        await self._register_with_bluez()
+
+    async def _register_with_bluez(self) -> None:
+        bus = self._require_bus()
+        await bluez.adapter_path(bus, self.settings.adapter)
+        adapter = self.adapter_path
+        await self._set_adapter("Powered", Variant("b", True))
+        await self._set_adapter("Alias", Variant("s", self.settings.name))
+        await self._set_adapter("Pairable", Variant("b", self._pairing))
+        await self._set_adapter("PairableTimeout", Variant("u", 0))
+        try:
+            await bluez.call(bus, adapter, bluez.GATT_MANAGER, "RegisterApplication", "oa{sv}", [APP_ROOT, {}])
+            await bluez.call(bus, "/org/bluez", bluez.AGENT_MANAGER, "RegisterAgent", "os", [AGENT_PATH, CAPABILITY])
+            await bluez.call(bus, "/org/bluez", bluez.AGENT_MANAGER, "RequestDefaultAgent", "o", [AGENT_PATH])
+        except DBusError as exc:
+            raise BluetoothError(f"BlueZ refused voxkey's keyboard service: {exc.text or exc.type}") from exc
+        self._registered = True
+        objects = await bluez.managed_objects(bus)
+        with self._lock:
+            self.devices = {
+                path: _device_from(path, interfaces[bluez.DEVICE])
+                for path, interfaces in objects.items()
+                if bluez.DEVICE in interfaces and path.startswith(adapter + "/")
+            }
+        log.info("bluetooth: keyboard %r registered on %s", self.settings.name, self.settings.adapter)
+        await self._evaluate()
+
+    async def _shutdown(self) -> None:
+        bus = self._bus
+        if bus is None:
+            return
+        if self._pairing:
+            await self._stop_pairing(None)
+        await self._set_advertising(None)
+        if self._registered:
+            for path, interface, member, body in (
+                (self.adapter_path, bluez.GATT_MANAGER, "UnregisterApplication", [APP_ROOT]),
+                ("/org/bluez", bluez.AGENT_MANAGER, "UnregisterAgent", [AGENT_PATH]),
+            ):
+                try:
+                    await bluez.call(bus, path, interface, member, "o", body)
+                except DBusError as exc:
+                    log.debug("bluetooth: %s: %s", member, exc.text)
+        self._registered = False
+        self._set_state(BluetoothState.STOPPED)
+        bus.disconnect()
+        self._bus = None
+
+    def _require_bus(self) -> MessageBus:
+        if self._bus is None:
+            raise BluetoothError("not connected to the system D-Bus")
+        return self._bus
+
+    async def _set_adapter(self, name: str, value: Variant) -> None:
+        try:
+            await bluez.set_property(self._require_bus(), self.adapter_path, bluez.ADAPTER, name, value)
+        except DBusError as exc:
+            raise BluetoothError(f"cannot set {name} on {self.settings.adapter}: {exc.text or exc.type}") from exc
+
+    # ----------------------------------------------------------------- pairing mode
+
+    async def _start_pairing(self, timeout_s: float) -> str | None:
+        loop = asyncio.get_running_loop()
+        if self._pairing_result is None or self._pairing_result.done():
+            self._pairing_result = concurrent.futures.Future()
+        result = self._pairing_result
+        self._pairing = True
+        await self._set_adapter("Pairable", Variant("b", True))
+        if self._pairing_timer is not None:
+            self._pairing_timer.cancel()
+        self._pairing_timer = loop.call_later(timeout_s, lambda: self._spawn(self._stop_pairing(None)))
+        log.info("bluetooth: pairing mode on for %.0f s: pair with %r from the host", timeout_s, self.settings.name)
+        await self._evaluate()
+        return await asyncio.wrap_future(result)
+
+    async def _stop_pairing(self, bonded: str | None, reevaluate: bool = True) -> None:
+        if self._pairing_timer is not None:
+            self._pairing_timer.cancel()
+            self._pairing_timer = None
+        if not self._pairing:
+            return
+        self._pairing = False
+        try:
+            await self._set_adapter("Pairable", Variant("b", False))
+        except BluetoothError as exc:
+            log.warning("bluetooth: %s", exc)
+        if bonded:
+            log.info("bluetooth: bonded with %s; pairing mode off", bonded)
+        else:
+            log.info("bluetooth: pairing mode ended without a new host")
+        if self._pairing_result is not None and not self._pairing_result.done():
+            self._pairing_result.set_result(bonded)
+        if reevaluate:
+            await self._evaluate()
+
+    # ----------------------------------------------------------------- BlueZ signals
+
+    def _on_message(self, message: Message) -> Message | None:
+        if message.message_type == MessageType.METHOD_CALL:
+            return self._answer_object_manager(message)
+        if message.message_type != MessageType.SIGNAL:
+            return None
+        if message.member == "NameOwnerChanged":
+            _, _, new_owner = message.body
+            self._spawn(self._bluez_owner_changed(bool(new_owner)))
+            return None
+        changed = False
+        with self._lock:
+            if message.member == "PropertiesChanged" and message.body[0] == bluez.DEVICE:
+                device = self.devices.get(message.path or "")
+                if device is not None:
+                    device.update({key: value.value for key, value in message.body[1].items()})
+                    changed = True
+            elif message.member == "InterfacesAdded" and bluez.DEVICE in message.body[1]:
+                path = message.body[0]
+                if path.startswith(self.adapter_path + "/"):
+                    self.devices[path] = _device_from(path, _unwrap(message.body[1][bluez.DEVICE]))
+                    changed = True
+            elif message.member == "InterfacesRemoved" and bluez.DEVICE in message.body[1]:
+                changed = self.devices.pop(message.body[0], None) is not None
+        if changed:
+            self._spawn(self._evaluate())
+        return None
+
+    def _answer_object_manager(self, message: Message) -> Message | None:
+        """Answer BlueZ's ``GetManagedObjects`` on the advertisement's own path.
+
+        bluetoothd reads an advertisement's properties that way, and expects the
+        object itself in the answer; dbus-fast's built-in handler lists only the
+        objects *below* a path, which made BlueZ advertise an empty, non-connectable
+        set. A message handler runs before the built-in one.
+        """
+        advertisement = self._advertisement_pending or self._advertisement
+        if (
+            message.interface != bluez.OBJECT_MANAGER
+            or message.member != "GetManagedObjects"
+            or advertisement is None
+            or message.path != advertisement.path
+        ):
+            return None
+        objects = {advertisement.path: {bluez.ADVERTISEMENT: advertisement.properties()}}
+        return Message.new_method_return(message, "a{oa{sa{sv}}}", [objects])
+
+    async def _bluez_owner_changed(self, present: bool) -> None:
+        self._registered = False
+        self._advertisement = None
+        if not present:
+            log.warning("bluetooth: bluetoothd left the bus; waiting for it to come back")
+            with self._lock:
+                self.devices.clear()
+            self._set_state(BluetoothState.STARTING)
+            self._notify_listeners()
+            return
+        log.info("bluetooth: bluetoothd is back; registering the keyboard again")
+        for attempt in range(20):
+            try:
+                await self._register_with_bluez()
+                return
+            except (BluetoothError, DBusError) as exc:
+                log.debug("bluetooth: re-registration attempt %d: %s", attempt, exc)
+                await asyncio.sleep(0.5)
+        log.error("bluetooth: could not register with the restarted bluetoothd")
+
+    async def _evaluate(self) -> None:
+        """Apply the rules: bond new hosts in pairing mode, drop strangers, advertise when useful.
+
+        Serialized: signals arrive in bursts, and two interleaved evaluations
+        would register the advertisement twice.
+        """
+        if self._evaluating is None:
+            self._evaluating = asyncio.Lock()
+        async with self._evaluating:
+            await self._evaluate_locked()
+
+    async def _evaluate_locked(self) -> None:
+        bus = self._bus
+        if bus is None or not self._registered:
+            return
+        with self._lock:
+            devices = list(self.devices.values())
+        for device in devices:
+            if not device.connected:
+                continue
+            if self._pairing and device.paired and not device.trusted:
+                await self._trust(device)
+                await self._stop_pairing(device.address, reevaluate=False)
+                await self._evaluate_locked()
+                return
+            if not device.is_bonded_host and not self._pairing:
+                log.warning(
+                    "bluetooth: %s is not a bonded host and voxkey is not pairing; disconnecting", device.address
+                )
+                await self._disconnect(device)
+        await self._apply_preference(devices)
+        with self._lock:
+            ready = self._ready_host_locked()
+            connected_hosts = [d for d in self.devices.values() if d.connected and d.is_bonded_host]
+        preferred = (self.settings.preferred_host or "").upper()
+        want_ads = (
+            self._pairing
+            or not connected_hosts
+            or bool(preferred and all(d.address.upper() != preferred for d in connected_hosts))
+        )
+        await self._set_advertising(self._pairing if want_ads else None)
+        if self._pairing:
+            self._set_state(BluetoothState.PAIRING)
+        elif ready is not None:
+            self._set_state(BluetoothState.CONNECTED)
+        else:
+            self._set_state(BluetoothState.WAITING_FOR_HOST)
+        self._notify_listeners()
+
+    async def _apply_preference(self, devices: list[DeviceView]) -> None:
+        preferred = (self.settings.preferred_host or "").upper()
+        if not preferred or not any(d.connected and d.address.upper() == preferred for d in devices):
+            return
+        for device in devices:
+            if device.connected and device.address.upper() != preferred:
+                log.info("bluetooth: preferred host %s is here; disconnecting %s", preferred, device.address)
+                await self._disconnect(device)
+
+    async def _trust(self, device: DeviceView) -> None:
+        try:
+            await bluez.set_property(self._require_bus(), device.path, bluez.DEVICE, "Trusted", Variant("b", True))
+            device.trusted = True
+        except DBusError as exc:
+            log.warning("bluetooth: cannot mark %s trusted: %s", device.address, exc.text)
+
+    async def _disconnect(self, device: DeviceView) -> None:
+        try:
+            await bluez.call(self._require_bus(), device.path, bluez.DEVICE, "Disconnect")
+        except DBusError as exc:
+            log.debug("bluetooth: disconnect %s: %s", device.address, exc.text)
+
+    async def _set_advertising(self, discoverable: bool | None) -> None:
+        """Advertise (general discoverable or not), or stop advertising with None."""
+        bus = self._bus
+        current = self._advertisement
+        if current is not None and (discoverable is None or current.discoverable != discoverable):
+            self._advertisement = None
+            if bus is not None:
+                try:
+                    await bluez.call(
+                        bus,
+                        self.adapter_path,
+                        bluez.ADVERTISING_MANAGER,
+                        "UnregisterAdvertisement",
+                        "o",
+                        [current.path],
+                    )
+                except DBusError as exc:
+                    log.debug("bluetooth: unregister advertisement: %s", exc.text)
+                bus.unexport(current.path, current)
+        if discoverable is None or self._advertisement is not None or bus is None:
+            return
+        advertisement = Advertisement(ADVERTISEMENT_PATH, self.settings.name, discoverable)
+        bus.export(advertisement.path, advertisement)
+        self._advertisement_pending = advertisement
+        try:
+            await bluez.call(
+                bus,
+                self.adapter_path,
+                bluez.ADVERTISING_MANAGER,
+                "RegisterAdvertisement",
+                "oa{sv}",
+                [advertisement.path, {}],
+            )
+        except DBusError as exc:
+            bus.unexport(advertisement.path, advertisement)
+            log.error("bluetooth: BlueZ refused the advertisement: %s", exc.text or exc.type)
+            return
+        finally:
+            self._advertisement_pending = None
+        self._advertisement = advertisement
+        log.debug("bluetooth: advertising (%s)", "discoverable" if discoverable else "bonded hosts only")
+
+    # ----------------------------------------------------------------- helpers
+
+    def _ready_host_locked(self) -> DeviceView | None:
+        if not self._registered or not self.app.input_report.notifying:
+            return None
+        for device in self.devices.values():
+            if device.connected and device.is_bonded_host:
+                return device
+        return None
+
+    def _emit(self, report: bytes) -> None:
+        self.app.input_report.notify(report)
+
+    def _on_output_report(self, value: bytes) -> None:
+        self.leds = value[0]
+        self._notify_listeners()
+
+    def _refresh(self) -> None:
+        if self._loop is not None:
+            self._spawn(self._evaluate())
+
+    def _set_state(self, state: BluetoothState) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        log.info("bluetooth: %s", state.value)
+        if self.on_state is not None:
+            try:
+                self.on_state(state)
+            except Exception:
+                log.exception("bluetooth: state listener failed")
+
+    def _notify_listeners(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+
+def _unwrap(props: dict[str, Any]) -> dict[str, Any]:
+    return {key: value.value if isinstance(value, Variant) else value for key, value in props.items()}
+
+
+def _device_from(path: str, props: dict[str, Any]) -> DeviceView:
+    device = DeviceView(path)
+    device.update(_unwrap(props))
+    return device

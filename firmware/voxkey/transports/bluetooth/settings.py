@@ -1,0 +1,53 @@
+"""What a Bluetooth keyboard needs to know before it starts, and the state it shows on its LEDs."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from voxkey.errors import ConfigError
+
+DEFAULT_PAIRING_TIMEOUT_S = 120.0
+
+
+class BluetoothState(enum.Enum):
+    """What the LEDs show: the user must be able to tell "pair me" from "where is my host"."""
+
+    STARTING = "starting"
+    PAIRING = "pairing"
+    """Discoverable and pairable: a new host may bond now (long press or ``voxkey pair``)."""
+    WAITING_FOR_HOST = "waiting-for-host"
+    """Advertising for bonded hosts only; typed text is held until one connects and subscribes."""
+    CONNECTED = "connected"
+    """A bonded host is connected, encrypted and subscribed to key reports: typing goes through."""
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class BluetoothSettings:
+    """How the Bluetooth keyboard presents itself.
+
+    ``preferred_host`` is a bonded host's address: while another host holds the
+    connection voxkey keeps advertising, and when the preferred host connects it
+    takes over (the other one is disconnected), so text goes where the user
+    usually wants it.
+    """
+
+    name: str = "voxkey"
+    pairing_timeout_s: float = DEFAULT_PAIRING_TIMEOUT_S
+    preferred_host: str | None = None
+    adapter: str = "hci0"
+    report_window: int = 8
+    """Key reports written but not yet acknowledged by the host's link layer (see ``link``)."""
+    battery_level: int = 100
+    """A mains-powered Pi has no battery; hosts still show a level, so it says "full"."""
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name.encode()) > 29:
+            raise ConfigError(f"bluetooth name {self.name!r} must be 1-29 bytes long to fit in an advertisement")
+        if self.pairing_timeout_s <= 0:
+            raise ConfigError("bluetooth pairing_timeout_s must be a positive number of seconds")
+        if not 1 <= self.report_window <= 64:
+            raise ConfigError("bluetooth report_window must be between 1 and 64")
+        if not 0 <= self.battery_level <= 100:
+            raise ConfigError("bluetooth battery_level must be between 0 and 100")

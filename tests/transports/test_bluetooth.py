@@ -1,0 +1,430 @@
+"""Bluetooth keyboard pieces that need no radio: report map, GATT tree, delivery ledger, pacing."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+
+import pytest
+from dbus_fast import DBusError, Variant
+
+from voxkey.errors import ConfigError, HostUnavailableError
+from voxkey.hid import RELEASE_ALL, keyboard_report_descriptor
+from voxkey.keymap import Layout, decode, encode
+from voxkey.transports.base import Keyboard
+from voxkey.transports.bluetooth import bluez
+from voxkey.transports.bluetooth.advertising import Advertisement
+from voxkey.transports.bluetooth.agent import PairingAgent
+from voxkey.transports.bluetooth.delivery import (
+    MONITOR_ACL_TX,
+    MONITOR_EVENT,
+    DeliveryLedger,
+    feed,
+)
+from voxkey.transports.bluetooth.gatt import (
+    CONSUMER_EJECT,
+    GattCallbacks,
+    HidApplication,
+    consumer_report,
+    hid_information,
+    pnp_id,
+    report_map,
+)
+from voxkey.transports.bluetooth.link import BluetoothLink, ReportPacer
+from voxkey.transports.bluetooth.peripheral import DeviceView
+from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
+
+US = Layout.load("us")
+
+
+# ----------------------------------------------------------------------------- report map
+
+
+def items(descriptor: bytes) -> list[tuple[int, bytes]]:
+    """Short items as (prefix with size bits cleared, data)."""
+    out, index = [], 0
+    while index < len(descriptor):
+        prefix = descriptor[index]
+        size = (0, 1, 2, 4)[prefix & 3]
+        out.append((prefix & 0xFC, descriptor[index + 1 : index + 1 + size]))
+        index += 1 + size
+    return out
+
+
+def test_report_map_is_the_usb_keyboard_with_report_id_1_then_consumer_control_id_2() -> None:
+    usb = keyboard_report_descriptor()
+    mapped = report_map()
+    assert mapped[:6] == usb[:6] + b""  # usage page, usage keyboard, collection application
+    assert mapped[6:8] == bytes([0x85, 0x01])
+    assert mapped[8 : 8 + len(usb) - 6] == usb[6:]
+    parsed = items(mapped)
+    report_ids = [data[0] for prefix, data in parsed if prefix == 0x84]
+    assert report_ids == [1, 2]
+    collections = [data for prefix, data in parsed if prefix == 0xA0]
+    assert collections == [b"\x01", b"\x01"]
+    assert sum(1 for prefix, _ in parsed if prefix == 0xC0) == 2
+    # consumer collection: 16-bit array input on the Consumer page
+    consumer = parsed[next(i for i, (p, d) in enumerate(parsed) if p == 0x84 and d == b"\x02") - 3 :]
+    assert (0x04, b"\x0c") in consumer and (0x74, b"\x10") in consumer and (0x80, b"\x00") in consumer
+
+
+def test_report_map_refuses_a_descriptor_that_already_has_report_ids() -> None:
+    with pytest.raises(ValueError, match="no report IDs"):
+        report_map(bytes.fromhex("05 01 09 06 a1 01 85 03 c0"))
+
+
+def test_report_id_detection_is_not_fooled_by_a_data_byte_0x85() -> None:
+    descriptor = bytes.fromhex("05 01 09 06 a1 01 26 85 00 c0")  # Logical Maximum (0x0085)
+    assert report_map(descriptor)[6:8] == b"\x85\x01"
+
+
+def test_hid_information_pnp_id_and_consumer_report_bytes() -> None:
+    assert hid_information() == bytes([0x11, 0x01, 0x00, 0x02])  # HID 1.11, normally connectable
+    assert pnp_id() == bytes([0x02, 0x6B, 0x1D, 0x04, 0x01, 0x00, 0x01])
+    assert consumer_report(CONSUMER_EJECT) == b"\xb8\x00"
+
+
+# ----------------------------------------------------------------------------- GATT tree
+
+
+def tree(app: HidApplication) -> dict[str, tuple[str, list[str]]]:
+    out = {}
+    for path, interfaces in app.managed_objects().items():
+        for props in interfaces.values():
+            flags = props["Flags"].value if "Flags" in props else []
+            out[path] = (props["UUID"].value, flags)
+    return out
+
+
+def test_gatt_tree_has_hid_battery_and_device_information_services() -> None:
+    app = HidApplication("/t")
+    objects = tree(app)
+    services = [objects[service.path][0] for service in app.services]
+    assert services == [bluez.HID_SERVICE, bluez.BATTERY_SERVICE, bluez.DEVICE_INFORMATION_SERVICE]
+    hid_uuids = [c.uuid for c in app.services[0].characteristics]
+    assert hid_uuids == [
+        bluez.HID_INFORMATION,
+        bluez.REPORT_MAP,
+        bluez.PROTOCOL_MODE,
+        bluez.REPORT,
+        bluez.REPORT,
+        bluez.REPORT,
+        bluez.BOOT_KEYBOARD_INPUT,
+        bluez.BOOT_KEYBOARD_OUTPUT,
+        bluez.HID_CONTROL_POINT,
+    ]
+    assert next(c.uuid for c in app.services[2].characteristics) == bluez.PNP_ID
+    assert all(path.startswith("/t/service") for path in objects)
+
+
+def test_report_references_name_id_and_type_of_each_report() -> None:
+    app = HidApplication("/t")
+    references = {
+        c.path: [d.value for d in c.descriptors if d.uuid == bluez.REPORT_REFERENCE]
+        for c in (app.keyboard_input, app.keyboard_output, app.consumer_input)
+    }
+    assert references == {
+        app.keyboard_input.path: [b"\x01\x01"],
+        app.keyboard_output.path: [b"\x01\x02"],
+        app.consumer_input.path: [b"\x02\x01"],
+    }
+
+
+def test_every_hid_characteristic_needs_an_encrypted_link() -> None:
+    app = HidApplication("/t")
+    for characteristic in app.services[0].characteristics:
+        flags = set(characteristic.flags)
+        assert not flags & {"read", "write"}, characteristic.uuid  # no unencrypted access
+        assert flags & {"encrypt-read", "encrypt-write"}, characteristic.uuid
+        if "notify" in flags:
+            assert "encrypt-notify" in flags
+        for descriptor in characteristic.descriptors:
+            assert descriptor.flags == ["encrypt-read"]
+    assert app.keyboard_input.flags == ["encrypt-read", "notify", "encrypt-notify"]
+
+
+def test_reads_honour_offsets_and_refuse_hosts_that_are_not_bonded() -> None:
+    app = HidApplication("/t", GattCallbacks(host_allowed=lambda device: device.endswith("GOOD")))
+    good = {"device": Variant("o", "/org/bluez/hci0/dev_GOOD"), "offset": Variant("q", 10)}
+    assert _read(app.report_map, good) == report_map()[10:]
+    with pytest.raises(DBusError) as refused:
+        _read(app.keyboard_input, {"device": Variant("o", "/org/bluez/hci0/dev_BAD")})
+    assert refused.value.type == bluez.ERROR_NOT_AUTHORIZED
+    # Device Information stays readable (hosts read it before bonding)
+    assert _read(app.services[2].characteristics[0], {"device": Variant("o", "/x/dev_BAD")}) == pnp_id()
+
+
+def _read(characteristic: object, options: dict[str, Variant]) -> bytes:
+    """Call the Python body of ReadValue (dbus-fast keeps the original function on the class)."""
+    for cls in type(characteristic).__mro__:
+        function = cls.__dict__.get("ReadValue")
+        if function is not None:
+            return bytes(getattr(function, "__wrapped__", function)(characteristic, options))
+    raise AssertionError("no ReadValue")
+
+
+def test_led_writes_and_protocol_mode_switch_reach_the_owner() -> None:
+    leds: list[bytes] = []
+    modes: list[int] = []
+    app = HidApplication("/t", GattCallbacks(on_output_report=leds.append, on_protocol_mode=modes.append))
+    app._write_output_report(b"\x02")
+    assert leds == [b"\x02"] and app.boot_output.value == b"\x02"
+    assert app.input_report is app.keyboard_input
+    app._write_protocol_mode(b"\x00")
+    assert modes == [0] and app.input_report is app.boot_input
+    with pytest.raises(DBusError):
+        app._write_protocol_mode(b"\x05")
+
+
+def test_advertisement_is_a_connectable_keyboard_with_the_hid_uuid() -> None:
+    props = Advertisement("/a", "voxkey", discoverable=False).properties()
+    assert props["Type"].value == "peripheral"
+    assert props["Appearance"].value == 0x03C1
+    assert props["ServiceUUIDs"].value == [bluez.uuid16(0x1812)]
+    assert props["LocalName"].value == "voxkey"
+    assert props["Discoverable"].value is False
+
+
+def test_agent_accepts_pairing_only_in_pairing_mode() -> None:
+    pairing = False
+    agent = PairingAgent("/agent", lambda: pairing, lambda device: device == "/known")
+    confirm = _python_method(agent, "RequestConfirmation")
+    with pytest.raises(DBusError) as refused:
+        confirm(agent, "/new", 123456)
+    assert refused.value.type == bluez.ERROR_REJECTED
+    pairing = True
+    confirm(agent, "/new", 123456)
+    pairing = False
+    _python_method(agent, "AuthorizeService")(agent, "/known", bluez.HID_SERVICE)
+    with pytest.raises(DBusError):
+        _python_method(agent, "AuthorizeService")(agent, "/stranger", bluez.HID_SERVICE)
+
+
+def _python_method(obj: object, name: str):  # type: ignore[no-untyped-def]
+    for cls in type(obj).__mro__:
+        if name in cls.__dict__:
+            function = cls.__dict__[name]
+            return getattr(function, "__wrapped__", function)
+    raise AssertionError(name)
+
+
+def test_only_hosts_bonded_and_trusted_count_as_hosts() -> None:
+    device = DeviceView("/d", paired=True, trusted=False)
+    assert not device.is_bonded_host
+    device.update({"Trusted": True})
+    assert device.is_bonded_host
+    device.update({"Bonded": False})  # BlueZ >= 5.67: paired without keys stored
+    assert not device.is_bonded_host
+
+
+def test_settings_are_validated_with_actionable_messages() -> None:
+    assert BluetoothSettings().pairing_timeout_s == 120
+    with pytest.raises(ConfigError, match="1-29 bytes"):
+        BluetoothSettings(name="x" * 30)
+    with pytest.raises(ConfigError, match="pairing_timeout_s"):
+        BluetoothSettings(pairing_timeout_s=0)
+    assert BluetoothState.WAITING_FOR_HOST.value == "waiting-for-host"
+
+
+# ----------------------------------------------------------------------------- HCI monitor ledger
+
+
+def acl(handle: int, payload: bytes, continuation: bool = False) -> bytes:
+    header = handle | ((0x01 if continuation else 0x02) << 12)
+    return struct.pack("<HH", header, len(payload)) + payload
+
+
+def notification(value: bytes, att_handle: int = 0x41) -> bytes:
+    att = bytes([0x1B]) + struct.pack("<H", att_handle) + value
+    return struct.pack("<HH", len(att), 0x0004) + att
+
+
+def nocp(handle: int, count: int) -> bytes:
+    return bytes([0x13, 5, 1]) + struct.pack("<HH", handle, count)
+
+
+def le_connection(handle: int, address: bytes) -> bytes:
+    parameters = bytes([0x01, 0x00]) + struct.pack("<H", handle) + bytes([0x01, 0x00]) + address + bytes(7)
+    return bytes([0x3E, len(parameters)]) + parameters
+
+
+def test_ledger_reports_notifications_in_order_as_the_controller_completes_them() -> None:
+    delivered: list[tuple[str | None, bytes]] = []
+    lost: list[tuple[str | None, list[bytes]]] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append((a, v)), lambda a, v: lost.append((a, v)))
+    feed(ledger, MONITOR_EVENT, le_connection(0x40, bytes([1, 0, 1, 1, 0xAA, 0])))
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, notification(b"\x02\x00\x04" + bytes(5))))
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, bytes.fromhex("0500 0400 0a 1200")))  # an ATT read response
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, notification(RELEASE_ALL)))
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, notification(b"\x00\x00\x05" + bytes(5))))
+    assert delivered == []
+    feed(ledger, MONITOR_EVENT, nocp(0x40, 2))
+    assert delivered == [("00:AA:01:01:00:01", b"\x02\x00\x04" + bytes(5))]
+    feed(ledger, MONITOR_EVENT, nocp(0x40, 1))
+    assert [value for _, value in delivered] == [b"\x02\x00\x04" + bytes(5), RELEASE_ALL]
+    feed(ledger, MONITOR_EVENT, bytes([0x05, 4, 0x00]) + struct.pack("<H", 0x40) + bytes([0x13]))
+    assert lost == [("00:AA:01:01:00:01", [b"\x00\x00\x05" + bytes(5)])]
+
+
+def eatt_frame(att: bytes, cid: int = 0x0041) -> bytes:
+    """An Enhanced ATT K-frame as captured from BlueZ 5.66 in the guest: SDU length, then the ATT PDU."""
+    sdu = struct.pack("<H", len(att)) + att
+    return struct.pack("<HH", len(sdu), cid) + sdu
+
+
+def test_ledger_reads_notifications_sent_over_enhanced_att_channels() -> None:
+    delivered: list[bytes] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append(v), lambda a, v: None)
+    single = bytes([0x1B]) + struct.pack("<H", 0x41) + b"\x02\x00\x04" + bytes(5)
+    multiple = bytes([0x23]) + struct.pack("<HH", 0x41, 8) + RELEASE_ALL + struct.pack("<HH", 0x48, 2) + b"\xb8\x00"
+    error_response = bytes.fromhex("01 10 5a00 0a")  # captured: Read By Group Type → Attribute Not Found
+    for att in (single, error_response, multiple):
+        feed(ledger, MONITOR_ACL_TX, acl(42, eatt_frame(att)))
+    feed(ledger, MONITOR_EVENT, nocp(42, 3))
+    assert delivered == [b"\x02\x00\x04" + bytes(5), RELEASE_ALL, b"\xb8\x00"]
+
+
+def test_ledger_counts_continuation_fragments_as_packets() -> None:
+    delivered: list[bytes] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append(v), lambda a, v: None)
+    feed(ledger, MONITOR_ACL_TX, acl(1, notification(b"x" * 30)[:20]))
+    feed(ledger, MONITOR_ACL_TX, acl(1, b"x" * 17, continuation=True))
+    feed(ledger, MONITOR_ACL_TX, acl(1, notification(b"ok")))
+    feed(ledger, MONITOR_EVENT, nocp(1, 2))
+    assert delivered == []  # the fragmented one was not a whole notification; "ok" still in flight
+    feed(ledger, MONITOR_EVENT, nocp(1, 1))
+    assert delivered == [b"ok"]
+
+
+# ----------------------------------------------------------------------------- pacing and replay
+
+
+class FakeRadio:
+    """A peripheral stand-in at the library boundary: notifications land in a list, acks are driven by the test."""
+
+    def __init__(self) -> None:
+        self.settings = BluetoothSettings(report_window=3)
+        self.sent: list[bytes] = []
+        self.connected = True
+        self.leds = 0
+        self.state = BluetoothState.CONNECTED
+        self.listeners: list[object] = []
+
+    def add_listener(self, listener: object) -> None:
+        self.listeners.append(listener)
+
+    def ready_host(self) -> DeviceView | None:
+        return (
+            DeviceView("/h", address="AA:BB:CC:DD:EE:FF", connected=True, paired=True, trusted=True)
+            if (self.connected)
+            else None
+        )
+
+    def notify_input(self, report: bytes) -> None:
+        self.sent.append(report)
+
+    def notify_consumer(self, usage: int) -> None:
+        self.sent.append(usage.to_bytes(2, "little"))
+
+    def close(self) -> None:
+        return None
+
+
+def test_window_limits_unacknowledged_reports() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=3)  # type: ignore[arg-type]
+    for report in encode("ab", US)[:3]:
+        link.send(report, deadline=None)
+    assert len(radio.sent) == 3
+    with pytest.raises(HostUnavailableError, match="stopped acknowledging"):
+        link.send(RELEASE_ALL, deadline=time.monotonic() + 0.2)
+    link.pacer.delivered(None, radio.sent[0])
+    link.send(RELEASE_ALL, deadline=time.monotonic() + 0.2)
+    assert len(radio.sent) == 4
+
+
+def test_reports_lost_with_the_link_are_replayed_in_order_before_new_ones() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    reports = encode("xyz", US)
+    for report in reports[:4]:
+        link.send(report, deadline=None)
+    link.pacer.delivered(None, reports[0])
+    radio.connected = False
+    link.pacer.lost("AA:BB:CC:DD:EE:FF")
+    assert list(link.pacer.replay) == reports[1:4]
+    with pytest.raises(HostUnavailableError):
+        link.send(reports[4], deadline=time.monotonic() + 0.1)
+    radio.connected = True
+    link.send(reports[4], deadline=None)
+    assert radio.sent == reports[:4] + reports[1:5]
+    assert link.pacer.replayed_reports == 3
+
+
+def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=4)  # type: ignore[arg-type]
+    host_has: list[bytes] = []
+    stop = threading.Event()
+    text = "Hello, world! Doubled: aa bb 1100 ~~\n" * 20
+
+    dropped = threading.Event()
+
+    def drop_then_restore() -> None:
+        while len(host_has) < 300:
+            time.sleep(0.001)
+        # The link dies with reports in flight: the host never gets the ones after this point.
+        with link.pacer.condition:
+            radio.connected = False
+            link.pacer.lost("AA:BB:CC:DD:EE:FF")
+        dropped.set()
+        time.sleep(0.05)
+        radio.connected = True
+        link._peripheral_changed()
+
+    # acknowledge slowly so several reports are always in flight
+    def slow_host() -> None:
+        done = 0
+        while not stop.is_set():
+            with link.pacer.condition:  # receive + acknowledge as one step, like a link-layer ack
+                if radio.connected and done < len(radio.sent):
+                    report = radio.sent[done]
+                    host_has.append(report)
+                    link.pacer.delivered("AA:BB:CC:DD:EE:FF", report)
+                    done += 1
+                elif not radio.connected:
+                    done = len(radio.sent)  # whatever was queued is gone with the link
+            time.sleep(0.0002)
+
+    threads = [threading.Thread(target=slow_host), threading.Thread(target=drop_then_restore)]
+    for thread in threads:
+        thread.start()
+    keyboard = Keyboard(link, US, host_wait_s=10)
+    keyboard.type(text)
+    assert link.drain(5)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert dropped.is_set()
+    assert decode(host_has, US) == text
+    assert link.pacer.replayed_reports > 0
+
+
+def test_led_state_comes_from_the_hosts_output_report() -> None:
+    radio = FakeRadio()
+    radio.leds = 0x02
+    assert BluetoothLink(radio).led_state() == 0x02  # type: ignore[arg-type]
+
+
+def test_pacer_ignores_other_hosts_and_out_of_order_values() -> None:
+    pacer = ReportPacer(window=4)
+    pacer.host_address = "AA:BB:CC:DD:EE:FF"
+    pacer.outstanding.extend([b"a", b"b"])
+    pacer.delivered("11:22:33:44:55:66", b"a")
+    pacer.delivered("AA:BB:CC:DD:EE:FF", b"b")
+    assert list(pacer.outstanding) == [b"a", b"b"]
+    pacer.delivered("aa:bb:cc:dd:ee:ff", b"a")
+    assert list(pacer.outstanding) == [b"b"]
+    pacer.lost("11:22:33:44:55:66")
+    assert list(pacer.replay) == []
