@@ -95,3 +95,26 @@ def test_udc_state_file_is_found_for_the_only_controller(tmp_path: Path) -> None
     assert find_udc_state_file(udc_class=tmp_path) == tmp_path / "dummy_udc.0" / "state"
     assert find_udc_state_file("fe980000.usb", tmp_path) == tmp_path / "fe980000.usb" / "state"
     assert find_udc_state_file(udc_class=tmp_path / "none") is None
+
+
+def test_after_the_host_comes_back_keys_up_reports_go_first_then_typing_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    device = tmp_path / "hidg0"
+    device.touch()
+    real_write = os.write
+    calls = 0
+
+    def unplug_once(fd: int, data: bytes) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # the press of "b": the host is gone
+            raise OSError(errno.ESHUTDOWN, os.strerror(errno.ESHUTDOWN))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", unplug_once)
+    with Keyboard(UsbHidLink(device, settle_s=0), US) as keyboard:
+        keyboard.type("abc")
+    reports = read_reports(device)
+    assert reports[:3] == [*encode("a", US), bytes(8)]  # "a", then the settle report
+    assert decode(reports, US) == "abc"

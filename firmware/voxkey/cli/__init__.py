@@ -17,15 +17,37 @@ from voxkey import __version__
 from voxkey.errors import VoxkeyError
 
 COMMAND_MODULES = ("keyboard", "speech", "service", "bluetooth")
+MODULE_OF_COMMAND = {
+    "keys": "keyboard",
+    "type": "keyboard",
+    "transcribe": "speech",
+    "models": "speech",
+    "bench": "speech",
+    "run": "service",
+    "config": "service",
+    "doctor": "service",
+    "pair": "bluetooth",
+    "hosts": "bluetooth",
+    "bt-type": "bluetooth",
+}
+"""Which module registers each command: a command imports only its own module, so
+``voxkey type`` does not pay for numpy, whisper and D-Bus (seconds on a Pi Zero)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def modules_for(argv: Sequence[str]) -> tuple[str, ...]:
+    """The command modules to load for this command line: one for a known command, else all (for help)."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    module = MODULE_OF_COMMAND.get(command or "")
+    return (module,) if module else COMMAND_MODULES
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxkey", description="A keyboard you talk to.")
     parser.add_argument("--version", action="version", version=f"voxkey {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what voxkey is doing")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(f"voxkey.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -37,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(modules_for(arguments))
+    args = parser.parse_args(arguments)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="voxkey: %(levelname)s: %(name)s: %(message)s")
     if not getattr(args, "func", None):

@@ -13,7 +13,11 @@ press/release pairs, so the only report whose loss changes the text is a press,
 and the ``Keyboard`` rewinds to the start of that character.
 
 The host is "there" when the UDC says ``configured``; while it is
-``suspended`` (asleep) or unplugged, text waits.
+``suspended`` (asleep) or unplugged, text waits. After the host comes back
+(re-plugged, re-enumerated) it ignores the first reports: Linux's usbhid drops
+input for 50 ms after it opens a keyboard, and other hosts settle too. So the
+link first sends all-keys-up reports, which are harmless to lose, until the host
+has been polling for ``settle_s``; only then does text resume.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 UDC_CLASS = Path("/sys/class/udc")
 LINK_DOWN_ERRNOS = {errno.ESHUTDOWN, errno.EPIPE, errno.ENODEV, errno.EIO, errno.ECONNRESET, errno.ENXIO}
 POLL_SLICE_S = 0.1
+SETTLE_S = 0.5
 
 
 def find_udc_state_file(udc: str | None = None, udc_class: Path = UDC_CLASS) -> Path | None:
@@ -49,10 +54,14 @@ class UsbHidLink:
 
     name = "usb"
 
-    def __init__(self, device: str | Path = "/dev/hidg0", udc_state_file: Path | None = None) -> None:
+    def __init__(
+        self, device: str | Path = "/dev/hidg0", udc_state_file: Path | None = None, settle_s: float = SETTLE_S
+    ) -> None:
         """``udc_state_file`` None means "do not gate on the UDC" (a plain file or pipe in tests)."""
         self.device = Path(device)
         self.udc_state_file = udc_state_file
+        self.settle_s = settle_s
+        self._needs_settle = False
         self._fd: int | None = None
         self._leds = 0
         self._last_report = RELEASE_ALL
@@ -73,7 +82,7 @@ class UsbHidLink:
     def wait_for_host(self, deadline: float | None) -> None:
         while True:
             state = self.udc_state()
-            if state == "configured" and self._open():
+            if state == "configured" and self._open() and self._settled(deadline):
                 if self._waiting_logged:
                     log.info("usb: host is back, typing resumes")
                 self._waiting_logged = False
@@ -91,6 +100,7 @@ class UsbHidLink:
         except OSError as exc:
             if exc.errno in LINK_DOWN_ERRNOS:
                 self._drop_fd()
+                self._needs_settle = True
                 raise LinkDown(f"write to {self.device}: {os.strerror(exc.errno)}") from exc
             raise TransportError(f"cannot write to {self.device}: {exc.strerror}") from exc
         self._last_report = report
@@ -125,6 +135,27 @@ class UsbHidLink:
                 f"no permission to open {self.device}; run voxkey as a member of the group that owns it "
                 "(the installer's udev rule gives it to group 'voxkey')"
             ) from exc
+        self._last_report = RELEASE_ALL
+        return True
+
+    def _settled(self, deadline: float | None) -> bool:
+        """After the host came back: keys-up reports until it has polled for ``settle_s`` (see module doc)."""
+        if not self._needs_settle:
+            return True
+        fd = self._require_fd()
+        polling_since: float | None = None
+        try:
+            while polling_since is None or time.monotonic() - polling_since < self.settle_s:
+                self._wait_writable(fd, deadline)
+                os.write(fd, RELEASE_ALL)
+                self._wait_writable(fd, deadline)
+                polling_since = polling_since or time.monotonic()
+        except OSError as exc:
+            if exc.errno not in LINK_DOWN_ERRNOS:
+                raise TransportError(f"cannot write to {self.device}: {exc.strerror}") from exc
+            self._drop_fd()
+            return False
+        self._needs_settle = False
         self._last_report = RELEASE_ALL
         return True
 

@@ -1,0 +1,35 @@
+import subprocess
+import sys
+
+import pytest
+
+from voxkey.cli import MODULE_OF_COMMAND, build_parser, main, modules_for
+
+
+def test_every_command_is_mapped_to_the_module_that_registers_it() -> None:
+    parser = build_parser()
+    registered = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert registered == set(MODULE_OF_COMMAND)
+    for command, module in MODULE_OF_COMMAND.items():
+        assert command in build_parser((module,))._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+
+
+def test_a_command_loads_only_its_own_module_and_help_loads_all() -> None:
+    assert modules_for(["--debug", "type", "hi"]) == ("keyboard",)
+    assert len(modules_for(["--help"])) == 4
+
+
+def test_typing_does_not_import_speech_or_bluetooth_stacks() -> None:
+    heavy = "{'numpy', 'pywhispercpp', 'dbus_fast', 'gpiozero'}"
+    code = (
+        "import sys; from voxkey.cli import main; main(['keys', 'a']); "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().endswith("[]")
+
+
+def test_user_errors_are_one_line_with_a_nonzero_exit(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "x", "--layout", "klingon"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("voxkey: error: unknown layout 'klingon'") and err.count("\n") == 1
