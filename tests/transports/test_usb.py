@@ -118,3 +118,20 @@ def test_after_the_host_comes_back_keys_up_reports_go_first_then_typing_resumes_
     reports = read_reports(device)
     assert reports[:3] == [*encode("a", US), bytes(8)]  # "a", then the settle report
     assert decode(reports, US) == "abc"
+
+
+def test_a_host_that_re_enumerates_is_a_link_drop_and_typing_resumes_after_it(tmp_path: Path) -> None:
+    device = tmp_path / "hidg0"
+    device.touch()
+    state = tmp_path / "state"
+    state.write_text("configured\n")
+    link = UsbHidLink(device, state, settle_s=0)
+    link.wait_for_host(None)
+    state.write_text("default\n")  # unplugged and plugged again: the queued report was cancelled
+    with pytest.raises(LinkDown, match="re-enumerates"):
+        link.send(bytes(8), None)
+    state.write_text("configured\n")
+    with Keyboard(link, US) as keyboard:
+        keyboard.type("ok")
+    reports = read_reports(device)
+    assert reports[0] == bytes(8) and decode(reports, US) == "ok"  # the settle report, then the text

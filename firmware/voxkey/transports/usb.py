@@ -170,17 +170,31 @@ class UsbHidLink:
             self._fd = None
 
     def _wait_writable(self, fd: int, deadline: float | None) -> None:
-        """Wait until the previous report completed: the host polled it, or it was cancelled."""
+        """Wait until the previous report completed: the host polled it, or it was cancelled.
+
+        A host that re-enumerates (unplug, replug, reset) takes the UDC out of
+        ``configured`` and f_hid cancels the queued report without telling the
+        writer, so any state but ``configured`` or ``suspended`` is a link drop.
+        """
         poller = select.poll()
         poller.register(fd, select.POLLOUT | select.POLLERR)
         while not poller.poll(POLL_SLICE_S * 1000):
             self._read_led_reports(fd)
-            state = self.udc_state()
+            state = self._state_or_link_down()
             if state != "configured" and not self._waiting_logged:
                 log.warning("usb: host stopped reading reports (UDC state: %s); text is kept", state)
                 self._waiting_logged = True
             self._check_deadline(deadline, f"USB host stopped reading reports (UDC state: {state})")
         self._read_led_reports(fd)
+        self._state_or_link_down()
+
+    def _state_or_link_down(self) -> str:
+        state = self.udc_state()
+        if state not in ("configured", "suspended"):
+            self._drop_fd()
+            self._needs_settle = True
+            raise LinkDown(f"UDC state is {state!r}: the host re-enumerates or is gone")
+        return state
 
     def _read_led_reports(self, fd: int) -> None:
         """Drain LED output reports; the newest one is the host's lock-key state."""
