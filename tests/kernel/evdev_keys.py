@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from evdev import ecodes
 
 from voxkey.layouts.xkb_host import XkbHost
+from voxkey.transports.uinput import HID_TO_EVDEV_NAME, MODIFIER_EVDEV_NAMES
 
 NEW_KEYBOARD = -1
 """Recorder marker (not an evdev type): the host created a new device for the keyboard."""
@@ -31,71 +32,8 @@ EV_KEY = ecodes.EV_KEY
 EV_LED = ecodes.EV_LED
 LED_CAPSL = ecodes.LED_CAPSL
 
-# HID usage (page 0x07) → evdev key name, as Linux's hid-input maps a keyboard.
-# (Linux maps both 0x31 and 0x32 — the ANSI and ISO keys beside Enter — to
-# KEY_BACKSLASH; the reverse table keeps 0x31, the key an ANSI/us host uses.)
-_HID_TO_KEY_NAME: dict[int, str] = {
-    **{0x04 + i: f"KEY_{chr(ord('A') + i)}" for i in range(26)},
-    **{0x1E + i: f"KEY_{i + 1}" for i in range(9)},
-    0x27: "KEY_0",
-    0x28: "KEY_ENTER",
-    0x29: "KEY_ESC",
-    0x2A: "KEY_BACKSPACE",
-    0x2B: "KEY_TAB",
-    0x2C: "KEY_SPACE",
-    0x2D: "KEY_MINUS",
-    0x2E: "KEY_EQUAL",
-    0x2F: "KEY_LEFTBRACE",
-    0x30: "KEY_RIGHTBRACE",
-    0x31: "KEY_BACKSLASH",
-    0x33: "KEY_SEMICOLON",
-    0x34: "KEY_APOSTROPHE",
-    0x35: "KEY_GRAVE",
-    0x36: "KEY_COMMA",
-    0x37: "KEY_DOT",
-    0x38: "KEY_SLASH",
-    0x39: "KEY_CAPSLOCK",
-    **{0x3A + i: f"KEY_F{i + 1}" for i in range(12)},
-    0x46: "KEY_SYSRQ",
-    0x47: "KEY_SCROLLLOCK",
-    0x48: "KEY_PAUSE",
-    0x49: "KEY_INSERT",
-    0x4A: "KEY_HOME",
-    0x4B: "KEY_PAGEUP",
-    0x4C: "KEY_DELETE",
-    0x4D: "KEY_END",
-    0x4E: "KEY_PAGEDOWN",
-    0x4F: "KEY_RIGHT",
-    0x50: "KEY_LEFT",
-    0x51: "KEY_DOWN",
-    0x52: "KEY_UP",
-    0x53: "KEY_NUMLOCK",
-    0x54: "KEY_KPSLASH",
-    0x55: "KEY_KPASTERISK",
-    0x56: "KEY_KPMINUS",
-    0x57: "KEY_KPPLUS",
-    0x58: "KEY_KPENTER",
-    **{0x59 + i: f"KEY_KP{i + 1}" for i in range(9)},
-    0x62: "KEY_KP0",
-    0x63: "KEY_KPDOT",
-    0x64: "KEY_102ND",
-    0x65: "KEY_COMPOSE",
-}
-
-# Modifier keys → bit in the report's modifier byte (usages 0xE0..0xE7).
-_MODIFIER_KEY_NAMES = (
-    "KEY_LEFTCTRL",
-    "KEY_LEFTSHIFT",
-    "KEY_LEFTALT",
-    "KEY_LEFTMETA",
-    "KEY_RIGHTCTRL",
-    "KEY_RIGHTSHIFT",
-    "KEY_RIGHTALT",
-    "KEY_RIGHTMETA",
-)
-
-KEY_TO_HID: dict[int, int] = {ecodes.ecodes[name]: usage for usage, name in _HID_TO_KEY_NAME.items()}
-MODIFIER_BIT: dict[int, int] = {ecodes.ecodes[name]: 1 << bit for bit, name in enumerate(_MODIFIER_KEY_NAMES)}
+KEY_TO_HID: dict[int, int] = {ecodes.ecodes[name]: usage for usage, name in HID_TO_EVDEV_NAME.items()}
+MODIFIER_BIT: dict[int, int] = {ecodes.ecodes[name]: 1 << bit for bit, name in enumerate(MODIFIER_EVDEV_NAMES)}
 
 Event = Sequence[float]
 """One recorded event: (timestamp, type, code, value)."""
