@@ -38,7 +38,7 @@ __all__ = ["speech_tmp", "tiny_engine"]
 # Plain pywhispercpp (Model.transcribe, default parameters, 2 threads) on the 26 recordings, measured once:
 PLAIN_WER = {"tiny.en-q5_1": 0.0343}  # the other models: see benchmarks/asr.py
 # voxkey's pipeline on the same files, measured and pinned just above the measurement.
-PINNED_WER = {"tiny.en-q5_1": 0.0330, "tiny.en-q8_0": 0.0350, "base-q5_1": 0.0370}
+PINNED_WER = {"tiny.en-q5_1": 0.0330, "tiny.en-q8_0": 0.0350, "base-q5_1": 0.0390}
 
 FOX = "I will call you back tomorrow morning."
 REPORT = "Please send the report to my office before noon."
