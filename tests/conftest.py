@@ -7,8 +7,12 @@ repository, as CI lays it out) unless ``VOXKEY_MODEL_DIR`` points elsewhere.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPWMPin
 from hypothesis import settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -21,3 +25,16 @@ if "VOXKEY_MODEL_DIR" not in os.environ and (SHARED / "models").is_dir():
 # per-example deadline would turn load into flaky failures, so examples are judged on results only.
 settings.register_profile("voxkey", deadline=None)
 settings.load_profile("voxkey")
+
+
+@pytest.fixture
+def pins() -> Iterator[MockFactory]:
+    """gpiozero's own mock pins (PWM-capable, so PWMLED/RGBLED work too) for the duration of one test."""
+    factory = MockFactory(pin_class=MockPWMPin)
+    previous = Device.pin_factory
+    Device.pin_factory = factory
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        Device.pin_factory = previous

@@ -96,18 +96,6 @@ def transcribed(engine: WhisperEngine) -> Callable[[Path], str]:
     return text_of
 
 
-@pytest.fixture
-def pins() -> Iterator[MockFactory]:
-    factory = MockFactory()
-    previous = Device.pin_factory
-    Device.pin_factory = factory
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        Device.pin_factory = previous
-
-
 # --- the host side: a capture link ------------------------------------------------------------
 
 

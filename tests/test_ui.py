@@ -5,28 +5,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockFactory
 
 from voxkey.config import ButtonSettings, LedSettings, RgbPins
 from voxkey.errors import HardwareError
 from voxkey.ui import PATTERNS, ButtonEdge, GpioButtons, LightState, StatusLight, TerminalButtons
-
-
-@pytest.fixture
-def pins() -> Iterator[MockFactory]:
-    factory = MockFactory(pin_class=MockPWMPin)
-    previous = Device.pin_factory
-    Device.pin_factory = factory
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        Device.pin_factory = previous
 
 
 def wait_until(condition: Any, timeout: float = 3.0) -> bool:
