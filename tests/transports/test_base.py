@@ -1,7 +1,8 @@
 """Keyboard's exactly-once typing, against a link that drops at chosen reports.
 
 The link below models what f_hid does on an unplug: the report being written
-fails, and a press queued just before it was cancelled, never reaching the host.
+fails, and the report queued just before it either was cancelled, never
+reaching the host, or had already been polled by it; the link says which.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ US = Layout.load("us")
 class UnpluggingLink:
     name = "test"
 
-    def __init__(self, drop_at: set[int], leds: int = 0) -> None:
+    def __init__(self, drop_at: set[int], leds: int = 0, previous_delivered: bool = False) -> None:
         self.drop_at = drop_at
+        self.previous_delivered = previous_delivered
         self.attempts = 0
         self.host_reports: list[bytes] = []
         self.leds = leds
@@ -34,10 +36,10 @@ class UnpluggingLink:
     def send(self, report: bytes, deadline: float | None) -> None:
         self.attempts += 1
         if self.attempts in self.drop_at:
-            if self.host_reports and self.host_reports[-1] != RELEASE_ALL:
+            if not self.previous_delivered and self.host_reports and self.host_reports[-1] != RELEASE_ALL:
                 self.host_reports.pop()  # the queued press was cancelled by the unplug
             self.host_reports.append(RELEASE_ALL)  # the host releases keys of a vanished device
-            raise LinkDown("unplugged")
+            raise LinkDown("unplugged", previous_delivered=self.previous_delivered)
         self.host_reports.append(report)
 
     def led_state(self) -> int:
@@ -53,9 +55,10 @@ class UnpluggingLink:
 @given(
     st.text(alphabet="abcAB !\n\t~", min_size=1, max_size=40),
     st.sets(st.integers(min_value=1, max_value=200), max_size=6),
+    st.booleans(),
 )
-def test_unplugs_at_any_report_lose_and_repeat_nothing(text: str, drops: set[int]) -> None:
-    link = UnpluggingLink(drops)
+def test_unplugs_at_any_report_lose_and_repeat_nothing(text: str, drops: set[int], previous_delivered: bool) -> None:
+    link = UnpluggingLink(drops, previous_delivered=previous_delivered)
     keyboard = Keyboard(link, US)
     keyboard.type(text)
     assert decode(link.host_reports, US) == text
@@ -108,3 +111,13 @@ def test_discarded_text_is_returned_and_never_typed() -> None:
     assert keyboard.discard_pending() == "later"
     keyboard.flush()
     assert link.host_reports == []
+
+
+@pytest.mark.parametrize(("previous_delivered", "retyped"), [(True, False), (False, True)])
+def test_a_character_whose_press_reached_the_host_is_not_typed_again(previous_delivered: bool, retyped: bool) -> None:
+    link = UnpluggingLink({4}, previous_delivered=previous_delivered)  # report 4: the release of "b"
+    keyboard = Keyboard(link, US)
+    keyboard.type("abc")
+    # writes: "a" (2), the press of "b", its failed release, ["b" again (2)], "c" (2)
+    assert link.attempts == (8 if retyped else 6)
+    assert decode(link.host_reports, US) == "abc" and keyboard.delivered_chars == 3

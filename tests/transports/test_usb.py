@@ -1,5 +1,7 @@
 import errno
 import os
+import select
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -8,7 +10,7 @@ from voxkey.errors import HostUnavailableError, TransportError
 from voxkey.hid import LED_CAPS_LOCK
 from voxkey.keymap import Layout, decode, encode
 from voxkey.transports.base import Keyboard, LinkDown
-from voxkey.transports.usb import UsbHidLink, find_udc_state_file
+from voxkey.transports.usb import KernelLog, UsbHidLink, find_udc_state_file
 
 US = Layout.load("us")
 
@@ -135,3 +137,111 @@ def test_a_host_that_re_enumerates_is_a_link_drop_and_typing_resumes_after_it(tm
         keyboard.type("ok")
     reports = read_reports(device)
     assert reports[0] == bytes(8) and decode(reports, US) == "ok"  # the settle report, then the text
+
+
+class KernelLogPipe:
+    """A FIFO in place of /dev/kmsg: the test writes the records the kernel would log."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        path = tmp_path / "kmsg"
+        os.mkfifo(path)
+        self.log = KernelLog(path)
+        self._writer = os.open(path, os.O_WRONLY)
+
+    def record(self, message: str) -> None:
+        os.write(self._writer, f"3,812,{len(message)},-;{message}\n".encode())
+
+    def close(self) -> None:
+        os.close(self._writer)
+        self.log.close()
+
+
+@pytest.fixture
+def kernel_log(tmp_path: Path) -> Iterator[KernelLogPipe]:
+    pipe = KernelLogPipe(tmp_path)
+    yield pipe
+    pipe.close()
+
+
+CANCELLED = "configfs-gadget gadget: End Point Request ERROR: -108"
+
+
+def test_kernel_log_tells_only_cancellations_logged_since_the_last_look(kernel_log: KernelLogPipe) -> None:
+    assert not kernel_log.log.report_cancelled()
+    kernel_log.record("usb 1-1: new high-speed USB device number 3 using dummy_hcd")
+    assert not kernel_log.log.report_cancelled()
+    kernel_log.record(CANCELLED)
+    assert kernel_log.log.report_cancelled()
+    assert not kernel_log.log.report_cancelled()
+
+
+def unplug_at_write(monkeypatch: pytest.MonkeyPatch, failing_write: int, before_failing: Callable[[], None]) -> None:
+    real_write = os.write
+    calls = 0
+
+    def write(fd: int, data: bytes) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == failing_write:
+            before_failing()
+            raise OSError(errno.ESHUTDOWN, os.strerror(errno.ESHUTDOWN))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_the_kernel_log_decides_whether_the_press_before_an_unplug_arrived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_log: KernelLogPipe, cancelled: bool
+) -> None:
+    device = tmp_path / "hidg0"
+    device.touch()
+    record = kernel_log.record
+    unplug_at_write(monkeypatch, 4, lambda: record(CANCELLED) if cancelled else None)  # 4: the release of "b"
+    with Keyboard(UsbHidLink(device, settle_s=0, kernel_log=kernel_log.log), US) as keyboard:
+        keyboard.type("abc")
+    b_press = encode("b", US)[0]
+    retyped = encode("bc" if cancelled else "c", US)
+    assert read_reports(device) == [*encode("a", US), b_press, bytes(8), *retyped]  # bytes(8): settling
+
+
+def test_a_cancellation_while_the_udc_looks_configured_is_a_link_drop(
+    tmp_path: Path, kernel_log: KernelLogPipe
+) -> None:
+    device = tmp_path / "hidg0"
+    device.touch()
+    link = UsbHidLink(device, settle_s=0, kernel_log=kernel_log.log)
+    link.wait_for_host(None)
+    link.send(encode("a", US)[0], None)
+    kernel_log.record(CANCELLED)  # the host re-enumerated faster than the UDC state was read
+    with pytest.raises(LinkDown, match="cancelled") as raised:
+        link.send(bytes(8), None)
+    assert not raised.value.previous_delivered
+
+
+@pytest.mark.parametrize(("udc_state", "completion_seen"), [("configured", True), ("not attached", False)])
+def test_without_the_kernel_log_a_completion_seen_before_the_failure_counts_as_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, udc_state: str, completion_seen: bool
+) -> None:
+    device = tmp_path / "hidg0"
+    device.touch()
+    state = tmp_path / "state"
+    state.write_text("configured\n")
+    link = UsbHidLink(device, state, settle_s=0)
+    link.wait_for_host(None)
+    link.send(encode("a", US)[0], None)
+    state.write_text(f"{udc_state}\n")
+    unplug_at_write(monkeypatch, 1, lambda: None)
+    if not completion_seen:  # f_hid holds POLLOUT back once the endpoint is disabled
+        monkeypatch.setattr(select, "poll", lambda: NeverWritable())
+    with pytest.raises(LinkDown) as raised:
+        link.send(bytes(8), None)
+    assert raised.value.previous_delivered == completion_seen
+
+
+class NeverWritable:
+    def register(self, fd: int, events: int) -> None:
+        return None
+
+    def poll(self, timeout_ms: float) -> list[tuple[int, int]]:
+        return []

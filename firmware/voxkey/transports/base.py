@@ -5,8 +5,9 @@ kind of wire (the USB gadget, a Bluetooth LE connection, a terminal) and knows
 whether a host is there. ``Keyboard`` owns the text: it keeps every character
 that the host has not yet received, turns characters into reports only when it
 is about to send them (so the host's Caps Lock state at that moment counts),
-and when the link drops it rewinds to the start of the character that was in
-flight, so typing resumes with nothing lost and nothing repeated.
+and when the link drops it either counts the character in flight as typed (its
+presses reached the host) or rewinds to its start, so typing resumes with
+nothing lost and nothing repeated.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import deque
 from typing import Protocol
 
 from voxkey.errors import HostUnavailableError, UnsupportedCharacterError
-from voxkey.hid import LED_CAPS_LOCK
+from voxkey.hid import LED_CAPS_LOCK, RELEASE_ALL
 from voxkey.keymap import Layout, caps_lock_toggles, reports_for_strokes
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,15 @@ class LinkDown(Exception):
     """The host went away while a report was being sent.
 
     Raised by links only; ``Keyboard`` turns it into a rewind. The report that
-    failed was not delivered, and a press sent just before it is treated as not
-    delivered either (the transport modules explain why that is the right call).
+    failed was not delivered. Whether the report sent just before it reached the
+    host is the link's evidence to give (``previous_delivered``): a character
+    whose presses all arrived is typed on the host even if its release was lost,
+    because a host releases the keys of a keyboard that vanishes.
     """
+
+    def __init__(self, message: str, previous_delivered: bool = False) -> None:
+        super().__init__(message)
+        self.previous_delivered = previous_delivered
 
 
 class ReportLink(Protocol):
@@ -99,8 +106,7 @@ class Keyboard:
                 try:
                     self._deliver_first(deadline)
                 except LinkDown as exc:
-                    log.warning("%s: host gone (%s); %d characters kept", self.link.name, exc, len(self._pending))
-                    self._rewind()
+                    self._link_dropped(exc)
                 except HostUnavailableError as exc:
                     raise HostUnavailableError(f"{exc}; {len(self._pending)} characters kept for later") from exc
 
@@ -135,11 +141,7 @@ class Keyboard:
         while self._sent < len(self._in_flight):
             self.link.send(self._in_flight[self._sent], deadline)
             self._sent += 1
-        if self._caps_lock_after_in_flight is not None:
-            self._own_caps_lock = (self._caps_lock_after_in_flight, time.monotonic() + CAPS_LOCK_SETTLE_S)
-        self._pending.popleft()
-        self._in_flight = None
-        self.delivered_chars += 1
+        self._finish_in_flight()
 
     def _host_caps_lock(self) -> bool:
         """The host's Caps Lock: our own recent toggles win over LED reports still on their way."""
@@ -148,6 +150,22 @@ class Keyboard:
             return self._own_caps_lock[0]
         self._own_caps_lock = None
         return bool(leds & LED_CAPS_LOCK)
+
+    def _link_dropped(self, exc: LinkDown) -> None:
+        """Settle the character in flight: done if every press reached the host, else typed again."""
+        if self._in_flight is not None:
+            delivered = self._sent if exc.previous_delivered else max(self._sent - 1, 0)
+            if all(report == RELEASE_ALL for report in self._in_flight[delivered:]):
+                self._finish_in_flight()
+        log.warning("%s: host gone (%s); %d characters kept", self.link.name, exc, len(self._pending))
+        self._rewind()
+
+    def _finish_in_flight(self) -> None:
+        if self._caps_lock_after_in_flight is not None:
+            self._own_caps_lock = (self._caps_lock_after_in_flight, time.monotonic() + CAPS_LOCK_SETTLE_S)
+        self._pending.popleft()
+        self._in_flight = None
+        self.delivered_chars += 1
 
     def _rewind(self) -> None:
         self._in_flight = None

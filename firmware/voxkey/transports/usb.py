@@ -2,15 +2,18 @@
 
 How ``f_hid`` behaves decides the design. A ``write()`` only queues a report;
 the next write waits until the host has polled the previous one (``POLLOUT``
-means "previous report completed"). When the host goes away, the queued report
-is cancelled and the next write fails with ``ESHUTDOWN``. From user space a
-completed report and a cancelled one look the same, so after a failure the
-report before it is uncertain. We treat it as *not* delivered: a cancellation
-can only happen while the report waits for the host's poll (most of the time),
-whereas a delivered report followed by a failure needs the host to vanish in
-the microseconds between completion and our next write. Reports are always
-press/release pairs, so the only report whose loss changes the text is a press,
-and the ``Keyboard`` rewinds to the start of that character.
+means "previous report completed"). When the host goes away, the endpoint is
+disabled: a queued report is cancelled, and the next write fails with
+``ESHUTDOWN``. Whether the report before a failure reached the host decides
+between a lost and a doubled character, and ``f_hid`` tells user space only
+through the kernel log: a cancelled report is logged as "End Point Request
+ERROR", a delivered one is not. So the link reads ``/dev/kmsg`` (root or
+CAP_SYSLOG) and attributes every such line to its own last report; the
+``Keyboard`` then counts a character whose press arrived as typed and types
+one whose press was cancelled again. Without the kernel log the link falls back
+to what ``f_hid`` makes likely: a completion seen before the failure was a
+delivery (``f_hid`` holds ``POLLOUT`` back once the endpoint is disabled), a
+link lost while waiting for the completion was a cancellation.
 
 The host is "there" when the UDC says ``configured``; while it is
 ``suspended`` (asleep) or unplugged, text waits. After the host comes back
@@ -22,6 +25,7 @@ has been polling for ``settle_s``; only then does text resume.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -36,9 +40,62 @@ from voxkey.transports.base import LinkDown
 log = logging.getLogger(__name__)
 
 UDC_CLASS = Path("/sys/class/udc")
+KERNEL_LOG = Path("/dev/kmsg")
+REPORT_CANCELLED = b"End Point Request ERROR"  # f_hid's completion handler, for any status but success
+CANCEL_LOG_GRACE_S = 0.1
 LINK_DOWN_ERRNOS = {errno.ESHUTDOWN, errno.EPIPE, errno.ENODEV, errno.EIO, errno.ECONNRESET, errno.ENXIO}
 POLL_SLICE_S = 0.1
 SETTLE_S = 0.5
+
+
+class KernelLog:
+    """``/dev/kmsg`` from the moment it was opened, read for one fact: did f_hid cancel a report?"""
+
+    def __init__(self, path: Path = KERNEL_LOG) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with contextlib.suppress(OSError):  # a pipe in tests cannot seek; /dev/kmsg starts at the end
+            os.lseek(self._fd, 0, os.SEEK_END)
+
+    @classmethod
+    def open(cls, path: Path = KERNEL_LOG) -> KernelLog | None:
+        try:
+            return cls(path)
+        except OSError as exc:
+            log.warning(
+                "usb: cannot read the kernel log %s (%s): after an unplug the character in flight is judged "
+                "from timing, which can rarely double or drop it; run voxkey with CAP_SYSLOG",
+                path,
+                exc.strerror,
+            )
+            return None
+
+    def report_cancelled(self, grace_s: float = 0.0) -> bool:
+        """Whether a cancellation was logged since the last call; waits up to ``grace_s`` for one."""
+        cancelled = self._drain()
+        deadline = time.monotonic() + grace_s
+        while not cancelled and (remaining := deadline - time.monotonic()) > 0:
+            select.select([self._fd], [], [], remaining)
+            cancelled = self._drain()
+        return cancelled
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _drain(self) -> bool:
+        cancelled = False
+        while True:
+            try:
+                record = os.read(self._fd, 8192)
+            except BlockingIOError:
+                return cancelled
+            except BrokenPipeError:  # records overwritten before we read them; the next read goes on
+                continue
+            if not record:
+                return cancelled
+            cancelled |= REPORT_CANCELLED in record
 
 
 def find_udc_state_file(udc: str | None = None, udc_class: Path = UDC_CLASS) -> Path | None:
@@ -55,12 +112,17 @@ class UsbHidLink:
     name = "usb"
 
     def __init__(
-        self, device: str | Path = "/dev/hidg0", udc_state_file: Path | None = None, settle_s: float = SETTLE_S
+        self,
+        device: str | Path = "/dev/hidg0",
+        udc_state_file: Path | None = None,
+        settle_s: float = SETTLE_S,
+        kernel_log: KernelLog | None = None,
     ) -> None:
         """``udc_state_file`` None means "do not gate on the UDC" (a plain file or pipe in tests)."""
         self.device = Path(device)
         self.udc_state_file = udc_state_file
         self.settle_s = settle_s
+        self.kernel_log = kernel_log
         self._needs_settle = False
         self._fd: int | None = None
         self._leds = 0
@@ -69,7 +131,7 @@ class UsbHidLink:
 
     @classmethod
     def for_gadget(cls, device: str | Path = "/dev/hidg0", udc: str | None = None) -> UsbHidLink:
-        return cls(device, find_udc_state_file(udc))
+        return cls(device, find_udc_state_file(udc), kernel_log=KernelLog.open())
 
     def udc_state(self) -> str:
         if self.udc_state_file is None:
@@ -95,13 +157,17 @@ class UsbHidLink:
     def send(self, report: bytes, deadline: float | None) -> None:
         fd = self._require_fd()
         self._wait_writable(fd, deadline)
+        if self.kernel_log is not None and self.kernel_log.report_cancelled():
+            # The previous report completed as a cancellation while the UDC looked configured:
+            # the host re-enumerated between two of our looks at it.
+            self._drop_fd()
+            self._needs_settle = True
+            raise LinkDown("the host reset the link: the last report was cancelled", previous_delivered=False)
         try:
             os.write(fd, report)
         except OSError as exc:
             if exc.errno in LINK_DOWN_ERRNOS:
-                self._drop_fd()
-                self._needs_settle = True
-                raise LinkDown(f"write to {self.device}: {os.strerror(exc.errno)}") from exc
+                raise self._link_lost(f"write to {self.device}: {os.strerror(exc.errno)}", True) from exc
             raise TransportError(f"cannot write to {self.device}: {exc.strerror}") from exc
         self._last_report = report
 
@@ -122,6 +188,20 @@ class UsbHidLink:
 
     def close(self) -> None:
         self._drop_fd()
+        if self.kernel_log is not None:
+            self.kernel_log.close()
+            self.kernel_log = None
+
+    def _link_lost(self, why: str, completion_seen: bool) -> LinkDown:
+        """Close the device and judge the previous report (see module doc): the kernel log first, else timing."""
+        self._drop_fd()
+        self._needs_settle = True
+        if self.kernel_log is not None:
+            delivered = not self.kernel_log.report_cancelled(CANCEL_LOG_GRACE_S)
+        else:
+            delivered = completion_seen
+        log.info("usb: link lost (%s); the report before it was %s", why, "delivered" if delivered else "cancelled")
+        return LinkDown(why, previous_delivered=delivered)
 
     def _open(self) -> bool:
         if self._fd is not None:
@@ -157,6 +237,8 @@ class UsbHidLink:
             return False
         self._needs_settle = False
         self._last_report = RELEASE_ALL
+        if self.kernel_log is not None:
+            self.kernel_log.report_cancelled()  # keys-up reports cancelled while settling are nobody's loss
         return True
 
     def _require_fd(self) -> int:
@@ -180,20 +262,18 @@ class UsbHidLink:
         poller.register(fd, select.POLLOUT | select.POLLERR)
         while not poller.poll(POLL_SLICE_S * 1000):
             self._read_led_reports(fd)
-            state = self._state_or_link_down()
+            state = self._state_or_link_down(completion_seen=False)
             if state != "configured" and not self._waiting_logged:
                 log.warning("usb: host stopped reading reports (UDC state: %s); text is kept", state)
                 self._waiting_logged = True
             self._check_deadline(deadline, f"USB host stopped reading reports (UDC state: {state})")
         self._read_led_reports(fd)
-        self._state_or_link_down()
+        self._state_or_link_down(completion_seen=True)
 
-    def _state_or_link_down(self) -> str:
+    def _state_or_link_down(self, completion_seen: bool) -> str:
         state = self.udc_state()
         if state not in ("configured", "suspended"):
-            self._drop_fd()
-            self._needs_settle = True
-            raise LinkDown(f"UDC state is {state!r}: the host re-enumerates or is gone")
+            raise self._link_lost(f"UDC state is {state!r}: the host re-enumerates or is gone", completion_seen)
         return state
 
     def _read_led_reports(self, fd: int) -> None:
