@@ -15,7 +15,8 @@ streams in, tuned decoding, text clean-up). "plain" is pywhispercpp's
 child process so peak RSS is its own. Numbers are wall-clock on a shared
 machine: compare the two sides of one run, not runs with each other.
 
-Usage: python benchmarks/asr.py [--models tiny.en-q5_1 ...] [--threads 2] [--json out.json]
+Usage: python benchmarks/asr.py [--models tiny.en-q5_1 ...] [--threads 2] [--sides ours plain full-window]
+[--json out.json]
 (also ``voxkey bench asr -- ARGS``).
 """
 
@@ -84,12 +85,12 @@ def _paced(samples: np.ndarray, block: int = 480) -> Any:
 # --- children ------------------------------------------------------------------------------------------
 
 
-def child_ours(model: str, threads: int) -> dict[str, Any]:
+def child_ours(model: str, threads: int, audio_ctx: str | int = "auto") -> dict[str, Any]:
     from voxkey.asr import AsrSettings, WhisperEngine
     from voxkey.dictation import DictationSession, transcribe_file
 
     started = time.monotonic()
-    engine = WhisperEngine(AsrSettings(model=model, threads=threads))
+    engine = WhisperEngine(AsrSettings(model=model, threads=threads, audio_ctx=audio_ctx))
     load_s = time.monotonic() - started
     refs, hyps, audio_s, compute_s = [], [], 0.0, 0.0
     for ident, text in _manifest():
@@ -115,6 +116,11 @@ def child_ours(model: str, threads: int) -> dict[str, Any]:
         }
     engine.close()
     return _summary(load_s, refs, hyps, audio_s, compute_s, latency)
+
+
+def child_full_window(model: str, threads: int) -> dict[str, Any]:
+    """Ours with whisper's full 30 s encoder window on every phrase: isolates what sizing ``audio_ctx`` gains."""
+    return child_ours(model, threads, audio_ctx=0)
 
 
 def child_plain(model: str, threads: int) -> dict[str, Any]:
@@ -168,6 +174,8 @@ def _summary(
     }
 
 
+CHILDREN = {"ours": child_ours, "plain": child_plain, "full-window": child_full_window}
+
 # --- parent --------------------------------------------------------------------------------------------
 
 
@@ -202,8 +210,7 @@ def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, sides in results.items():
-        for side in ("ours", "plain"):
-            r = sides[side]
+        for side, r in sides.items():
             d = r["dictation"]
             lines.append(
                 f"| {model} | {side} | {r['wer'] * 100:.2f} % | {r['rtf']:.3f} | {r['peak_rss_mb']:.0f} "
@@ -211,15 +218,22 @@ def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
                 f"| {d['5s']['latency_s']:.2f} s | {d['30s']['latency_s']:.2f} s ({d['30s']['audio_s']:.1f} s audio) "
                 f"| {d['30s']['wer'] * 100:.1f} % |"
             )
-        ours, plain = sides["ours"], sides["plain"]
-        lines.append(
-            f"| {model} | ratio ours/plain | {ours['wer'] / max(plain['wer'], 1e-9):.2f} "
-            f"| {ours['rtf'] / plain['rtf']:.2f} "
-            f"| {ours['peak_rss_mb'] / plain['peak_rss_mb']:.2f} | | "
-            f"{ours['dictation']['5s']['latency_s'] / plain['dictation']['5s']['latency_s']:.2f} "
-            f"| {ours['dictation']['30s']['latency_s'] / plain['dictation']['30s']['latency_s']:.2f} | |"
-        )
+        ours = sides.get("ours")
+        for peer_name, peer in sides.items():
+            if ours is not None and peer_name != "ours":
+                lines.append(_ratio_row(model, peer_name, ours, peer))
     return "\n".join(lines)
+
+
+def _ratio_row(model: str, peer_name: str, ours: dict[str, Any], peer: dict[str, Any]) -> str:
+    def latency(side: dict[str, Any], name: str) -> float:
+        return float(side["dictation"][name]["latency_s"])
+
+    return (
+        f"| {model} | ratio ours/{peer_name} | {ours['wer'] / max(peer['wer'], 1e-9):.2f} "
+        f"| {ours['rtf'] / peer['rtf']:.2f} | {ours['peak_rss_mb'] / peer['peak_rss_mb']:.2f} | | "
+        f"{latency(ours, '5s') / latency(peer, '5s'):.2f} | {latency(ours, '30s') / latency(peer, '30s'):.2f} | |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,17 +241,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", default=None, help="model names (default: all in the model folder)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
-    parser.add_argument("--child", choices=("ours", "plain"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sides",
+        nargs="*",
+        choices=tuple(CHILDREN),
+        default=["ours", "plain"],
+        help="what to run per model (full-window: ours without sizing audio_ctx)",
+    )
+    parser.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        runner = child_ours if args.child == "ours" else child_plain
-        print(json.dumps(runner(args.models[0], args.threads)))
+        print(json.dumps(CHILDREN[args.child](args.models[0], args.threads)))
         return 0
     models = args.models or _available_models()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for model in models:
         results[model] = {}
-        for side in ("ours", "plain"):
+        for side in args.sides:
             print(f"benchmarking {model} ({side}) ...", file=sys.stderr, flush=True)
             results[model][side] = _run_child(side, model, args.threads)
     print(_table(results))

@@ -17,7 +17,11 @@ Why these decoding choices (each measured on ../shared/speech, see benchmarks/as
   call, so they get the full window. A fixed floor of 384 positions for all
   phrases cost accuracy instead (3.64 %). Multilingual models (no ``.en``)
   get the full window always: sized windows took base-q5_1 from 3.64 % to
-  12.9 % WER on the same files.
+  12.9 % WER on the same files. A sized window can still send tiny into a
+  loop on a longer phrase (seen: a 5 s sentence came back twice plus words of
+  the previous phrase, 11.5 s of decoding): when the text repeats itself or
+  holds more words than anyone says in that time, the phrase is decoded again
+  with the full window, which cost 1.4 s and gave the right sentence.
 * phrases shorter than one second are padded with silence: whisper.cpp
   refuses input under 1 s outright.
 
@@ -31,6 +35,7 @@ import atexit
 import logging
 import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -51,6 +56,9 @@ whisper_log = logging.getLogger("voxkey.whisper")
 MIN_WHISPER_SAMPLES = int(1.1 * SAMPLE_RATE)  # whisper.cpp ignores input under 1000 ms
 _ENCODER_POSITIONS_PER_S = 50  # 1500 positions for whisper's 30 s window
 _FULL_AUDIO_CTX = 1500
+MAX_WORDS_PER_S = 4.5  # brisk dictation is ~3 words/s; more from whisper means a loop or invented words
+MIN_LOOP_WORDS = 3  # a run of this many words said twice back to back is whisper looping, not a speaker
+_WORDS = re.compile(r"[\w']+")
 
 
 @dataclass
@@ -137,6 +145,18 @@ def audio_ctx_for(samples: int, margin_s: float) -> int:
     return min(_FULL_AUDIO_CTX, positions)
 
 
+def looks_looped(text: str, audio_s: float) -> bool:
+    """Whether a transcript shows whisper's loop symptoms: a repeated run of words, or too many words."""
+    words = _WORDS.findall(text.lower())
+    if len(words) > MAX_WORDS_PER_S * max(audio_s, 1.0) + 2:
+        return True
+    for size in range(MIN_LOOP_WORDS, len(words) // 2 + 1):
+        for start in range(len(words) - 2 * size + 1):
+            if words[start : start + size] == words[start + size : start + 2 * size]:
+                return True
+    return False
+
+
 class WhisperEngine:
     """One loaded whisper model. Thread-safe: calls are serialised (one whisper context)."""
 
@@ -209,10 +229,16 @@ class WhisperEngine:
             if self._closed:
                 raise ModelError("the whisper engine was closed; create a new one")
             started = time.monotonic()
-            segments = self._model.transcribe(audio, **params)
+            texts = self._decode(audio, params)
+            if params["audio_ctx"] and self.settings.audio_ctx == "auto" and looks_looped(" ".join(texts), audio_s):
+                log.info("sized window looped (%r); decoding the phrase again with the full window", texts)
+                texts = self._decode(audio, {**params, "audio_ctx": 0})
             compute_s = time.monotonic() - started
-        texts = [s.text.strip() for s in segments if s.text.strip()]
         return Transcript(" ".join(texts), audio_s, compute_s, texts)
+
+    def _decode(self, audio: npt.NDArray[np.float32], params: dict[str, Any]) -> list[str]:
+        segments = self._model.transcribe(audio, **params)
+        return [s.text.strip() for s in segments if s.text.strip()]
 
     def close(self) -> None:
         with self._lock:
