@@ -3,7 +3,8 @@
 Measured: boots the virtme-ng guest and runs ``bluetooth.pair_and_type`` (voxkey
 on btvirt's hci0, BlueZ's hog on hci1 as the host), then reports
 - voxkey's own figure: characters delivered / seconds from typing start to the
-  last acknowledged report (``--stats`` of ``voxkey bt-type``), and
+  last acknowledged report (``--stats`` of ``voxkey type --transport bluetooth``;
+  the wait for the host to pair is included), and
 - the host's figure: key presses between the first and last key event the
   host's uhid keyboard produced.
 btvirt has no radio timing (packets cross instantly), so this measures the
@@ -38,6 +39,8 @@ PLATFORMS = (
     ("Windows best case", 7.5, 6),
 )
 REPORTS_PER_CHAR = 2
+EV_KEY = 1
+SHIFT_KEYS = (42, 54)  # KEY_LEFTSHIFT, KEY_RIGHTSHIFT: a shifted character is one key press plus Shift
 ACK_EVENTS = 2  # a notification is acknowledged in the next connection event at worst
 
 
@@ -49,7 +52,7 @@ def ceiling(interval_ms: float, packets_per_event: int, window: int) -> float:
 def measured(observations: dict[str, Any]) -> dict[str, Any]:
     stats = observations.get("voxkey", {}).get("stats") or {}
     events = observations.get("events", [])
-    presses = [e for e in events if int(e[1]) == 1 and int(e[3]) == 1]
+    presses = [e for e in events if int(e[1]) == EV_KEY and int(e[3]) == 1 and int(e[2]) not in SHIFT_KEYS]
     out: dict[str, Any] = {"characters": len(observations.get("text", ""))}
     if stats.get("seconds"):
         out["voxkey_chars_per_s"] = round(stats["delivered_chars"] / stats["seconds"], 1)

@@ -310,6 +310,7 @@ class FakeRadio:
         self.leds = 0
         self.state = BluetoothState.CONNECTED
         self.listeners: list[object] = []
+        self.subscribed_at = 0.0
 
     def add_listener(self, listener: object) -> None:
         self.listeners.append(listener)
@@ -428,3 +429,66 @@ def test_pacer_ignores_other_hosts_and_out_of_order_values() -> None:
     assert list(pacer.outstanding) == [b"b"]
     pacer.lost("11:22:33:44:55:66")
     assert list(pacer.replay) == []
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_type_takes_the_bluetooth_transport_and_its_options() -> None:
+    from voxkey.cli import build_parser
+
+    args = build_parser(("keyboard",)).parse_args(
+        ["type", "hi", "--transport", "bluetooth", "--adapter", "hci1", "--name", "desk", "--pair", "--window", "4"]
+    )
+    assert (args.transport, args.adapter, args.name, args.pair, args.window) == ("bluetooth", "hci1", "desk", True, 4)
+
+
+def test_typing_over_usb_does_not_load_the_bluetooth_stack() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from voxkey.cli import build_parser; build_parser(('keyboard',)).parse_args(['type', 'x']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('dbus_fast', 'voxkey.transports.bluetooth'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_bluetooth_typing_without_a_usable_bluez_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """This machine (and CI) has no Bluetooth controller or system bus: the user gets one actionable line."""
+    from voxkey.cli import main
+
+    assert main(["type", "hi", "--transport", "bluetooth", "--wait", "1"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("voxkey: error: ") and err.count("\n") == 1, err
+
+
+def test_the_host_pairing_now_may_read_before_its_bond_is_reported_but_only_in_pairing_mode() -> None:
+    from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral
+
+    peripheral = BluetoothPeripheral(BluetoothSettings(name="t"))
+    path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
+    peripheral.devices[path] = DeviceView(path, address="AA:BB:CC:DD:EE:FF", connected=True)
+    assert not peripheral.host_allowed(path)
+    peripheral._pairing = True
+    assert peripheral.host_allowed(path)
+    assert not peripheral.host_allowed("/org/bluez/hci0/dev_11_22_33_44_55_66")
+    peripheral._pairing = False
+    peripheral.devices[path].update({"Paired": True, "Bonded": True, "Trusted": True})
+    assert peripheral.host_allowed(path)
+
+
+def test_first_key_waits_until_the_host_that_just_subscribed_has_settled() -> None:
+    radio = FakeRadio()
+    radio.settings = BluetoothSettings(report_window=3, host_settle_s=0.3)
+    link = BluetoothLink(radio, window=3)  # type: ignore[arg-type]
+    radio.subscribed_at = time.monotonic()
+    started = time.monotonic()
+    link.send(RELEASE_ALL, deadline=time.monotonic() + 5)
+    assert time.monotonic() - started >= 0.3
+    link.pacer.delivered(None, RELEASE_ALL)
+    link.send(RELEASE_ALL, deadline=time.monotonic() - 1)  # a settled host is not made to wait: no deadline check
+    radio.subscribed_at = time.monotonic()
+    with pytest.raises(HostUnavailableError, match="did not settle"):
+        link.send(RELEASE_ALL, deadline=time.monotonic() + 0.1)

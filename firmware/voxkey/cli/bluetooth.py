@@ -1,4 +1,9 @@
-"""``voxkey pair``, ``voxkey hosts`` and ``voxkey bt-type``: the Bluetooth keyboard from a shell."""
+"""``voxkey pair``, ``voxkey hosts`` and Bluetooth typing (``voxkey type --transport bluetooth``).
+
+The Bluetooth stack (dbus-fast, the GATT application) is imported only when a
+command runs, so ``voxkey type --transport usb`` can share these options
+without paying for it.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,16 @@ import signal
 import sys
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from voxkey.errors import BluetoothError, HostUnavailableError, TransportError
 from voxkey.keymap import Layout, available_layouts
 from voxkey.transports.base import Keyboard
-from voxkey.transports.bluetooth import (
-    BluetoothSettings,
-    forget_host,
-    list_hosts,
-    open_bluetooth_link,
-)
-from voxkey.transports.bluetooth.settings import DEFAULT_PAIRING_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from voxkey.transports.bluetooth import BluetoothLink, BluetoothSettings
+
+DEFAULT_PAIRING_TIMEOUT_S = 120.0  # the same default as BluetoothSettings.pairing_timeout_s
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="SECONDS",
         help=f"how long pairing mode lasts (default {DEFAULT_PAIRING_TIMEOUT_S:.0f})",
     )
-    _add_bluetooth_options(pair)
+    add_bluetooth_options(pair)
     pair.set_defaults(func=run_pair)
 
     hosts = subparsers.add_parser("hosts", help="list or forget bonded Bluetooth hosts")
@@ -44,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     forget.add_argument("--adapter", default="hci0")
     forget.set_defaults(func=run_hosts_forget)
 
-    type_ = subparsers.add_parser("bt-type", help="type TEXT (or stdin with '-') over Bluetooth LE")
+    type_ = subparsers.add_parser("bt-type", help="the same as 'voxkey type --transport bluetooth'")
     type_.add_argument("text", metavar="TEXT", help="text to type, or - to read standard input")
     type_.add_argument("--layout", default="us", help=f"host keyboard layout ({', '.join(available_layouts())})")
     type_.add_argument(
@@ -54,20 +58,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="SECONDS",
         help="how long to wait for a bonded host (default 60; 0 = forever)",
     )
-    type_.add_argument("--pair", action="store_true", help="start in pairing mode (for a host not yet bonded)")
-    type_.add_argument("--stats", default=None, metavar="FILE", help="write delivery statistics as JSON to FILE")
-    _add_bluetooth_options(type_)
+    add_bluetooth_options(type_, typing=True)
     type_.set_defaults(func=run_bt_type)
 
 
-def _add_bluetooth_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--adapter", default="hci0", help="Bluetooth adapter to serve on (default hci0)")
-    parser.add_argument("--name", default="voxkey", help="name hosts see (default voxkey)")
-    parser.add_argument("--preferred", default=None, metavar="ADDR", help="preferred bonded host")
-    parser.add_argument("--window", type=int, default=8, help="unacknowledged key reports allowed (default 8)")
+def add_bluetooth_options(parser: argparse.ArgumentParser, typing: bool = False) -> None:
+    """Options of every command that runs the Bluetooth keyboard; ``typing`` adds those of ``type``."""
+    group = parser.add_argument_group("Bluetooth")
+    group.add_argument("--adapter", default="hci0", help="Bluetooth adapter to serve on (default hci0)")
+    group.add_argument("--name", default="voxkey", help="name hosts see (default voxkey)")
+    group.add_argument("--preferred", default=None, metavar="ADDR", help="preferred bonded host")
+    group.add_argument("--window", type=int, default=8, help="unacknowledged key reports allowed (default 8)")
+    if typing:
+        group.add_argument("--pair", action="store_true", help="start in pairing mode (for a host not yet bonded)")
+        group.add_argument("--stats", default=None, metavar="FILE", help="write delivery statistics as JSON to FILE")
 
 
 def _settings(args: argparse.Namespace) -> BluetoothSettings:
+    from voxkey.transports.bluetooth import BluetoothSettings
+
     return BluetoothSettings(
         name=args.name,
         adapter=args.adapter,
@@ -78,6 +87,8 @@ def _settings(args: argparse.Namespace) -> BluetoothSettings:
 
 
 def run_pair(args: argparse.Namespace) -> int:
+    from voxkey.transports.bluetooth import open_bluetooth_link
+
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     link = open_bluetooth_link(_settings(args))
     try:
@@ -96,6 +107,8 @@ def run_pair(args: argparse.Namespace) -> int:
 
 
 def run_hosts_list(args: argparse.Namespace) -> int:
+    from voxkey.transports.bluetooth import list_hosts
+
     for host in list_hosts(args.adapter, args.preferred):
         marks = ",".join(mark for mark, on in (("connected", host.connected), ("preferred", host.preferred)) if on)
         print(f"{host.address}\t{host.name}\t{marks}".rstrip())
@@ -103,17 +116,31 @@ def run_hosts_list(args: argparse.Namespace) -> int:
 
 
 def run_hosts_forget(args: argparse.Namespace) -> int:
+    from voxkey.transports.bluetooth import forget_host
+
     forget_host(args.address, args.adapter)
     return 0
 
 
 def run_bt_type(args: argparse.Namespace) -> int:
-    layout = Layout.load(args.layout)
     text = sys.stdin.read() if args.text == "-" else args.text
+    return type_over_bluetooth(args, text, Layout.load(args.layout))
+
+
+def type_over_bluetooth(args: argparse.Namespace, text: str, layout: Layout) -> int:
+    """Type ``text`` to a bonded host, then wait until the host acknowledged every report.
+
+    Returning only after the acknowledgements matters for a one-shot command:
+    exiting earlier unregisters the keyboard while the last reports still sit
+    in BlueZ's queues, and the host would miss the end of the text.
+    """
+    from voxkey.transports.bluetooth import open_bluetooth_link
+
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     link = open_bluetooth_link(_settings(args))
     keyboard = Keyboard(link, layout, host_wait_s=args.wait or None)
     started = time.monotonic()
+    drained = False
     try:
         if args.pair:
             link.peripheral.start_pairing()
@@ -123,22 +150,20 @@ def run_bt_type(args: argparse.Namespace) -> int:
         sys.stdout.write(keyboard.pending_text)
         raise TransportError(f"{exc}; the untyped text was written to standard output") from exc
     finally:
-        elapsed = time.monotonic() - started
         if args.stats:
-            _write_stats(args.stats, link, keyboard, elapsed)
+            _write_stats(args.stats, link, keyboard, time.monotonic() - started)
         keyboard.close()
     if not drained:
         raise TransportError("the host did not acknowledge the last key reports; they may not have arrived")
     return 0
 
 
-def _write_stats(path: str, link: object, keyboard: Keyboard, elapsed: float) -> None:
-    pacer = getattr(link, "pacer", None)
+def _write_stats(path: str, link: BluetoothLink, keyboard: Keyboard, elapsed: float) -> None:
     stats = {
         "delivered_chars": keyboard.delivered_chars,
         "seconds": round(elapsed, 3),
-        "acknowledged_reports": getattr(pacer, "delivered_reports", None),
-        "replayed_reports": getattr(pacer, "replayed_reports", None),
+        "acknowledged_reports": link.pacer.delivered_reports,
+        "replayed_reports": link.pacer.replayed_reports,
     }
     with open(path, "w", encoding="utf-8") as stream:
         json.dump(stats, stream)

@@ -7,6 +7,7 @@ import signal
 import sys
 from types import FrameType
 
+from voxkey.cli.bluetooth import add_bluetooth_options, type_over_bluetooth
 from voxkey.errors import HostUnavailableError, TransportError
 from voxkey.keymap import Layout, available_layouts, encode
 from voxkey.transports.base import Keyboard, ReportLink
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     type_ = subparsers.add_parser("type", help="type TEXT (or stdin with '-') on the host")
     type_.add_argument("text", metavar="TEXT", help="text to type, or - to read standard input")
     _add_layout_option(type_)
-    type_.add_argument("--transport", choices=("usb", "terminal"), default="usb")
+    type_.add_argument("--transport", choices=("usb", "bluetooth", "terminal"), default="usb")
     type_.add_argument("--device", default="/dev/hidg0", help="HID gadget device (usb transport)")
     type_.add_argument("--udc", default=None, help="UDC whose state gates typing (default: the only one)")
     type_.add_argument(
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="SECONDS",
         help="how long to wait for an absent or sleeping host before giving up (default 60; 0 = forever)",
     )
+    add_bluetooth_options(type_, typing=True)
     type_.set_defaults(func=run_type)
 
 
@@ -60,6 +62,8 @@ def run_type(args: argparse.Namespace) -> int:
     host_layout = Layout.load(args.layout)
     layout = typing_layout(host_layout, args.unsupported)
     text = prepare_text(sys.stdin.read() if args.text == "-" else args.text, host_layout, args.unsupported)
+    if args.transport == "bluetooth":
+        return type_over_bluetooth(args, text, layout)
     link: ReportLink
     if args.transport == "terminal":
         link = TerminalLink(layout)

@@ -1,18 +1,29 @@
 """Bluetooth LE keyboard on a real kernel and a real BlueZ: btvirt's two virtual LE controllers.
 
-Setup (what ``bluetooth_stack`` does): ``hci_vhci`` + ``btvirt -l2`` give the
-guest two controllers on one virtual air, a system D-Bus and one
-``bluetoothd`` manage both (bluetoothd always takes every controller, and it
-owns the ``org.bluez`` name, so a second instance is impossible on one bus).
-voxkey serves on hci0; hci1 plays the tablet through the same bluetoothd:
-it discovers voxkey, pairs (with its own D-Bus agent, so voxkey's default
-agent only answers for hci0), and BlueZ's HID-over-GATT plugin (``hog``) turns
-voxkey into a uhid keyboard under /dev/input. These cases record what that
-host sees; ``tests/transports/test_bluetooth_kernel.py`` judges it.
+Setup (what ``Stack`` does): ``hci_vhci`` + ``btvirt -l2`` give the guest two
+controllers on one virtual air, a system D-Bus and one ``bluetoothd`` manage
+both (bluetoothd always takes every controller, and it owns the ``org.bluez``
+name, so a second instance is impossible on one bus). voxkey serves on hci0;
+hci1 plays the tablet through the same bluetoothd: it discovers voxkey, pairs
+(with its own D-Bus agent, so voxkey's default agent only answers for hci0),
+and BlueZ's HID-over-GATT plugin (``hog``) turns voxkey into a uhid keyboard
+under /dev/input. These cases record what that host sees;
+``tests/kernel/test_bluetooth.py`` judges it.
 
-The guest emulates its CPU (no KVM): starting ``python -m voxkey`` there takes
-about a minute, so every wait below is generous and keyed to a log line, never
-to a fixed sleep.
+Which bluetoothd: BlueZ's own server sends every notification as an ATT
+*Multiple* Handle Value Notification (opcode 0x23) to a client that declared
+support for it, and BlueZ's client always declares it; but the hog plugin of
+BlueZ 5.55-5.66 (Debian bookworm has 5.66) only listens for the single-value
+opcode 0x1B and drops the rest (bluez issue #71, fixed in 5.67). So with
+bookworm's bluetoothd in both roles no HID-over-GATT keyboard served by BlueZ
+ever types on the host. The hog cases therefore run the bluetoothd that
+``hardware/bluetooth.md`` builds from Debian's newer BlueZ source (found at
+``TEST_BLUETOOTHD`` or ``$VOXKEY_BLUETOOTHD``); the bleak case and the stranger
+case run bookworm's own 5.66, the version a Raspberry Pi OS bookworm ships, so
+voxkey is exercised on both.
+
+The guest emulates its CPU (no KVM), so every wait below is generous and keyed
+to a log line or a state, never to a fixed sleep.
 """
 
 from __future__ import annotations
@@ -22,10 +33,8 @@ import contextlib
 import json
 import os
 import re
-import select
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +43,7 @@ from dbus_fast import DBusError, Variant
 from dbus_fast.annotations import DBusObjectPath, DBusUInt32
 from dbus_fast.service import ServiceInterface, dbus_method
 
-from tests.kernel.cases import CaseResult, GuestContext, guest_case
+from tests.kernel.cases import CaseResult, GuestContext, KeyRecorder, guest_case, start_recorder, wait_for
 from voxkey.transports.bluetooth import bluez
 
 MODULES = ("bluetooth", "hci_vhci", "uhid", "hid_generic", "evdev")
@@ -42,6 +51,8 @@ VOXKEY_ADAPTER = "hci0"
 HOST_ADAPTER = "hci1"
 VOXKEY_NAME = "voxkey-test"
 BOOT_WAIT_S = 240.0
+SYSTEM_BLUETOOTHD = "/usr/libexec/bluetooth/bluetoothd"
+TEST_BLUETOOTHD = "/opt/voxkey-bluez/install/libexec/bluetooth/bluetoothd"
 
 
 def typing_text(length: int = 2200) -> str:
@@ -49,6 +60,22 @@ def typing_text(length: int = 2200) -> str:
     from tests.kernel.cases.usb import typing_text as usb_typing_text
 
     return usb_typing_text(length, seed=5)
+
+
+BLEAK_TEXT = "bleak: " + "".join(chr(code) for code in range(0x20, 0x7F)) + "\n"
+
+
+def hog_bluetoothd() -> str:
+    """The bluetoothd whose hog plugin hears BlueZ's notifications (see the module docstring)."""
+    for candidate in (os.environ.get("VOXKEY_BLUETOOTHD"), TEST_BLUETOOTHD):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return SYSTEM_BLUETOOTHD
+
+
+def bluetoothd_version(binary: str) -> str:
+    result = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    return result.stdout.strip() or result.stderr.strip()
 
 
 # --------------------------------------------------------------------------- processes
@@ -61,9 +88,13 @@ class Stack:
         self.work = work
         self.bluetoothd: subprocess.Popen[bytes] | None = None
         self.btvirt: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
+        self.runs: list[dict[str, Any]] = []
 
-    def start(self, bluetoothd_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    @property
+    def current(self) -> dict[str, Any]:
+        return self.runs[-1] if self.runs else {}
+
+    def start(self, binary: str, bluetoothd_args: tuple[str, ...] = ()) -> dict[str, Any]:
         Path("/run/dbus").mkdir(parents=True, exist_ok=True)
         if not Path("/run/dbus/system_bus_socket").exists():
             subprocess.run(["dbus-daemon", "--system", "--fork", "--nopidfile"], check=True)
@@ -72,7 +103,7 @@ class Stack:
             # Under CPU emulation a controller's HCI Reset can time out (2 s) while the other one
             # initialises; the kernel then never registers it. Start both again until both are up.
             self._start_btvirt()
-            self.start_bluetoothd(bluetoothd_args)
+            self.start_bluetoothd(binary, bluetoothd_args)
             found = self.wait_adapters(timeout_s=120, fail=False)
             if {VOXKEY_ADAPTER, HOST_ADAPTER} <= set(found):
                 return {"adapters": found, "attempts": attempt + 1}
@@ -87,7 +118,7 @@ class Stack:
     def _start_btvirt(self) -> None:
         for _attempt in range(3):
             self.btvirt = subprocess.Popen(["btvirt", "-l2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if _wait(lambda: len(list(Path("/sys/class/bluetooth").glob("hci*"))) >= 2, 30):
+            if wait_for(lambda: len(list(Path("/sys/class/bluetooth").glob("hci*"))) >= 2, 30, 0.2):
                 time.sleep(2)
                 return
             self.btvirt.kill()  # a controller's reset timed out under emulation: try again
@@ -95,7 +126,7 @@ class Stack:
             time.sleep(1)
         raise RuntimeError("btvirt -l2 did not bring up two controllers")
 
-    def start_bluetoothd(self, args: tuple[str, ...] = ()) -> None:
+    def start_bluetoothd(self, binary: str, args: tuple[str, ...] = ()) -> None:
         """bluetoothd with LE-only controllers.
 
         btvirt's controllers are dual-mode. After LE pairing BlueZ derives a
@@ -106,17 +137,22 @@ class Stack:
         """
         config = self.work / "main.conf"
         config.write_text("[General]\nControllerMode = le\n\n[Policy]\nAutoEnable = true\n")
-        log = (self.work / f"bluetoothd-{self.restarts}.log").open("wb")
-        # -E: Adapter1.ConnectDevice (connect by address without discovery) is experimental in 5.66
-        command = ["/usr/libexec/bluetooth/bluetoothd", "-n", "-d", "-E", "-f", str(config), *args]
+        log = (self.work / f"bluetoothd-{len(self.runs)}.log").open("wb")
+        # -E: Adapter1.ConnectDevice (connect by address without discovery) is experimental
+        command = [binary, "-n", "-d", "-E", "-f", str(config), *args]
         self.bluetoothd = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        self.restarts += 1
+        self.runs.append({"binary": binary, "version": bluetoothd_version(binary), "args": list(args)})
 
     def stop_bluetoothd(self) -> None:
         if self.bluetoothd is not None:
             self.bluetoothd.send_signal(signal.SIGTERM)
             self.bluetoothd.wait(timeout=30)
             self.bluetoothd = None
+
+    def restart_bluetoothd(self, binary: str, args: tuple[str, ...] = ()) -> None:
+        self.stop_bluetoothd()
+        self.start_bluetoothd(binary, args)
+        self.wait_adapters()
 
     def wait_adapters(self, timeout_s: float = BOOT_WAIT_S, fail: bool = True) -> list[str]:
         def powered() -> list[str]:
@@ -141,19 +177,21 @@ class Stack:
 
 
 class Voxkey:
-    """``python -m voxkey bt-type`` on hci0, text on stdin, log and statistics in the work dir."""
+    """``voxkey type - --transport bluetooth`` on hci0: text on stdin, log and statistics in the work dir."""
 
     def __init__(self, context: GuestContext, label: str, text: str, *args: str) -> None:
         self.stats = context.work_dir / f"voxkey-{label}.json"
+        self.stats.unlink(missing_ok=True)
         self.log_path = context.work_dir / f"voxkey-{label}.log"
-        self.log = self.log_path.open("wb")
-        command = [
-            context.python,
-            "-m",
-            "voxkey",
+        self.log = self.log_path.open("w")
+        command = context.voxkey_command(
             "-v",
-            "bt-type",
+            "type",
             "-",
+            "--transport",
+            "bluetooth",
+            "--layout",
+            "us",
             "--adapter",
             VOXKEY_ADAPTER,
             "--name",
@@ -163,38 +201,39 @@ class Voxkey:
             "--stats",
             str(self.stats),
             *args,
-        ]
+        )
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=context.voxkey_env()
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env=context.voxkey_env(),
         )
         assert self.process.stdin is not None
-        self.process.stdin.write(text.encode())
+        self.process.stdin.write(text)
         self.process.stdin.close()
+        self.process.stdin = None  # so communicate() does not flush a closed pipe
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def wait_log(self, pattern: str, timeout_s: float = BOOT_WAIT_S) -> bool:
-        return (
-            _wait(lambda: re.search(pattern, self.log_text()) is not None or self.process.poll() is not None, timeout_s)
-            and re.search(pattern, self.log_text()) is not None
-        )
+        def seen() -> bool:
+            return re.search(pattern, self.log_text()) is not None
 
-    def finish(self, timeout_s: float = 600.0) -> dict[str, Any]:
+        wait_for(lambda: seen() or self.process.poll() is not None, timeout_s, 0.2)
+        return seen()
+
+    def finish(self, timeout_s: float = 900.0) -> dict[str, Any]:
         try:
-            self.process.wait(timeout=timeout_s)
+            stdout, _ = self.process.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=60)
-        assert self.process.stdout is not None
-        stdout = self.process.stdout.read()
+            stdout, _ = self.process.communicate(timeout=60)
+        self.log.close()
         stats = json.loads(self.stats.read_text()) if self.stats.exists() else None
-        return {
-            "rc": self.process.returncode,
-            "stdout": stdout.decode(errors="replace"),
-            "log_tail": self.log_text()[-3000:],
-            "stats": stats,
-        }
+        return {"rc": self.process.returncode, "stdout": stdout, "log_tail": self.log_text()[-3000:], "stats": stats}
 
 
 # --------------------------------------------------------------------------- the host side (hci1)
@@ -234,9 +273,9 @@ async def managed_objects() -> dict[str, dict[str, dict[str, Any]]]:
         bus.disconnect()
 
 
-def voxkey_address() -> str:
+def adapter_address(adapter: str) -> str:
     objects = run_async(managed_objects())
-    return str(objects[f"/org/bluez/{VOXKEY_ADAPTER}"]["org.bluez.Adapter1"]["Address"])
+    return str(objects[f"/org/bluez/{adapter}"]["org.bluez.Adapter1"]["Address"])
 
 
 def host_device_path(address: str) -> str:
@@ -308,12 +347,9 @@ def host_device_props(address: str) -> dict[str, Any]:
     return {k: props.get(k) for k in ("Connected", "Paired", "Trusted", "ServicesResolved", "Bonded")}
 
 
-# --------------------------------------------------------------------------- the host's input device
-
-
 def find_input_event(name: str = VOXKEY_NAME) -> str | None:
+    """The evdev node of the keyboard hog made for voxkey (hid-generic names it "<name> Keyboard")."""
     for block in Path("/proc/bus/input/devices").read_text().split("\n\n"):
-        # hid-generic names each application collection: "<name> Keyboard", "<name> Consumer Control"
         if f'N: Name="{name} Keyboard"' not in block:
             continue
         match = re.search(r"^H: Handlers=.*\b(event\d+)\b", block, re.MULTILINE)
@@ -322,147 +358,163 @@ def find_input_event(name: str = VOXKEY_NAME) -> str | None:
     return None
 
 
-class InputRecorder(threading.Thread):
-    """Reads every EV_KEY event of the uhid keyboard hog made for voxkey, across reconnections."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.events: list[list[float]] = []
-        self.devices: list[str] = []
-        self.presses = 0
-        self.last_event_at = time.monotonic()
-        self._stop_requested = threading.Event()
-
-    def run(self) -> None:
-        import evdev
-        from evdev import ecodes
-
-        while not self._stop_requested.is_set():
-            path = find_input_event()
-            if path is None:
-                time.sleep(0.01)
-                continue
-            try:
-                device = evdev.InputDevice(path)
-            except OSError:
-                time.sleep(0.01)
-                continue
-            self.devices.append(f"{path} {device.name} opened at {time.time():.3f}")
-            try:
-                while not self._stop_requested.is_set():
-                    ready, _, _ = select.select([device.fd], [], [], 0.05)
-                    if not ready:
-                        continue
-                    for event in device.read():
-                        if event.type != ecodes.EV_KEY:
-                            continue
-                        self.events.append([event.timestamp(), event.type, event.code, event.value])
-                        self.last_event_at = time.monotonic()
-                        if event.value == 1 and event.code not in (ecodes.KEY_LEFTSHIFT, ecodes.KEY_RIGHTSHIFT):
-                            self.presses += 1
-            except OSError:
-                pass
-            finally:
-                with contextlib.suppress(OSError):
-                    device.close()
-
-    def stop(self) -> None:
-        self._stop_requested.set()
-        self.join(timeout=5)
-
-
-def _wait(predicate: Any, timeout_s: float, interval_s: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
-
-
 # --------------------------------------------------------------------------- cases
 
 _STACK: Stack | None = None
-_STATE: dict[str, Any] = {}
 
 
 def stack(context: GuestContext) -> Stack:
+    """The guest's Bluetooth stack, started on first use with the hog-capable bluetoothd."""
     global _STACK
     if _STACK is None:
         _STACK = Stack(context.work_dir)
-        _STATE["stack"] = _STACK.start()
+        _STACK.start(hog_bluetoothd())
     return _STACK
 
 
+def use_bluetoothd(context: GuestContext, binary: str, args: tuple[str, ...] = ()) -> Stack:
+    """Make ``binary`` with ``args`` the running bluetoothd (restarting it only if it differs)."""
+    the_stack = stack(context)
+    if the_stack.current.get("binary") != binary or tuple(the_stack.current.get("args", ())) != args:
+        the_stack.restart_bluetoothd(binary, args)
+    return the_stack
+
+
 def type_and_record(
-    context: GuestContext, label: str, text: str, *args: str, pair: bool = False, drop_after_presses: int | None = None
+    context: GuestContext, label: str, text: str, pair: bool = False, drop_after_presses: int | None = None
 ) -> CaseResult:
     """Run voxkey with ``text``; the host pairs if asked, records everything, optionally drops the link."""
-    stack(context)
-    address = voxkey_address()
-    recorder = InputRecorder()
-    recorder.start()
-    voxkey = Voxkey(context, label, text, *(("--pair",) if pair else ()), *args)
-    observations: dict[str, Any] = {"text": text, "voxkey_address": address}
+    the_stack = use_bluetoothd(context, hog_bluetoothd())
+    address = adapter_address(VOXKEY_ADAPTER)
+    recorder = start_recorder(find_input_event, open_timeout_s=None)
+    voxkey = Voxkey(context, label, text, *(("--pair",) if pair else ()))
+    observations: dict[str, Any] = {"text": text, "voxkey_address": address, "bluetoothd": the_stack.current}
     ready = voxkey.wait_log(r"bluetooth: (pairing|waiting-for-host|connected)")
     observations["voxkey_ready"] = ready
     started = time.monotonic()
     if pair and ready:
         observations["pairing"] = run_async(host_pair(address))
     elif ready:
-        # A bonded host reconnects on its own (bluetoothd's auto-connect for HID); give it the chance first.
-        observations["auto_reconnected"] = _wait(lambda: bool(host_device_props(address).get("Connected")), 90)
+        # A bonded HID host reconnects on its own (BlueZ's hog auto-connects when voxkey advertises).
+        observations["auto_reconnected"] = wait_for(lambda: bool(host_device_props(address).get("Connected")), 90, 0.5)
         if not observations["auto_reconnected"]:
             observations["connect_error"] = run_async(host_device_call(address, "Connect"))
-    observations["input_device_appeared"] = _wait(lambda: find_input_event() is not None, 120)
+    observations["input_device_appeared"] = wait_for(lambda: find_input_event() is not None, 120, 0.2)
     if drop_after_presses is not None:
-        _wait(lambda: recorder.presses >= drop_after_presses or voxkey.process.poll() is not None, 600)
-        observations["dropped_at_presses"] = recorder.presses
-        observations["disconnect_error"] = run_async(host_device_call(address, "Disconnect"))
-        time.sleep(3)
-        observations["presses_while_down"] = recorder.presses
-        observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
+        _drop_and_restore(observations, recorder, voxkey, address, drop_after_presses)
     observations["voxkey"] = voxkey.finish()
-    typing_s = time.monotonic() - started
-    _wait(lambda: time.monotonic() - recorder.last_event_at > 3, 30)
+    observations["typing_wall_s"] = round(time.monotonic() - started, 2)
+    recorder.wait_quiet(3.0, 30)
     recorder.stop()
-    observations.update(
-        events=recorder.events,
-        devices=recorder.devices,
-        typing_wall_s=round(typing_s, 2),
-        host_device=host_device_props(address),
-    )
+    observations.update(recorder.snapshot(), host_device=host_device_props(address))
     return observations
+
+
+def _drop_and_restore(
+    observations: dict[str, Any], recorder: KeyRecorder, voxkey: Voxkey, address: str, after_presses: int
+) -> None:
+    """The host drops the link mid-text (as walking out of range does), and 3 s later connects again."""
+    wait_for(lambda: recorder.key_presses >= after_presses or voxkey.process.poll() is not None, 600, 0.01)
+    observations["dropped_at_presses"] = recorder.key_presses
+    observations["typing_still_running_at_drop"] = voxkey.process.poll() is None
+    observations["disconnect_error"] = run_async(host_device_call(address, "Disconnect"))
+    time.sleep(3)
+    observations["presses_while_down"] = recorder.key_presses - observations["dropped_at_presses"]
+    observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
 
 
 @guest_case("bluetooth.pair_and_type", modules=MODULES, timeout_s=1500)
 def pair_and_type(context: GuestContext) -> CaseResult:
+    """Pairing mode, the host pairs, hog makes a keyboard, voxkey types 2,200 characters."""
     return type_and_record(context, "pair", typing_text(), pair=True)
 
 
 @guest_case("bluetooth.drop_mid_text", modules=MODULES, timeout_s=1500)
 def drop_mid_text(context: GuestContext) -> CaseResult:
+    """The host disconnects after 300 characters and reconnects 3 s later; the text must still be exact."""
     return type_and_record(context, "drop", typing_text(900), drop_after_presses=300)
 
 
 @guest_case("bluetooth.reconnect_after_restart", modules=MODULES, timeout_s=1500)
 def reconnect_after_restart(context: GuestContext) -> CaseResult:
-    the_stack = stack(context)
-    the_stack.stop_bluetoothd()
-    the_stack.start_bluetoothd()
-    the_stack.wait_adapters()
+    """bluetoothd restarted (a power loss of the keyboard's stack) and a new voxkey: the bond must still work."""
+    the_stack = use_bluetoothd(context, hog_bluetoothd())
+    the_stack.restart_bluetoothd(hog_bluetoothd())
     return type_and_record(context, "restart", "Reconnected after restart: no pairing needed!\n")
+
+
+@guest_case("bluetooth.bleak_central", modules=MODULES, timeout_s=1500)
+def bleak_central(context: GuestContext) -> CaseResult:
+    """bleak on hci1 as the central: connect, subscribe to the input Report, collect what arrives.
+
+    Runs on bookworm's bluetoothd 5.66 (the Pi's), with the hog plugin off so
+    the HID service is not claimed by hog and appears on D-Bus for bleak.
+    """
+    the_stack = use_bluetoothd(context, SYSTEM_BLUETOOTHD, ("-P", "hog"))
+    address = adapter_address(VOXKEY_ADAPTER)
+    bonded = bool(host_device_props(address).get("Paired"))
+    voxkey = Voxkey(context, "bleak", BLEAK_TEXT, *(() if bonded else ("--pair",)))
+    observations: dict[str, Any] = {"text": BLEAK_TEXT, "bluetoothd": the_stack.current, "was_bonded": bonded}
+    observations["voxkey_ready"] = voxkey.wait_log(r"bluetooth: (pairing|waiting-for-host|connected)")
+    if not bonded:
+        observations["pairing"] = run_async(host_pair(address))
+        run_async(host_device_call(address, "Disconnect"))
+    observations["bleak"] = run_async(bleak_collect(address, voxkey))
+    observations["voxkey"] = voxkey.finish(120)
+    return observations
+
+
+async def bleak_collect(address: str, voxkey: Voxkey, timeout_s: float = 600) -> dict[str, Any]:
+    """Connect with bleak, find the input Report by its Report Reference, subscribe until voxkey is done."""
+    from bleak import BleakClient
+    from bleak.backends.device import BLEDevice
+
+    out: dict[str, Any] = {"values": []}
+    objects = await managed_objects()
+    path = host_device_path(address)
+    device = BLEDevice(address, VOXKEY_NAME, {"path": path, "props": objects.get(path, {}).get(bluez.DEVICE, {})})
+    started = time.monotonic()
+    async with BleakClient(device, timeout=120, bluez={"adapter": HOST_ADAPTER}) as client:
+        out["connected_after_s"] = round(time.monotonic() - started, 2)
+        service = client.services.get_service(bluez.HID_SERVICE)
+        if service is None:
+            out["error"] = "no HID service"
+            return out
+        references: dict[int, str] = {}
+        for characteristic in service.characteristics:
+            if characteristic.uuid != bluez.REPORT:
+                continue
+            for descriptor in characteristic.descriptors:
+                if descriptor.uuid == bluez.REPORT_REFERENCE:
+                    references[characteristic.handle] = bytes(await client.read_gatt_descriptor(descriptor)).hex()
+        out["report_references"] = {str(handle): value for handle, value in references.items()}
+        keyboard_input = next((h for h, value in references.items() if value == "0101"), None)
+        if keyboard_input is None:
+            out["error"] = "no Report with Report Reference (id 1, input)"
+            return out
+        characteristic = next(c for c in service.characteristics if c.handle == keyboard_input)
+        out["subscribed_properties"] = list(characteristic.properties)
+        await client.start_notify(characteristic, lambda _c, data: out["values"].append(bytes(data).hex()))
+        while voxkey.process.poll() is None and time.monotonic() - started < timeout_s:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)
+        await client.stop_notify(characteristic)
+    return out
 
 
 @guest_case("bluetooth.stranger_refused", modules=MODULES, timeout_s=1500)
 def stranger_refused(context: GuestContext) -> CaseResult:
-    """Forget the bond on both sides, then the former host tries to read, subscribe and pair outside pairing mode."""
-    stack(context)
-    address = voxkey_address()
-    host_address = str(run_async(managed_objects())[f"/org/bluez/{HOST_ADAPTER}"]["org.bluez.Adapter1"]["Address"])
+    """Forget the bond on both sides; the former host then tries to find, read, subscribe and pair outside pairing mode.
+
+    hog is off on the host (bookworm's bluetoothd, as in the bleak case) so the
+    HID characteristics appear on D-Bus and a read and a subscription can be tried.
+    """
+    use_bluetoothd(context, SYSTEM_BLUETOOTHD, ("-P", "hog"))
+    address = adapter_address(VOXKEY_ADAPTER)
+    host_address = adapter_address(HOST_ADAPTER)
     observations: dict[str, Any] = {}
     forget = subprocess.run(
-        [context.python, "-m", "voxkey", "hosts", "forget", host_address, "--adapter", VOXKEY_ADAPTER],
+        context.voxkey_command("hosts", "forget", host_address, "--adapter", VOXKEY_ADAPTER),
         capture_output=True,
         text=True,
         env=context.voxkey_env(),
@@ -475,7 +527,6 @@ def stranger_refused(context: GuestContext) -> CaseResult:
     observations["attempts"] = run_async(_stranger_attempts(address))
     voxkey.process.send_signal(signal.SIGTERM)
     observations["voxkey"] = voxkey.finish(60)
-    observations["input_device"] = find_input_event()
     return observations
 
 
@@ -497,9 +548,18 @@ async def _remove_device(adapter_name: str, address: str) -> str | None:
         bus.disconnect()
 
 
+async def _call_error(coroutine: Any) -> str | None:
+    """None if the call went through, else the D-Bus error."""
+    try:
+        await coroutine
+        return None
+    except DBusError as exc:
+        return f"{exc.type}: {exc.text}"
+
+
 async def _stranger_attempts(address: str) -> dict[str, Any]:
-    """Discovery (voxkey is not discoverable now), then a direct connection: read, subscribe, pair."""
-    out: dict[str, Any] = {}
+    """Discovery (voxkey is not discoverable now), then direct connections: read, subscribe, pair."""
+    out: dict[str, Any] = {"tries": []}
     bus = await bluez.connect_system_bus()
     adapter = f"/org/bluez/{HOST_ADAPTER}"
     device = host_device_path(address)
@@ -509,71 +569,53 @@ async def _stranger_attempts(address: str) -> dict[str, Any]:
         )
         await bluez.call(bus, adapter, bluez.ADAPTER, "StartDiscovery")
         await asyncio.sleep(20)
-        objects = await bluez.managed_objects(bus)
-        out["listed_by_discovery"] = device in objects
+        out["listed_by_discovery"] = device in await bluez.managed_objects(bus)
         with contextlib.suppress(DBusError):
             await bluez.call(bus, adapter, bluez.ADAPTER, "StopDiscovery")
-        try:
-            await bluez.call(
-                bus,
-                adapter,
-                bluez.ADAPTER,
-                "ConnectDevice",
-                "a{sv}",
-                [{"Address": Variant("s", address), "AddressType": Variant("s", "public")}],
-            )
-            out["connect"] = "ok"
-        except DBusError as exc:
-            out["connect"] = f"{exc.type}: {exc.text}"
-        await asyncio.sleep(5)
+        for _ in range(3):
+            out["tries"].append(await _stranger_try(bus, adapter, device, address))
+            if "read" in out["tries"][-1]:
+                break
+        out["pair"] = await _call_error(bluez.call(bus, device, bluez.DEVICE, "Pair")) or "paired"
         objects = await bluez.managed_objects(bus)
-        reports = [
-            path
-            for path, ifs in objects.items()
-            if path.startswith(device + "/") and ifs.get(bluez.GATT_CHARACTERISTIC, {}).get("UUID") == bluez.REPORT
-        ]
-        out["report_characteristics_visible"] = len(reports)
-        for path in reports[:1]:
-            try:
-                await bluez.call(bus, path, bluez.GATT_CHARACTERISTIC, "ReadValue", "a{sv}", [{}])
-                out["read"] = "allowed"
-            except DBusError as exc:
-                out["read"] = f"{exc.type}: {exc.text}"
-            try:
-                await bluez.call(bus, path, bluez.GATT_CHARACTERISTIC, "StartNotify")
-                out["subscribe"] = "allowed"
-            except DBusError as exc:
-                out["subscribe"] = f"{exc.type}: {exc.text}"
-        try:
-            await bluez.call(bus, device, bluez.DEVICE, "Pair")
-            out["pair"] = "paired"
-        except DBusError as exc:
-            out["pair"] = f"{exc.type}: {exc.text}"
         out["device_after"] = {k: objects.get(device, {}).get(bluez.DEVICE, {}).get(k) for k in ("Connected", "Paired")}
     finally:
         bus.disconnect()
     return out
 
 
-def main() -> None:
-    """Debugging aid inside a guest: ``python -m tests.kernel.cases.bluetooth CASE WORKDIR``."""
-    import sys
-
-    context = GuestContext(repo=Path(__file__).resolve().parents[3], work_dir=Path(sys.argv[2]), python=sys.executable)
-    functions = {
-        "pair": pair_and_type,
-        "drop": drop_mid_text,
-        "restart": reconnect_after_restart,
-        "stranger": stranger_refused,
-    }
-    for name in sys.argv[1].split(","):
-        result = functions[name](context)
-        events = result.pop("events", [])
-        result["event_count"] = len(events)
-        (Path(sys.argv[2]) / f"case-{name}.json").write_text(json.dumps({**result, "events": events}))
-        print(name, json.dumps({k: v for k, v in result.items() if k != "text"}, indent=1, default=str)[:6000])
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    main()
+async def _stranger_try(bus: Any, adapter: str, device: str, address: str) -> dict[str, Any]:
+    """One connection by address; once the HID characteristics are known, read and subscribe to a Report."""
+    attempt: dict[str, Any] = {}
+    objects = await bluez.managed_objects(bus)
+    if device in objects:
+        attempt["connect"] = await _call_error(bluez.call(bus, device, bluez.DEVICE, "Connect")) or "ok"
+    else:
+        options = {"Address": Variant("s", address), "AddressType": Variant("s", "public")}
+        attempt["connect"] = (
+            await _call_error(bluez.call(bus, adapter, bluez.ADAPTER, "ConnectDevice", "a{sv}", [options])) or "ok"
+        )
+    reports: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        objects = await bluez.managed_objects(bus)
+        reports = [
+            path
+            for path, ifs in objects.items()
+            if path.startswith(device + "/") and ifs.get(bluez.GATT_CHARACTERISTIC, {}).get("UUID") == bluez.REPORT
+        ]
+        props = objects.get(device, {}).get(bluez.DEVICE, {})
+        attempt["connected"], attempt["services_resolved"] = props.get("Connected"), props.get("ServicesResolved")
+        if reports or (attempt["connect"] == "ok" and not props.get("Connected")):
+            break
+        await asyncio.sleep(0.5)
+    attempt["report_characteristics_visible"] = len(reports)
+    if reports:
+        read = bluez.call(bus, reports[0], bluez.GATT_CHARACTERISTIC, "ReadValue", "a{sv}", [{}])
+        attempt["read"] = await _call_error(read) or "allowed"
+        attempt["subscribe"] = await _call_error(bluez.call(bus, reports[0], bluez.GATT_CHARACTERISTIC, "StartNotify"))
+        attempt["subscribe"] = attempt["subscribe"] or "allowed"
+    with contextlib.suppress(DBusError):
+        await bluez.call(bus, device, bluez.DEVICE, "Disconnect")
+    await asyncio.sleep(2)
+    return attempt

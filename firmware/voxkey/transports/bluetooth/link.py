@@ -175,6 +175,10 @@ class BluetoothLink:
     def _wait_ready(self, deadline: float | None) -> None:
         while True:
             host = self.peripheral.ready_host()
+            settling = self.peripheral.subscribed_at + self.peripheral.settings.host_settle_s - time.monotonic()
+            if host is not None and settling > 0:
+                self._wait(deadline, f"host {host.address} subscribed but did not settle", min(settling, WAIT_SLICE_S))
+                continue
             if host is not None:
                 if self.pacer.host_address != host.address:
                     self.pacer.host_address = host.address
@@ -228,14 +232,14 @@ class BluetoothLink:
         self.pacer.outstanding.append(value)
         self.peripheral.notify_consumer(int.from_bytes(value, "little"))
 
-    def _wait(self, deadline: float | None, why: str) -> None:
+    def _wait(self, deadline: float | None, why: str, slice_s: float = WAIT_SLICE_S) -> None:
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise HostUnavailableError(why)
-            self.pacer.condition.wait(min(remaining, WAIT_SLICE_S))
+            self.pacer.condition.wait(min(remaining, slice_s))
         else:
-            self.pacer.condition.wait(WAIT_SLICE_S)
+            self.pacer.condition.wait(slice_s)
 
     def _peripheral_changed(self) -> None:
         with self.pacer.condition:

@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,6 +38,8 @@ APP_ROOT = "/org/voxkey/hid"
 AGENT_PATH = "/org/voxkey/agent"
 ADVERTISEMENT_PATH = "/org/voxkey/advertisement0"
 STARTUP_TIMEOUT_S = 30.0
+SHUTDOWN_TIMEOUT_S = 20.0
+"""Unregistering takes a few D-Bus round trips; an emulated CPU needed more than 5 s for them."""
 
 T = TypeVar("T")
 
@@ -80,6 +83,8 @@ class BluetoothPeripheral:
         self.adapter_path = f"/org/bluez/{settings.adapter}"
         self.devices: dict[str, DeviceView] = {}
         self.leds = 0
+        self.subscribed_at = 0.0
+        """``time.monotonic()`` of the last subscription to a report: the link lets the host settle after it."""
         self._state = BluetoothState.STOPPED
         self._pairing = False
         self._pairing_timer: asyncio.TimerHandle | None = None
@@ -98,7 +103,7 @@ class BluetoothPeripheral:
             APP_ROOT,
             GattCallbacks(
                 on_output_report=self._on_output_report,
-                on_notifying=lambda uuid, notifying: self._refresh(),
+                on_notifying=self._on_notifying,
                 on_protocol_mode=lambda mode: self._refresh(),
                 host_allowed=self.host_allowed,
             ),
@@ -143,7 +148,7 @@ class BluetoothPeripheral:
         if loop.is_running():
             future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
             try:
-                future.result(timeout=5)
+                future.result(timeout=SHUTDOWN_TIMEOUT_S)
             except Exception as exc:  # closing must not raise: the keyboard is going away anyway
                 log.debug("bluetooth: shutdown: %s", exc)
             loop.call_soon_threadsafe(loop.stop)
@@ -177,8 +182,18 @@ class BluetoothPeripheral:
             return [device for device in self.devices.values() if device.is_bonded_host]
 
     def host_allowed(self, device_path: str) -> bool:
+        """Bonded hosts always; in pairing mode also the host that is pairing right now.
+
+        A host reads the HID characteristics as soon as the link is encrypted,
+        which is before BlueZ reports the bond and before we mark it Trusted
+        (BlueZ 5.82's hog read HID Information and Protocol Mode in that gap
+        and was refused). Outside pairing mode no host can get that far: the
+        characteristics need encryption and the adapter is not pairable.
+        """
         device = self.devices.get(device_path)
-        return device is not None and device.is_bonded_host
+        if device is None:
+            return False
+        return device.is_bonded_host or (self._pairing and device.connected)
 
     # ----------------------------------------------------------------- loop thread
 
@@ -527,6 +542,11 @@ class BluetoothPeripheral:
     def _on_output_report(self, value: bytes) -> None:
         self.leds = value[0]
         self._notify_listeners()
+
+    def _on_notifying(self, uuid: str, notifying: bool) -> None:
+        if notifying:
+            self.subscribed_at = time.monotonic()
+        self._refresh()
 
     def _refresh(self) -> None:
         if self._loop is not None:

@@ -41,6 +41,16 @@ class BluetoothSettings:
     """Key reports written but not yet acknowledged by the host's link layer (see ``link``)."""
     battery_level: int = 100
     """A mains-powered Pi has no battery; hosts still show a level, so it says "full"."""
+    host_settle_s: float = 2.0
+    """Pause between a host subscribing to key reports and the first key.
+
+    A host subscribes before its keyboard exists: Linux's hog writes the CCCs,
+    then reads the Report Map and creates the uhid device, and whoever reads
+    keys (the desktop, the test's evdev reader) opens it later still. Keys sent
+    in that gap reached the host's kernel before any reader and were lost (the
+    first 4 characters in the guest). Tablets set up their keyboard after
+    subscribing too.
+    """
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name.encode()) > 29:
@@ -49,5 +59,7 @@ class BluetoothSettings:
             raise ConfigError("bluetooth pairing_timeout_s must be a positive number of seconds")
         if not 1 <= self.report_window <= 64:
             raise ConfigError("bluetooth report_window must be between 1 and 64")
+        if not 0 <= self.host_settle_s <= 30:
+            raise ConfigError("bluetooth host_settle_s must be between 0 and 30 seconds")
         if not 0 <= self.battery_level <= 100:
             raise ConfigError("bluetooth battery_level must be between 0 and 100")
