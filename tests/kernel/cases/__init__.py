@@ -167,6 +167,10 @@ class KeyRecorder(threading.Thread):
                 time.sleep(0.002)
                 continue
             self._follow(device, path)
+            # A node that vanished can stay listed a while (BlueZ's hog tears its uhid device down
+            # after the link drops): reopening it in a tight loop at SCHED_FIFO starved the guest's
+            # single vCPU, bluetoothd included, for minutes.
+            time.sleep(0.005)
 
     def _follow(self, device: Any, path: str) -> None:
         from evdev import ecodes
