@@ -7,6 +7,8 @@ reaching the host, or had already been polled by it; the link says which.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -121,3 +123,16 @@ def test_a_character_whose_press_reached_the_host_is_not_typed_again(previous_de
     # writes: "a" (2), the press of "b", its failed release, ["b" again (2)], "c" (2)
     assert link.attempts == (8 if retyped else 6)
     assert decode(link.host_reports, US) == "abc" and keyboard.delivered_chars == 3
+
+
+def test_the_host_wait_bounds_time_without_progress_not_the_whole_text() -> None:
+    class SlowLink(UnpluggingLink):
+        def send(self, report: bytes, deadline: float | None) -> None:
+            time.sleep(0.01)  # 20 ms a character: 30 characters take 0.6 s, six times the wait bound
+            if deadline is not None and time.monotonic() > deadline:
+                raise HostUnavailableError("the host did not poll in time")  # as UsbHidLink's wait does
+            super().send(report, deadline)
+
+    link = SlowLink(set())
+    Keyboard(link, US, host_wait_s=0.1).type("a slow link still types it all")
+    assert decode(link.host_reports, US) == "a slow link still types it all"

@@ -99,16 +99,27 @@ class Keyboard:
             self.flush()
 
     def flush(self) -> None:
-        """Deliver every pending character (see ``type``)."""
+        """Deliver every pending character (see ``type``).
+
+        ``host_wait_s`` bounds the time without progress, not the whole text: a
+        long text over a slow link, with the host unplugged and back a few
+        times, may take any time as long as the host keeps taking characters.
+        """
         with self._lock:
-            deadline = None if self.host_wait_s is None else time.monotonic() + self.host_wait_s
+            deadline = self._wait_deadline()
             while self._pending:
+                delivered = self.delivered_chars
                 try:
                     self._deliver_first(deadline)
                 except LinkDown as exc:
                     self._link_dropped(exc)
                 except HostUnavailableError as exc:
                     raise HostUnavailableError(f"{exc}; {len(self._pending)} characters kept for later") from exc
+                if self.delivered_chars != delivered:
+                    deadline = self._wait_deadline()
+
+    def _wait_deadline(self) -> float | None:
+        return None if self.host_wait_s is None else time.monotonic() + self.host_wait_s
 
     def discard_pending(self) -> str:
         """Drop undelivered text (a user cancelled it) and return it."""
