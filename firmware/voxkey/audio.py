@@ -481,6 +481,10 @@ class MicrophoneSource(AudioSource):
                 samplerate=rate,
                 dtype="int16",
                 blocksize=max(1, self.settings.block_ms * rate // 1000),
+                # A deep device buffer: whisper keeps every core busy while a phrase decodes, and a
+                # late callback must find its audio waiting, not overwritten. Dictation needs no
+                # low capture latency (found on snd-aloop in the emulated guest: "low" lost blocks).
+                latency="high",
                 callback=self._callback,
                 finished_callback=self._finished,
             )
