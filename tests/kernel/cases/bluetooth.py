@@ -35,6 +35,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -386,6 +387,7 @@ def type_and_record(
     """Run voxkey with ``text``; the host pairs if asked, records everything, optionally drops the link."""
     the_stack = use_bluetoothd(context, hog_bluetoothd())
     address = adapter_address(VOXKEY_ADAPTER)
+    pair = pair or not host_device_props(address).get("Paired")  # a case run on its own bonds first
     recorder = start_recorder(find_input_event, open_timeout_s=None)
     voxkey = Voxkey(context, label, text, *(("--pair",) if pair else ()))
     observations: dict[str, Any] = {"text": text, "voxkey_address": address, "bluetoothd": the_stack.current}
@@ -400,9 +402,12 @@ def type_and_record(
         if not observations["auto_reconnected"]:
             observations["connect_error"] = run_async(host_device_call(address, "Connect"))
     observations["input_device_appeared"] = wait_for(lambda: find_input_event() is not None, 120, 0.2)
+    sampler = ProcessSampler(context.work_dir / f"ps-{label}.txt")
+    sampler.start()
     if drop_after_presses is not None:
         _drop_and_restore(observations, recorder, voxkey, address, drop_after_presses)
     observations["voxkey"] = voxkey.finish()
+    sampler.stop()
     observations["typing_wall_s"] = round(time.monotonic() - started, 2)
     recorder.wait_quiet(3.0, 30)
     recorder.stop()
@@ -413,14 +418,55 @@ def type_and_record(
 def _drop_and_restore(
     observations: dict[str, Any], recorder: KeyRecorder, voxkey: Voxkey, address: str, after_presses: int
 ) -> None:
-    """The host drops the link mid-text (as walking out of range does), and 3 s later connects again."""
+    """The link dies mid-text, as when the host walks out of range, and the host comes back by itself.
+
+    The host's controller drops the connection (mgmt Disconnect on hci1, an HCI
+    Disconnect), so BlueZ on the host learns of it as a lost link. A D-Bus
+    ``Device1.Disconnect`` would be a user's "disconnect" instead: hog first
+    tears its input device down and then discards reports that its controller
+    already acknowledged ("bt_uhid_input: Invalid argument" in its log), which
+    no keyboard can detect.
+    """
     wait_for(lambda: recorder.key_presses >= after_presses or voxkey.process.poll() is not None, 600, 0.01)
     observations["dropped_at_presses"] = recorder.key_presses
     observations["typing_still_running_at_drop"] = voxkey.process.poll() is None
-    observations["disconnect_error"] = run_async(host_device_call(address, "Disconnect"))
-    time.sleep(3)
+    drop = subprocess.run(
+        ["btmgmt", "--index", HOST_ADAPTER.removeprefix("hci"), "disconnect", "-t", "le_public", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    observations["disconnect"] = {"rc": drop.returncode, "output": (drop.stdout + drop.stderr)[-500:]}
+    observations["disconnected"] = wait_for(lambda: not host_device_props(address).get("Connected"), 30, 0.2)
     observations["presses_while_down"] = recorder.key_presses - observations["dropped_at_presses"]
-    observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
+    observations["auto_reconnected"] = wait_for(lambda: bool(host_device_props(address).get("Connected")), 30, 0.5)
+    if not observations["auto_reconnected"]:
+        observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
+
+
+class ProcessSampler(threading.Thread):
+    """Every few seconds, what each process in the guest is doing: evidence if the guest stalls."""
+
+    def __init__(self, path: Path, interval_s: float = 5.0) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.interval_s = interval_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        with self.path.open("w") as out:
+            while not self.stopped.wait(self.interval_s):
+                ps = subprocess.run(
+                    ["ps", "-eLo", "pid,tid,stat,rtprio,pcpu,wchan:28,comm"], capture_output=True, text=True
+                )
+                busy = [line for line in ps.stdout.splitlines()[1:] if not line.split()[2].startswith(("S", "I"))]
+                out.write(f"--- {time.time():.1f} load {Path('/proc/loadavg').read_text().strip()}\n")
+                out.write("\n".join(busy) + "\n")
+                out.flush()
+
+    def stop(self) -> None:
+        self.stopped.set()
 
 
 @guest_case("bluetooth.pair_and_type", modules=MODULES, timeout_s=1500)
