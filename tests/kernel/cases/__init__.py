@@ -138,9 +138,12 @@ class KeyRecorder(threading.Thread):
     decoder knows when Caps Lock was on.
     """
 
-    def __init__(self, find_device: Callable[[], str | None]) -> None:
+    def __init__(self, find_device: Callable[[], str | None], poll_s: float = 0.002) -> None:
         super().__init__(daemon=True)
         self.find_device = find_device
+        self.poll_s = poll_s
+        """Pause between looks for the device. Each look parses /proc/bus/input/devices at SCHED_FIFO:
+        every 2 ms that took half the emulated vCPU while a Bluetooth host had not yet made its keyboard."""
         self.events: list[list[float]] = []
         self.generations: list[dict[str, Any]] = []
         self.opened = threading.Event()
@@ -159,18 +162,18 @@ class KeyRecorder(threading.Thread):
         while not self._stop_requested.is_set():
             path = self.find_device()
             if path is None:
-                time.sleep(0.002)
+                time.sleep(self.poll_s)
                 continue
             try:
                 device = evdev.InputDevice(path)
             except OSError:
-                time.sleep(0.002)
+                time.sleep(self.poll_s)
                 continue
             self._follow(device, path)
             # A node that vanished can stay listed a while (BlueZ's hog tears its uhid device down
-            # after the link drops): reopening it in a tight loop at SCHED_FIFO starved the guest's
-            # single vCPU, bluetoothd included, for minutes.
-            time.sleep(0.005)
+            # when the host disconnects): reopening it in a tight loop at SCHED_FIFO would starve
+            # the guest's single vCPU.
+            time.sleep(max(self.poll_s, 0.005))
 
     def _follow(self, device: Any, path: str) -> None:
         from evdev import ecodes
@@ -178,8 +181,11 @@ class KeyRecorder(threading.Thread):
         generation: dict[str, Any] = {"path": path, "opened_at": time.time(), "name": device.name}
         self.generations.append(generation)
         try:
-            device.repeat = (device.repeat[0], HOST_REPEAT_DELAY_MS)  # (rate, delay ms)
-            generation["repeat"] = {"rate": device.repeat[0], "delay_ms": device.repeat[1]}
+            # EVIOCGREP/EVIOCSREP order: (delay ms, period ms). python-evdev's docstring says
+            # (rate, delay); following it set the *period* to 10 s and left the delay at 250 ms,
+            # so a key held 275 ms in the Bluetooth guest repeated.
+            device.repeat = (HOST_REPEAT_DELAY_MS, device.repeat[1])
+            generation["repeat"] = {"delay_ms": device.repeat[0], "period_ms": device.repeat[1]}
         except OSError as exc:
             generation["repeat"] = f"not set: {exc}"
         with self._lock:
@@ -268,9 +274,11 @@ def _make_this_thread_realtime() -> str:
     return "SCHED_FIFO 50"
 
 
-def start_recorder(find_device: Callable[[], str | None], open_timeout_s: float | None = 30) -> KeyRecorder:
+def start_recorder(
+    find_device: Callable[[], str | None], open_timeout_s: float | None = 30, poll_s: float = 0.002
+) -> KeyRecorder:
     """A running recorder; with ``open_timeout_s`` it must have opened the keyboard by then."""
-    recorder = KeyRecorder(find_device)
+    recorder = KeyRecorder(find_device, poll_s)
     recorder.start()
     if open_timeout_s is not None and not recorder.opened.wait(open_timeout_s):
         recorder.stop()

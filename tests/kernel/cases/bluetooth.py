@@ -54,6 +54,7 @@ VOXKEY_NAME = "voxkey-test"
 BOOT_WAIT_S = 240.0
 SYSTEM_BLUETOOTHD = "/usr/libexec/bluetooth/bluetoothd"
 TEST_BLUETOOTHD = "/opt/voxkey-bluez/install/libexec/bluetooth/bluetoothd"
+BDADDR_LE_PUBLIC = "1"  # btmgmt takes the mgmt address type as a number
 
 
 def typing_text(length: int = 2200) -> str:
@@ -388,7 +389,8 @@ def type_and_record(
     the_stack = use_bluetoothd(context, hog_bluetoothd())
     address = adapter_address(VOXKEY_ADAPTER)
     pair = pair or not host_device_props(address).get("Paired")  # a case run on its own bonds first
-    recorder = start_recorder(find_input_event, open_timeout_s=None)
+    # voxkey waits 2 s (host_settle_s) after the host subscribes, before its keyboard even exists
+    recorder = start_recorder(find_input_event, open_timeout_s=None, poll_s=0.02)
     voxkey = Voxkey(context, label, text, *(("--pair",) if pair else ()))
     observations: dict[str, Any] = {"text": text, "voxkey_address": address, "bluetoothd": the_stack.current}
     ready = voxkey.wait_log(r"bluetooth: (pairing|waiting-for-host|connected)")
@@ -431,7 +433,7 @@ def _drop_and_restore(
     observations["dropped_at_presses"] = recorder.key_presses
     observations["typing_still_running_at_drop"] = voxkey.process.poll() is None
     drop = subprocess.run(
-        ["btmgmt", "--index", HOST_ADAPTER.removeprefix("hci"), "disconnect", "-t", "le_public", address],
+        ["btmgmt", "--index", HOST_ADAPTER.removeprefix("hci"), "disconnect", "-t", BDADDR_LE_PUBLIC, address],
         capture_output=True,
         text=True,
         timeout=60,
