@@ -310,14 +310,16 @@ class FakeRadio:
         self.leds = 0
         self.state = BluetoothState.CONNECTED
         self.listeners: list[object] = []
-        self.subscribed_at = 0.0
+        self.host_arrived_at = 0.0
 
     def add_listener(self, listener: object) -> None:
         self.listeners.append(listener)
 
     def ready_host(self) -> DeviceView | None:
         return (
-            DeviceView("/h", address="AA:BB:CC:DD:EE:FF", connected=True, paired=True, trusted=True)
+            DeviceView(
+                "/h", address="AA:BB:CC:DD:EE:FF", connected=True, paired=True, trusted=True, services_resolved=True
+            )
             if (self.connected)
             else None
         )
@@ -483,12 +485,47 @@ def test_first_key_waits_until_the_host_that_just_subscribed_has_settled() -> No
     radio = FakeRadio()
     radio.settings = BluetoothSettings(report_window=3, host_settle_s=0.3)
     link = BluetoothLink(radio, window=3)  # type: ignore[arg-type]
-    radio.subscribed_at = time.monotonic()
+    radio.host_arrived_at = time.monotonic()
     started = time.monotonic()
     link.send(RELEASE_ALL, deadline=time.monotonic() + 5)
     assert time.monotonic() - started >= 0.3
     link.pacer.delivered(None, RELEASE_ALL)
     link.send(RELEASE_ALL, deadline=time.monotonic() - 1)  # a settled host is not made to wait: no deadline check
-    radio.subscribed_at = time.monotonic()
+    radio.host_arrived_at = time.monotonic()
     with pytest.raises(HostUnavailableError, match="did not settle"):
         link.send(RELEASE_ALL, deadline=time.monotonic() + 0.1)
+
+
+def test_a_host_is_ready_only_once_its_att_bearer_is_up_and_then_settles_again() -> None:
+    """Connected comes with the bare link; a reconnecting host keeps its subscription, so no StartNotify marks it."""
+    from dbus_fast import Message, MessageType
+
+    from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral
+
+    peripheral = BluetoothPeripheral(BluetoothSettings(name="t"))
+    peripheral._registered = True
+    peripheral.app.keyboard_input.notifying = True
+    path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
+    peripheral.devices[path] = DeviceView(path, address="AA:BB:CC:DD:EE:FF", paired=True, trusted=True)
+
+    def changed(**props: object) -> None:
+        body = [bluez.DEVICE, {key: Variant("b", value) for key, value in props.items()}, []]
+        message = Message(
+            message_type=MessageType.SIGNAL,
+            path=path,
+            interface=bluez.PROPERTIES,
+            member="PropertiesChanged",
+            signature="sa{sv}as",
+            body=body,
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(peripheral, "_spawn", lambda coroutine: coroutine.close())
+            peripheral._on_message(message)
+
+    changed(Connected=True)
+    assert peripheral.ready_host() is None
+    before = time.monotonic()
+    changed(ServicesResolved=True)
+    host = peripheral.ready_host()
+    assert host is not None and host.address == "AA:BB:CC:DD:EE:FF"
+    assert peripheral.host_arrived_at >= before

@@ -175,7 +175,7 @@ class BluetoothLink:
     def _wait_ready(self, deadline: float | None) -> None:
         while True:
             host = self.peripheral.ready_host()
-            settling = self.peripheral.subscribed_at + self.peripheral.settings.host_settle_s - time.monotonic()
+            settling = self.peripheral.host_arrived_at + self.peripheral.settings.host_settle_s - time.monotonic()
             if host is not None and settling > 0:
                 self._wait(deadline, f"host {host.address} subscribed but did not settle", min(settling, WAIT_SLICE_S))
                 continue

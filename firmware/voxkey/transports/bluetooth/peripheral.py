@@ -56,6 +56,15 @@ class DeviceView:
     bonded: bool | None = None
     """BlueZ ≥ 5.67 tells bonded (keys stored) apart from paired; older versions do not have it."""
     trusted: bool = False
+    services_resolved: bool = False
+    """BlueZ has the link's ATT bearer up (it discovered the host's own GATT services over it).
+
+    ``Connected`` turns true with the bare link, before encryption and before
+    BlueZ attaches its GATT server to it: notifications emitted then were
+    silently dropped by bluetoothd (a reconnecting host keeps its subscription,
+    so nothing else marks the moment), and the unacknowledged reports held the
+    window shut for good.
+    """
 
     @property
     def is_bonded_host(self) -> bool:
@@ -69,6 +78,7 @@ class DeviceView:
             ("Paired", "paired"),
             ("Bonded", "bonded"),
             ("Trusted", "trusted"),
+            ("ServicesResolved", "services_resolved"),
         ):
             if key in props:
                 setattr(self, attribute, props[key])
@@ -83,8 +93,8 @@ class BluetoothPeripheral:
         self.adapter_path = f"/org/bluez/{settings.adapter}"
         self.devices: dict[str, DeviceView] = {}
         self.leds = 0
-        self.subscribed_at = 0.0
-        """``time.monotonic()`` of the last subscription to a report: the link lets the host settle after it."""
+        self.host_arrived_at = 0.0
+        """``time.monotonic()`` when a host last subscribed or (re)attached: the link lets it settle first."""
         self._state = BluetoothState.STOPPED
         self._pairing = False
         self._pairing_timer: asyncio.TimerHandle | None = None
@@ -361,7 +371,10 @@ class BluetoothPeripheral:
             if message.member == "PropertiesChanged" and message.body[0] == bluez.DEVICE:
                 device = self.devices.get(message.path or "")
                 if device is not None:
-                    device.update({key: value.value for key, value in message.body[1].items()})
+                    changes = {key: value.value for key, value in message.body[1].items()}
+                    device.update(changes)
+                    if changes.get("ServicesResolved") and device.is_bonded_host:
+                        self.host_arrived_at = time.monotonic()
                     changed = True
             elif message.member == "InterfacesAdded" and bluez.DEVICE in message.body[1]:
                 path = message.body[0]
@@ -532,7 +545,7 @@ class BluetoothPeripheral:
         if not self._registered or not self.app.input_report.notifying:
             return None
         for device in self.devices.values():
-            if device.connected and device.is_bonded_host:
+            if device.connected and device.services_resolved and device.is_bonded_host:
                 return device
         return None
 
@@ -545,7 +558,7 @@ class BluetoothPeripheral:
 
     def _on_notifying(self, uuid: str, notifying: bool) -> None:
         if notifying:
-            self.subscribed_at = time.monotonic()
+            self.host_arrived_at = time.monotonic()
         self._refresh()
 
     def _refresh(self) -> None:
