@@ -288,13 +288,32 @@ def test_ledger_reads_notifications_sent_over_enhanced_att_channels() -> None:
 def test_ledger_counts_continuation_fragments_as_packets() -> None:
     delivered: list[bytes] = []
     ledger = DeliveryLedger(lambda a, v: delivered.append(v), lambda a, v: None)
-    feed(ledger, MONITOR_ACL_TX, acl(1, notification(b"x" * 30)[:20]))
-    feed(ledger, MONITOR_ACL_TX, acl(1, b"x" * 17, continuation=True))
+    whole = notification(b"x" * 30)
+    feed(ledger, MONITOR_ACL_TX, acl(1, whole[:20]))
+    feed(ledger, MONITOR_ACL_TX, acl(1, whole[20:], continuation=True))
     feed(ledger, MONITOR_ACL_TX, acl(1, notification(b"ok")))
-    feed(ledger, MONITOR_EVENT, nocp(1, 2))
-    assert delivered == []  # the fragmented one was not a whole notification; "ok" still in flight
     feed(ledger, MONITOR_EVENT, nocp(1, 1))
-    assert delivered == [b"ok"]
+    assert delivered == []  # only the first fragment is acknowledged: the value is not there yet
+    feed(ledger, MONITOR_EVENT, nocp(1, 1))
+    assert delivered == [b"x" * 30]
+    feed(ledger, MONITOR_EVENT, nocp(1, 1))
+    assert delivered == [b"x" * 30, b"ok"]
+
+
+def test_ledger_reassembles_a_batch_of_reports_split_over_acl_packets() -> None:
+    """BlueZ sends reports written together as one Multiple Handle Value Notification, split to the ACL size."""
+    delivered: list[bytes] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append(v), lambda a, v: None)
+    reports = [bytes([0, 0, 4 + n, 0, 0, 0, 0, 0]) for n in range(8)]
+    att = bytes([0x23]) + b"".join(struct.pack("<HH", 0x41, len(r)) + r for r in reports)
+    frame = struct.pack("<HH", len(att), 0x0004) + att
+    pieces = [frame[i : i + 27] for i in range(0, len(frame), 27)]
+    for index, piece in enumerate(pieces):
+        feed(ledger, MONITOR_ACL_TX, acl(1, piece, continuation=index > 0))
+    feed(ledger, MONITOR_EVENT, nocp(1, len(pieces) - 1))
+    assert delivered == []
+    feed(ledger, MONITOR_EVENT, nocp(1, 1))
+    assert delivered == reports
 
 
 # ----------------------------------------------------------------------------- pacing and replay

@@ -76,13 +76,41 @@ class DeliveryLedger:
     on_lost: Callable[[str | None, list[bytes]], None]
     in_flight: dict[int, deque[_Packet]] = field(default_factory=dict)
     addresses: dict[int, str] = field(default_factory=dict)
+    fragments: dict[int, bytearray] = field(default_factory=dict)
+    """An L2CAP frame split over several ACL packets, per handle, until its last fragment is sent.
+
+    BlueZ batches notifications written together into one Multiple Handle
+    Value Notification; eight replayed reports made a ~100-byte PDU that the
+    controller's ACL buffer size split. Unparsed, those reports were never
+    acknowledged and the report window stayed shut after every reconnection.
+    """
 
     def connected(self, handle: int, address: str) -> None:
         self.in_flight[handle] = deque()
         self.addresses[handle] = address
+        self.fragments.pop(handle, None)
 
     def acl_sent(self, handle: int, data: bytes, continuation: bool) -> None:
-        self.in_flight.setdefault(handle, deque()).append(_Packet([] if continuation else _notified_values(data)))
+        """One ACL packet to the controller; a frame's notifications ride on the packet that ends it."""
+        queue = self.in_flight.setdefault(handle, deque())
+        if continuation:
+            frame = self.fragments.get(handle)
+            if frame is None:
+                queue.append(_Packet([]))
+                return
+            frame.extend(data)
+            if len(frame) < 4 + struct.unpack_from("<H", frame)[0]:
+                queue.append(_Packet([]))
+                return
+            del self.fragments[handle]
+            queue.append(_Packet(_notified_values(bytes(frame))))
+            return
+        self.fragments.pop(handle, None)
+        if len(data) >= 4 and 4 + struct.unpack_from("<H", data)[0] > len(data):
+            self.fragments[handle] = bytearray(data)
+            queue.append(_Packet([]))
+            return
+        queue.append(_Packet(_notified_values(data)))
 
     def completed(self, handle: int, count: int) -> None:
         queue = self.in_flight.get(handle)
@@ -95,6 +123,7 @@ class DeliveryLedger:
 
     def disconnected(self, handle: int) -> None:
         queue = self.in_flight.pop(handle, deque())
+        self.fragments.pop(handle, None)  # a frame cut off mid-way: the link still holds its reports
         address = self.addresses.pop(handle, None)
         self.on_lost(address, [value for packet in queue for value in packet.notifications])
 
@@ -111,7 +140,7 @@ def _notified_values(acl_payload: bytes) -> list[bytes]:
         return []
     length, cid = struct.unpack_from("<HH", acl_payload)
     if length + 4 > len(acl_payload):
-        return []  # fragmented over several ACL packets: not one of our short reports
+        return []  # incomplete: the ledger reassembles fragments before asking
     frame = acl_payload[4 : 4 + length]
     if cid == L2CAP_CID_ATT:
         pdu = frame
