@@ -177,7 +177,7 @@ class DictationSession:
                 start_s=phrase.start_s,
                 audio_s=phrase.duration_s,
                 raw=transcript.text,
-                text=clean_phrase(transcript.text),
+                text=clean_phrase(transcript.text, transcript.audio_s),
                 compute_s=transcript.compute_s,
             )
             log.debug("phrase %d (%.1f s) in %.2f s: %r", result.index, result.audio_s, result.compute_s, result.raw)

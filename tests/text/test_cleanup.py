@@ -139,3 +139,17 @@ def test_normalise_whitespace() -> None:
 def test_whisper_repeating_a_clause_once_is_collapsed() -> None:
     raw = "this has since been called missal type this has since been called missal type"
     assert collapse_repetitions(raw) == "this has since been called missal type"
+
+
+@pytest.mark.parametrize(
+    ("raw", "audio_s", "typed"),
+    [
+        ("I", 10.0, ""),  # what tiny.en says to 10 s of white noise or fan hum
+        ("That's a good", 10.0, ""),
+        ("Yes.", 1.2, "Yes."),  # a short phrase is never judged by its word rate
+        ("I", None, "I"),
+        ("Call me back later.", 6.0, "Call me back later."),
+    ],
+)
+def test_a_long_phrase_with_almost_no_words_is_noise(raw: str, audio_s: float | None, typed: str) -> None:
+    assert clean_phrase(raw, audio_s) == typed

@@ -273,14 +273,32 @@ def collapse_repetitions(text: str) -> str:
     return " ".join(words)
 
 
-def clean_phrase(text: str) -> str:
-    """Raw whisper text of one phrase -> what should be typed for it ("" for nothing)."""
+SPARSE_PHRASE_MIN_S = 4.0
+MIN_WORDS_PER_S = 0.5
+"""A phrase of at least SPARSE_PHRASE_MIN_S seconds of sound with fewer words than this per second is noise.
+
+Measured with tiny.en-q5_1: on 10 s of white noise or fan hum whisper says one to three words ("I", "In",
+"the", "You", "Good.", "That's a good") with token probabilities up to 0.88, so its confidence cannot tell
+them from speech; the recordings of ../shared/speech run at 2–3 words a second, four to six times this
+floor. A short phrase ("Yes.") is never judged this way. The VAD keeps noise from whisper in the first
+place; this is the second line.
+"""
+
+
+def clean_phrase(text: str, audio_s: float | None = None) -> str:
+    """Raw whisper text of one phrase (``audio_s`` of sound) -> what should be typed for it ("" for nothing)."""
     text = strip_annotations(text)
     text = normalise_whitespace(text)
-    if not _HAS_CONTENT.search(text) or is_hallucination(text):
+    if not _HAS_CONTENT.search(text) or is_hallucination(text) or _too_sparse(text, audio_s):
         return ""
     text = collapse_repetitions(text)
     return normalise_whitespace(text)
+
+
+def _too_sparse(text: str, audio_s: float | None) -> bool:
+    if audio_s is None or audio_s < SPARSE_PHRASE_MIN_S:
+        return False
+    return len(_key(text).split()) < MIN_WORDS_PER_S * audio_s
 
 
 def _first_word(text: str) -> str:
