@@ -270,13 +270,8 @@ class BluetoothPeripheral:
         await self._set_adapter("Alias", Variant("s", self.settings.name))
         await self._set_adapter("Pairable", Variant("b", self._pairing))
         await self._set_adapter("PairableTimeout", Variant("u", 0))
-        try:
-            await bluez.call(bus, adapter, bluez.GATT_MANAGER, "RegisterApplication", "oa{sv}", [APP_ROOT, {}])
-            await bluez.call(bus, "/org/bluez", bluez.AGENT_MANAGER, "RegisterAgent", "os", [AGENT_PATH, CAPABILITY])
-            await bluez.call(bus, "/org/bluez", bluez.AGENT_MANAGER, "RequestDefaultAgent", "o", [AGENT_PATH])
-        except DBusError as exc:
-            raise BluetoothError(f"BlueZ refused voxkey's keyboard service: {exc.text or exc.type}") from exc
-        self._registered = True
+        # Know the bonded hosts before the service exists: a bonded host that is still connected
+        # reads it at once, and was refused while the list was empty.
         objects = await bluez.managed_objects(bus)
         with self._lock:
             self.devices = {
@@ -284,6 +279,13 @@ class BluetoothPeripheral:
                 for path, interfaces in objects.items()
                 if bluez.DEVICE in interfaces and path.startswith(adapter + "/")
             }
+        try:
+            await bluez.call(bus, adapter, bluez.GATT_MANAGER, "RegisterApplication", "oa{sv}", [APP_ROOT, {}])
+            await bluez.call(bus, "/org/bluez", bluez.AGENT_MANAGER, "RegisterAgent", "os", [AGENT_PATH, CAPABILITY])
+            await bluez.call(bus, "/org/bluez", bluez.AGENT_MANAGER, "RequestDefaultAgent", "o", [AGENT_PATH])
+        except DBusError as exc:
+            raise BluetoothError(f"BlueZ refused voxkey's keyboard service: {exc.text or exc.type}") from exc
+        self._registered = True
         log.info("bluetooth: keyboard %r registered on %s", self.settings.name, self.settings.adapter)
         await self._evaluate()
 
