@@ -207,7 +207,7 @@ class Voxkey:
             "--name",
             VOXKEY_NAME,
             "--wait",
-            "600",
+            "240",  # without progress (the Keyboard's bound): pairing in the emulated guest takes 60-120 s
             "--stats",
             str(self.stats),
             *args,

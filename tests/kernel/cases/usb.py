@@ -175,8 +175,8 @@ class KeyRecorder(threading.Thread):
         generation: dict[str, Any] = {"path": path, "opened_at": time.time(), "name": device.name}
         self.generations.append(generation)
         try:
-            device.repeat = (device.repeat[0], HOST_REPEAT_DELAY_MS)  # (rate, delay ms)
-            generation["repeat"] = {"rate": device.repeat[0], "delay_ms": device.repeat[1]}
+            device.repeat = (HOST_REPEAT_DELAY_MS, device.repeat[1])  # EVIOCSREP takes (delay, period) in ms
+            generation["repeat"] = {"delay_ms": device.repeat[0], "period_ms": device.repeat[1]}
         except OSError as exc:
             generation["repeat"] = f"not set: {exc}"
         with self._lock:
