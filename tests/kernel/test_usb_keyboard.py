@@ -116,11 +116,8 @@ def test_unplug_mid_text_and_replug_loses_and_repeats_nothing(guest_case_result:
     presses = [unplug["presses_before_unbind"] for unplug in unplugs]
     assert 0 < presses[0] < presses[-1] < len(guest_case_result["text"]), presses
     assert len(guest_case_result["generations"]) >= UNPLUGS + 1, "the host must have seen the keyboard come back"
-    stalled = guest_case_result["timeline"]["stalled_unplug"]
-    assert stalled["usbhid_unbound"] is True and stalled["typing_still_running"], stalled
     stderr = guest_case_result["voxkey"]["stderr"]
     assert "cannot read the kernel log" not in stderr, "as root voxkey must judge unplugs from f_hid's log"
-    assert "was cancelled" in stderr, f"the stalled unplug must cancel a report\n{unplug_verdicts(stderr)}"
     assert_host_received_exactly(guest_case_result, reconnect_report(guest_case_result))
 
 
