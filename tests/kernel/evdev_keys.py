@@ -98,3 +98,16 @@ def decode_events(events: Iterable[Event], layout: str = "us", variant: str = ""
     result.text = "".join(out)
     result.held_at_end = [str(ecodes.KEY.get(code, code)) for code in sorted(pressed_at)]
     return result
+
+
+def first_difference(expected: str, got: str) -> str:
+    """Where the host's text departs from the typed text, with context on both sides."""
+    index = next(
+        (i for i, (a, b) in enumerate(zip(expected, got, strict=False)) if a != b), min(len(expected), len(got))
+    )
+    start = max(0, index - 40)
+    return (
+        f"host text differs at character {index} (typed {len(expected)} chars, host got {len(got)}):\n"
+        f"  typed: {expected[start : index + 40]!r}\n"
+        f"  host:  {got[start : index + 40]!r}"
+    )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.kernel.cases.bluetooth import BLEAK_TEXT, typing_text
-from tests.kernel.evdev_keys import HostText, decode_events
+from tests.kernel.evdev_keys import HostText, decode_events, first_difference
 from voxkey.keymap import Layout, decode
 
 PRINTABLE_ASCII = {chr(code) for code in range(0x20, 0x7F)}
@@ -22,18 +22,6 @@ HOG_MULTIPLE_NOTIFICATIONS_FIXED = (5, 67)
 
 def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
-
-
-def first_difference(expected: str, got: str) -> str:
-    index = next(
-        (i for i, (a, b) in enumerate(zip(expected, got, strict=False)) if a != b), min(len(expected), len(got))
-    )
-    start = max(0, index - 40)
-    return (
-        f"host text differs at character {index} (typed {len(expected)} chars, host got {len(got)}):\n"
-        f"  typed: {expected[start : index + 40]!r}\n"
-        f"  host:  {got[start : index + 40]!r}"
-    )
 
 
 def assert_hog_host_typed_exactly(observations: dict[str, Any]) -> HostText:

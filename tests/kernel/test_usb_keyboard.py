@@ -12,23 +12,10 @@ from typing import Any
 import pytest
 
 from tests.kernel.cases.usb import UNPLUGS, typing_text
-from tests.kernel.evdev_keys import EV_KEY, EV_LED, LED_CAPSL, HostText, decode_events
+from tests.kernel.evdev_keys import EV_KEY, EV_LED, LED_CAPSL, HostText, decode_events, first_difference
 from voxkey.hid import keyboard_report_descriptor
 
 PRINTABLE_ASCII = {chr(code) for code in range(0x20, 0x7F)}
-
-
-def first_difference(expected: str, got: str) -> str:
-    """Where the host's text departs from the typed text, with context on both sides."""
-    index = next(
-        (i for i, (a, b) in enumerate(zip(expected, got, strict=False)) if a != b), min(len(expected), len(got))
-    )
-    start = max(0, index - 40)
-    return (
-        f"host text differs at character {index} (typed {len(expected)} chars, host got {len(got)}):\n"
-        f"  typed: {expected[start : index + 40]!r}\n"
-        f"  host:  {got[start : index + 40]!r}"
-    )
 
 
 def assert_host_received_exactly(observations: dict[str, Any], context: str = "") -> HostText:
