@@ -92,6 +92,17 @@ def test_write_errors_meaning_host_gone_become_link_down(tmp_path: Path, monkeyp
         link.send(bytes(8), None)
 
 
+def configured_gadget(tmp_path: Path) -> tuple[Path, Path, UsbHidLink]:
+    """A device file, a UDC state file saying ``configured``, and a link that has found its host."""
+    device = tmp_path / "hidg0"
+    device.touch()
+    state = tmp_path / "state"
+    state.write_text("configured\n")
+    link = UsbHidLink(device, state, settle_s=0)
+    link.wait_for_host(None)
+    return device, state, link
+
+
 def test_udc_state_file_is_found_for_the_only_controller(tmp_path: Path) -> None:
     (tmp_path / "dummy_udc.0").mkdir()
     assert find_udc_state_file(udc_class=tmp_path) == tmp_path / "dummy_udc.0" / "state"
@@ -123,12 +134,7 @@ def test_after_the_host_comes_back_keys_up_reports_go_first_then_typing_resumes_
 
 
 def test_a_host_that_re_enumerates_is_a_link_drop_and_typing_resumes_after_it(tmp_path: Path) -> None:
-    device = tmp_path / "hidg0"
-    device.touch()
-    state = tmp_path / "state"
-    state.write_text("configured\n")
-    link = UsbHidLink(device, state, settle_s=0)
-    link.wait_for_host(None)
+    device, state, link = configured_gadget(tmp_path)
     state.write_text("default\n")  # unplugged and plugged again: the queued report was cancelled
     with pytest.raises(LinkDown, match="re-enumerates"):
         link.send(bytes(8), None)
@@ -223,12 +229,7 @@ def test_a_cancellation_while_the_udc_looks_configured_is_a_link_drop(
 def test_without_the_kernel_log_a_completion_seen_before_the_failure_counts_as_delivered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, udc_state: str, completion_seen: bool
 ) -> None:
-    device = tmp_path / "hidg0"
-    device.touch()
-    state = tmp_path / "state"
-    state.write_text("configured\n")
-    link = UsbHidLink(device, state, settle_s=0)
-    link.wait_for_host(None)
+    _, state, link = configured_gadget(tmp_path)
     link.send(encode("a", US)[0], None)
     state.write_text(f"{udc_state}\n")
     unplug_at_write(monkeypatch, 1, lambda: None)
