@@ -11,12 +11,11 @@ from __future__ import annotations
 import subprocess
 import time
 
-from tests.kernel.cases import CaseResult, GuestContext, guest_case
+from tests.kernel.cases import CaseResult, GuestContext, finish, guest_case
 from tests.kernel.cases.usb import (
     MODULES,
     UDC,
     ensure_gadget_up,
-    finish,
     hidg_device,
     start_recorder,
 )

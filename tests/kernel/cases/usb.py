@@ -8,14 +8,11 @@ These cases record what that host sees; ``test_usb_keyboard.py`` judges it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import re
-import select
 import string
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,26 +20,21 @@ from typing import Any
 import evdev
 from evdev import ecodes
 
-from tests.kernel.cases import CaseResult, GuestContext, guest_case
+from tests.kernel.cases import (
+    CaseResult,
+    GuestContext,
+    KeyRecorder,
+    finish,
+    guest_case,
+    wait_for,
+)
+from tests.kernel.cases import start_recorder as start_shared_recorder
 
 UDC = "dummy_udc.0"
 VENDOR, PRODUCT = 0x1D6B, 0x0104
 MODULES = ("dummy_hcd", "libcomposite", "usb_f_hid", "usbhid", "hid_generic", "evdev")
 CONFIGFS_GADGETS = Path("/sys/kernel/config/usb_gadget")
 UDC_STATE = Path("/sys/class/udc") / UDC / "state"
-NEW_KEYBOARD = -1
-"""Event type of the recorder's marker "a new keyboard device appeared" (after a replug)."""
-HOST_REPEAT_DELAY_MS = 10_000
-"""The host's autorepeat delay for our keyboard (Linux default 250 ms).
-
-Under QEMU without KVM on a busy machine the guest's vCPU is descheduled while
-guest time keeps running: with a load average of 15-20 on the 2-core dev box we
-measured gaps of up to 2.2 s between *any* two consecutive key events (after
-presses and after releases alike), so the default 250 ms timer fired between a
-press and its release one USB poll later: repeats no real host sees. A key held
-10 s still repeats and fails the test, a never-released key fails the
-keys-held-at-end check, and the decoder reports the longest hold.
-"""
 
 
 def typing_text(length: int = 2400, seed: int = 2) -> str:
@@ -93,15 +85,6 @@ def keyboard_block() -> str | None:
     return None
 
 
-def wait_for(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
-
-
 def udc_state() -> str:
     try:
         return UDC_STATE.read_text().strip()
@@ -136,138 +119,9 @@ def hidg_device(context: GuestContext) -> str:
     return match.group(1) if match else "/dev/hidg0"
 
 
-class KeyRecorder(threading.Thread):
-    """Reads the host's keyboard evdev node for as long as it runs, across unplug/replug.
-
-    It also plays the host's part for Caps Lock: a Caps Lock key press toggles
-    the keyboard's LED as a desktop would. Every LED state the host sets is
-    recorded as an EV_LED event so the decoder knows when Caps Lock was on.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.events: list[list[float]] = []
-        self.generations: list[dict[str, Any]] = []
-        self.opened = threading.Event()
-        self._stop_requested = threading.Event()
-        self._lock = threading.Lock()
-        self._device: evdev.InputDevice[str] | None = None
-        self._caps = False
-        self.key_presses = 0
-        self.last_event_at = time.monotonic()
-        self.realtime = "not started"
-
-    def run(self) -> None:
-        self.realtime = _make_this_thread_realtime()
-        while not self._stop_requested.is_set():
-            path = find_keyboard_event()
-            if path is None:
-                time.sleep(0.002)
-                continue
-            try:
-                device = evdev.InputDevice(path)
-            except OSError:
-                time.sleep(0.002)
-                continue
-            self._follow(device, path)
-
-    def _follow(self, device: evdev.InputDevice[str], path: str) -> None:
-        generation: dict[str, Any] = {"path": path, "opened_at": time.time(), "name": device.name}
-        self.generations.append(generation)
-        try:
-            device.repeat = (HOST_REPEAT_DELAY_MS, device.repeat[1])  # EVIOCSREP takes (delay, period) in ms
-            generation["repeat"] = {"delay_ms": device.repeat[0], "period_ms": device.repeat[1]}
-        except OSError as exc:
-            generation["repeat"] = f"not set: {exc}"
-        with self._lock:
-            self._device = device
-            self._record(time.time(), NEW_KEYBOARD, 0, 0)
-            self._caps = ecodes.LED_CAPSL in device.leds()
-            self._record(time.time(), ecodes.EV_LED, ecodes.LED_CAPSL, int(self._caps))
-        self.opened.set()
-        try:
-            while not self._stop_requested.is_set():
-                ready, _, _ = select.select([device.fd], [], [], 0.05)
-                if ready:
-                    for event in device.read():
-                        self._handle(event)
-        except OSError as exc:
-            generation["lost"] = f"{type(exc).__name__}: {exc}"
-        finally:
-            generation["closed_at"] = time.time()
-            self.opened.clear()
-            with self._lock:
-                self._device = None
-            with contextlib.suppress(OSError):
-                device.close()
-
-    def _handle(self, event: evdev.InputEvent) -> None:
-        if event.type == ecodes.EV_SYN and event.code == ecodes.SYN_DROPPED:
-            with self._lock:  # the kernel's buffer for us overflowed: this recording has holes
-                self._record(event.timestamp(), event.type, event.code, event.value)
-            return
-        if event.type != ecodes.EV_KEY:
-            return  # EV_LED echoes of our own writes, EV_MSC scan codes, EV_SYN_REPORT
-        with self._lock:
-            self._record(event.timestamp(), event.type, event.code, event.value)
-            if event.value == 1 and event.code not in (ecodes.KEY_LEFTSHIFT, ecodes.KEY_RIGHTSHIFT):
-                self.key_presses += 1
-            if event.code == ecodes.KEY_CAPSLOCK and event.value == 1:
-                self._set_caps_locked(not self._caps)
-
-    def _record(self, timestamp: float, ev_type: int, code: int, value: int) -> None:
-        self.events.append([timestamp, ev_type, code, value])
-        self.last_event_at = time.monotonic()
-
-    def set_caps_lock(self, on: bool) -> None:
-        """Switch Caps Lock from the host side: an EV_LED write to the host's evdev node."""
-        with self._lock:
-            self._set_caps_locked(on)
-
-    def _set_caps_locked(self, on: bool) -> None:
-        if self._device is None:
-            raise RuntimeError("keyboard not open")
-        self._device.write(ecodes.EV_LED, ecodes.LED_CAPSL, int(on))
-        self._device.write(ecodes.EV_SYN, ecodes.SYN_REPORT, 0)
-        self._caps = on
-        self._record(time.time(), ecodes.EV_LED, ecodes.LED_CAPSL, int(on))
-
-    def wait_quiet(self, quiet_s: float = 1.5, timeout_s: float = 30) -> None:
-        """Wait until no key event arrived for ``quiet_s`` (the host got everything in flight)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and time.monotonic() - self.last_event_at < quiet_s:
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self._stop_requested.set()
-        self.join(5)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {"events": list(self.events), "generations": list(self.generations), "reader": self.realtime}
-
-
-def _make_this_thread_realtime() -> str:
-    """SCHED_FIFO for the reader thread: evdev keeps only a small buffer per reader.
-
-    When the reader falls behind, the kernel drops events (SYN_DROPPED). In an
-    emulated guest busy with voxkey's own Python, an ordinary-priority reader
-    fell behind for ~0.6 s and lost 21 characters' worth of events.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))  # 0 = this thread on Linux
-    except OSError as exc:
-        return f"not realtime: {exc}"
-    return "SCHED_FIFO 50"
-
-
 def start_recorder() -> KeyRecorder:
-    recorder = KeyRecorder()
-    recorder.start()
-    if not recorder.opened.wait(30):
-        recorder.stop()
-        raise RuntimeError("the host's keyboard evdev node did not open within 30 s")
-    return recorder
+    """The shared recorder on the gadget's keyboard as the guest's USB host sees it."""
+    return start_shared_recorder(find_keyboard_event)
 
 
 def voxkey_type(
@@ -286,22 +140,6 @@ def voxkey_type(
         text=True,
         env=context.voxkey_env(),
     )
-
-
-def finish(process: subprocess.Popen[str], text: str, timeout_s: float) -> dict[str, Any]:
-    started = time.monotonic()
-    try:
-        stdout, stderr = process.communicate(text, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-        return {"rc": None, "timed_out": True, "stdout": stdout, "stderr": stderr[-4000:]}
-    return {
-        "rc": process.returncode,
-        "stdout": stdout,
-        "stderr": stderr[-4000:],
-        "seconds": round(time.monotonic() - started, 3),
-    }
 
 
 @guest_case("usb.gadget_up", modules=MODULES, timeout_s=180)
