@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.kernel.cases.audio import RECORDING
-from tests.speech_fixtures import load_utterance, normalise, tiny_engine
+from tests.speech_fixtures import load_utterance, manifest, tiny_engine, word_error_rate
 from voxkey.asr import WhisperEngine
 from voxkey.audio import SAMPLE_RATE, read_wav
 
@@ -45,13 +45,20 @@ def test_the_microphone_delivers_the_sound_bit_for_bit(microphone: dict[str, Any
 
 @pytest.mark.kernel
 @pytest.mark.guest_case("audio.loopback_microphone")
-def test_what_the_microphone_heard_transcribes_like_the_file(
+def test_what_the_microphone_heard_transcribes_to_the_spoken_words(
     microphone: dict[str, Any], tiny_engine: WhisperEngine
 ) -> None:
+    """Judged against the reference transcript, not against the file's own transcript.
+
+    The capture is the recording framed by silence, and whisper's guess on a borderline word moves
+    with the framing (CI saw "asked not" once where the bare file gives "ask not"), so an exact
+    match with the file's transcript would fail on a correct microphone. Lost or shuffled blocks
+    garble several words; one word of 22 is the tolerance.
+    """
     captured, _ = read_wav(Path(microphone["captured_wav"]))
     heard = tiny_engine.transcribe(captured).text
-    expected = tiny_engine.transcribe(load_utterance(RECORDING)).text
-    assert normalise(heard) == normalise(expected), heard
+    reference = next(u.text for u in manifest() if u.id == RECORDING)
+    assert word_error_rate([reference], [heard]) <= 1 / 22 + 1e-9, heard
 
 
 def _find(haystack: np.ndarray, needle: np.ndarray) -> int | None:
