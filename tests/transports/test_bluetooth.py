@@ -323,7 +323,7 @@ class FakeRadio:
     """A peripheral stand-in at the library boundary: notifications land in a list, acks are driven by the test."""
 
     def __init__(self) -> None:
-        self.settings = BluetoothSettings(report_window=3)
+        self.settings = BluetoothSettings(report_window=3, host_settle_s=0)
         self.sent: list[bytes] = []
         self.connected = True
         self.leds = 0
@@ -333,6 +333,11 @@ class FakeRadio:
 
     def add_listener(self, listener: object) -> None:
         self.listeners.append(listener)
+
+    def host_back(self) -> None:
+        """The host reconnected: BlueZ resolved its services again (what the peripheral stamps as arrival)."""
+        self.connected = True
+        self.host_arrived_at = time.monotonic()
 
     def ready_host(self) -> DeviceView | None:
         return (
@@ -378,7 +383,7 @@ def test_reports_lost_with_the_link_are_replayed_in_order_before_new_ones() -> N
     assert list(link.pacer.replay) == reports[1:4]
     with pytest.raises(HostUnavailableError):
         link.send(reports[4], deadline=time.monotonic() + 0.1)
-    radio.connected = True
+    radio.host_back()
     link.send(reports[4], deadline=None)
     assert radio.sent == reports[:4] + reports[1:5]
     assert link.pacer.replayed_reports == 3
@@ -402,7 +407,7 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
             link.pacer.lost("AA:BB:CC:DD:EE:FF")
         dropped.set()
         time.sleep(0.05)
-        radio.connected = True
+        radio.host_back()
         link._peripheral_changed()
 
     # acknowledge slowly so several reports are always in flight
@@ -431,6 +436,23 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
     assert dropped.is_set()
     assert decode(host_has, US) == text
     assert link.pacer.replayed_reports > 0
+
+
+def test_after_the_controller_reports_a_drop_nothing_is_written_until_the_host_arrives_again() -> None:
+    """The HCI monitor sees the drop ~1 s before BlueZ's D-Bus says Connected=False; in the guest,
+    all eight lost reports were replayed into that second and BlueZ discarded them silently."""
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    reports = encode("ab", US)
+    for report in reports[:3]:
+        link.send(report, deadline=None)
+    link.pacer.lost("AA:BB:CC:DD:EE:FF")  # the controller's word; radio.ready_host() still says connected
+    with pytest.raises(HostUnavailableError, match="no bonded Bluetooth host"):
+        link.send(reports[3], deadline=time.monotonic() + 0.2)
+    assert radio.sent == reports[:3]
+    radio.host_back()
+    link.send(reports[3], deadline=time.monotonic() + 1)
+    assert radio.sent == reports[:3] + reports[:4]
 
 
 def test_led_state_comes_from_the_hosts_output_report() -> None:

@@ -33,7 +33,7 @@ from voxkey.errors import HostUnavailableError
 from voxkey.hid import RELEASE_ALL
 from voxkey.transports.bluetooth.delivery import DeliveryLedger, HciMonitor
 from voxkey.transports.bluetooth.gatt import CONSUMER_RELEASE, consumer_report
-from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral
+from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral, DeviceView
 from voxkey.transports.bluetooth.settings import BluetoothSettings
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class ReportPacer:
         self.replayed_reports = 0
         self.condition = threading.Condition()
         self.host_address: str | None = None
+        self.lost_at = float("-inf")
 
     def delivered(self, address: str | None, value: bytes) -> None:
         with self.condition:
@@ -70,10 +71,15 @@ class ReportPacer:
             self.condition.notify_all()
 
     def lost(self, address: str | None) -> None:
-        """The host's link is gone: everything not yet acknowledged goes back in line, in order."""
+        """The host's link is gone: everything not yet acknowledged goes back in line, in order.
+
+        ``lost_at`` makes the link wait for the host's next connection (see
+        ``BluetoothLink._live_host``).
+        """
         with self.condition:
             if not self._is_host(address):
                 return
+            self.lost_at = time.monotonic()
             if self.outstanding:
                 log.warning(
                     "bluetooth: link dropped with %d reports unacknowledged; they will be sent again",
@@ -134,7 +140,7 @@ class BluetoothLink:
 
     def release_all(self) -> None:
         with self.pacer.condition:
-            if self._last_report == RELEASE_ALL or self.peripheral.ready_host() is None:
+            if self._last_report == RELEASE_ALL or self._live_host() is None:
                 return
             try:
                 self._write(RELEASE_ALL)
@@ -149,7 +155,7 @@ class BluetoothLink:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                if self.pacer.replay and self.peripheral.ready_host() is not None:
+                if self.pacer.replay and self._live_host() is not None:
                     try:
                         self._drain_replay(deadline)
                     except HostUnavailableError:
@@ -172,9 +178,21 @@ class BluetoothLink:
 
     # ------------------------------------------------------------- internals (condition held)
 
+    def _live_host(self) -> DeviceView | None:
+        """The ready host, unless it is the connection the controller already reported lost.
+
+        BlueZ's D-Bus learns of a drop a second or more after the HCI monitor
+        (``ReportPacer.lost``); reports written to that connection meanwhile would
+        vanish without a trace, so the host counts again only once it arrived anew.
+        """
+        host = self.peripheral.ready_host()
+        if host is not None and self.peripheral.host_arrived_at <= self.pacer.lost_at:
+            return None
+        return host
+
     def _wait_ready(self, deadline: float | None) -> None:
         while True:
-            host = self.peripheral.ready_host()
+            host = self._live_host()
             settling = self.peripheral.host_arrived_at + self.peripheral.settings.host_settle_s - time.monotonic()
             if host is not None and settling > 0:
                 self._wait(deadline, f"host {host.address} subscribed but did not settle", min(settling, WAIT_SLICE_S))
@@ -201,7 +219,7 @@ class BluetoothLink:
             self._wait_ready(deadline)
             self._drain_replay(deadline)
             self._wait_window(deadline)
-            if not self.pacer.replay and self.peripheral.ready_host() is not None:
+            if not self.pacer.replay and self._live_host() is not None:
                 return
 
     def _drain_replay(self, deadline: float | None) -> None:
@@ -212,6 +230,7 @@ class BluetoothLink:
                 return
             report = self.pacer.replay.popleft()
             self.pacer.replayed_reports += 1
+            log.debug("bluetooth: replaying %s", report.hex())
             if len(report) == len(RELEASE_ALL):
                 self._write(report)
             else:
@@ -220,7 +239,7 @@ class BluetoothLink:
     def _wait_window(self, deadline: float | None) -> None:
         while len(self.pacer.outstanding) >= self.pacer.window:
             self._wait(deadline, "the Bluetooth host stopped acknowledging key reports")
-            if self.peripheral.ready_host() is None:
+            if self._live_host() is None:
                 self._wait_ready(deadline)
 
     def _write(self, report: bytes) -> None:

@@ -105,6 +105,7 @@ class BluetoothPeripheral:
         self._advertisement: Advertisement | None = None
         self._advertisement_pending: Advertisement | None = None
         self._evaluating: asyncio.Lock | None = None
+        self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._registered = False
         self._listeners: list[Callable[[], None]] = []
@@ -139,6 +140,7 @@ class BluetoothPeripheral:
         """Connect to BlueZ and register everything; raises ``BluetoothError`` if that fails."""
         if self._thread is not None:
             return
+        self._closing = False
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run_loop, args=(ready,), name="voxkey-bluetooth", daemon=True)
         self._thread.start()
@@ -293,9 +295,11 @@ class BluetoothPeripheral:
         bus = self._bus
         if bus is None:
             return
+        self._closing = True
         if self._pairing:
             await self._stop_pairing(None)
         await self._set_advertising(None)
+        await self._disconnect_all()
         if self._registered:
             for path, interface, member, body in (
                 (self.adapter_path, bluez.GATT_MANAGER, "UnregisterApplication", [APP_ROOT]),
@@ -309,6 +313,21 @@ class BluetoothPeripheral:
         self._set_state(BluetoothState.STOPPED)
         bus.disconnect()
         self._bus = None
+
+    async def _disconnect_all(self) -> None:
+        """Leave as a keyboard that lost power does: the link goes first, the HID service after.
+
+        Unregistering the GATT application while a host is connected makes
+        BlueZ tell that host the HID service is gone (Service Changed). Linux's
+        hog then drops voxkey as a keyboard and stops reconnecting to it by
+        itself (seen in the test guest: no reconnection after a restart). A host
+        that is disconnected first keeps its cached services and reconnects when
+        voxkey advertises again.
+        """
+        with self._lock:
+            connected = [device for device in self.devices.values() if device.connected]
+        for device in connected:
+            await self._disconnect(device)
 
     def _require_bus(self) -> MessageBus:
         if self._bus is None:
@@ -374,6 +393,7 @@ class BluetoothPeripheral:
                 device = self.devices.get(message.path or "")
                 if device is not None:
                     changes = {key: value.value for key, value in message.body[1].items()}
+                    log.debug("bluetooth: %s %s", device.address, _describe(changes))
                     device.update(changes)
                     if changes.get("ServicesResolved") and device.is_bonded_host:
                         self.host_arrived_at = time.monotonic()
@@ -434,6 +454,8 @@ class BluetoothPeripheral:
         Serialized: signals arrive in bursts, and two interleaved evaluations
         would register the advertisement twice.
         """
+        if self._closing:  # the rules are for a running keyboard; shutdown makes its own changes
+            return
         if self._evaluating is None:
             self._evaluating = asyncio.Lock()
         async with self._evaluating:
@@ -583,6 +605,11 @@ class BluetoothPeripheral:
             listener()
 
 
+def _describe(changes: dict[str, Any]) -> str:
+    """Device property changes for the debug log (large values such as ManufacturerData left out)."""
+    return ", ".join(f"{key}={value}" for key, value in changes.items() if isinstance(value, (bool, int, str)))
+
+
 def _unwrap(props: dict[str, Any]) -> dict[str, Any]:
     return {key: value.value if isinstance(value, Variant) else value for key, value in props.items()}
 
@@ -590,4 +617,5 @@ def _unwrap(props: dict[str, Any]) -> dict[str, Any]:
 def _device_from(path: str, props: dict[str, Any]) -> DeviceView:
     device = DeviceView(path)
     device.update(_unwrap(props))
+    log.debug("bluetooth: device %s %s", device.address, _describe(_unwrap(props)))
     return device
