@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(modules_for(arguments))
     args = parser.parse_args(arguments)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="voxkey: %(levelname)s: %(name)s: %(message)s")
+    # --debug adds milliseconds since start: the order of D-Bus signals, HCI events and writes is the story
+    timing = "%(relativeCreated)d ms " if args.debug else ""
+    logging.basicConfig(level=level, format=f"voxkey: {timing}%(levelname)s: %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

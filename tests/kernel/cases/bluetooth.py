@@ -195,7 +195,7 @@ class Voxkey:
         self.log_path = context.work_dir / f"voxkey-{label}.log"
         self.log = self.log_path.open("w")
         command = context.voxkey_command(
-            "-v",
+            "--debug",
             "type",
             "-",
             "--transport",
@@ -520,12 +520,35 @@ def bleak_central(context: GuestContext) -> CaseResult:
     return observations
 
 
+BLEAK_CONNECT_ATTEMPTS = 3
+
+
 async def bleak_collect(address: str, voxkey: Voxkey, timeout_s: float = 600) -> dict[str, Any]:
-    """Connect with bleak, find the input Report by its Report Reference, subscribe until voxkey is done."""
+    """Connect with bleak, find the input Report by its Report Reference, subscribe until voxkey is done.
+
+    Connecting is retried, as any central does: in the guest the first connection after bluetoothd
+    restarted got a Service Changed for the whole database right after discovery, and bleak gave
+    up ("failed to discover services, device disconnected") while BlueZ resolved the services again.
+    """
+    from bleak.exc import BleakError
+
+    out: dict[str, Any] = {"values": [], "connect_errors": []}
+    for _ in range(BLEAK_CONNECT_ATTEMPTS):
+        try:
+            return await _bleak_session(address, voxkey, timeout_s, out)
+        except BleakError as exc:
+            if "subscribed_properties" in out:
+                raise  # after subscribing, a failure is a result, not a connection race
+            out["connect_errors"].append(str(exc))
+            await asyncio.sleep(2)
+    out["error"] = f"bleak could not connect in {BLEAK_CONNECT_ATTEMPTS} attempts"
+    return out
+
+
+async def _bleak_session(address: str, voxkey: Voxkey, timeout_s: float, out: dict[str, Any]) -> dict[str, Any]:
     from bleak import BleakClient
     from bleak.backends.device import BLEDevice
 
-    out: dict[str, Any] = {"values": []}
     objects = await managed_objects()
     path = host_device_path(address)
     device = BLEDevice(address, VOXKEY_NAME, {"path": path, "props": objects.get(path, {}).get(bluez.DEVICE, {})})
@@ -625,12 +648,20 @@ async def _stranger_attempts(address: str) -> dict[str, Any]:
         )
         await bluez.call(bus, adapter, bluez.ADAPTER, "StartDiscovery")
         await asyncio.sleep(20)
-        out["listed_by_discovery"] = device in await bluez.managed_objects(bus)
+        listed = (await bluez.managed_objects(bus)).get(device, {}).get(bluez.DEVICE)
+        out["listed_by_discovery"] = listed is not None
+        # What a phone's "pair new device" list goes by: the LE Discoverable bits of the Flags AD.
+        # BlueZ lists every advertiser it hears; the property is absent when the Flags AD is.
+        flags = listed.get("AdvertisingFlags") if listed else None
+        out["advertising_flags"] = bytes(flags).hex() if flags is not None else None
         with contextlib.suppress(DBusError):
             await bluez.call(bus, adapter, bluez.ADAPTER, "StopDiscovery")
-        for _ in range(3):
-            out["tries"].append(await _stranger_try(bus, adapter, device, address))
-            if "read" in out["tries"][-1]:
+        # voxkey disconnects a stranger within about a second, so whichever comes first in a
+        # connection is the attempt that really reaches it: one try subscribes first, one reads first.
+        for subscribe_first in (True, False, True, False):
+            out["tries"].append(await _stranger_try(bus, adapter, device, address, subscribe_first))
+            tried = {key for attempt in out["tries"] for key in ("read", "subscribe") if key in attempt}
+            if tried == {"read", "subscribe"} and not subscribe_first:
                 break
         out["pair"] = await _call_error(bluez.call(bus, device, bluez.DEVICE, "Pair")) or "paired"
         objects = await bluez.managed_objects(bus)
@@ -640,8 +671,29 @@ async def _stranger_attempts(address: str) -> dict[str, Any]:
     return out
 
 
-async def _stranger_try(bus: Any, adapter: str, device: str, address: str) -> dict[str, Any]:
-    """One connection by address; once the HID characteristics are known, read and subscribe to a Report."""
+async def _subscription_state(bus: Any, device: str, characteristic: str) -> str:
+    """What a successful StartNotify meant: BlueZ also answers success while the device is not
+    connected (it queues the subscription for the next connection), so look at Notifying."""
+    objects = await bluez.managed_objects(bus)
+    notifying = objects.get(characteristic, {}).get(bluez.GATT_CHARACTERISTIC, {}).get("Notifying")
+    connected = objects.get(device, {}).get(bluez.DEVICE, {}).get("Connected")
+    if notifying:
+        return "allowed"
+    return "queued, not subscribed: " + ("connected" if connected else "disconnected by voxkey")
+
+
+async def _try_read(bus: Any, device: str, report: str, attempt: dict[str, Any]) -> None:
+    read = bluez.call(bus, report, bluez.GATT_CHARACTERISTIC, "ReadValue", "a{sv}", [{}])
+    attempt["read"] = await _call_error(read) or "allowed"
+
+
+async def _try_subscribe(bus: Any, device: str, report: str, attempt: dict[str, Any]) -> None:
+    error = await _call_error(bluez.call(bus, report, bluez.GATT_CHARACTERISTIC, "StartNotify"))
+    attempt["subscribe"] = error or await _subscription_state(bus, device, report)
+
+
+async def _stranger_try(bus: Any, adapter: str, device: str, address: str, subscribe_first: bool) -> dict[str, Any]:
+    """One connection by address; once the HID characteristics are known, read and subscribe to an input Report."""
     attempt: dict[str, Any] = {}
     objects = await bluez.managed_objects(bus)
     if device in objects:
@@ -658,7 +710,9 @@ async def _stranger_try(bus: Any, adapter: str, device: str, address: str) -> di
         reports = [
             path
             for path, ifs in objects.items()
-            if path.startswith(device + "/") and ifs.get(bluez.GATT_CHARACTERISTIC, {}).get("UUID") == bluez.REPORT
+            if path.startswith(device + "/")
+            and ifs.get(bluez.GATT_CHARACTERISTIC, {}).get("UUID") == bluez.REPORT
+            and "notify" in ifs[bluez.GATT_CHARACTERISTIC].get("Flags", [])  # an input Report: one a host subscribes to
         ]
         props = objects.get(device, {}).get(bluez.DEVICE, {})
         attempt["connected"], attempt["services_resolved"] = props.get("Connected"), props.get("ServicesResolved")
@@ -667,10 +721,9 @@ async def _stranger_try(bus: Any, adapter: str, device: str, address: str) -> di
         await asyncio.sleep(0.5)
     attempt["report_characteristics_visible"] = len(reports)
     if reports:
-        read = bluez.call(bus, reports[0], bluez.GATT_CHARACTERISTIC, "ReadValue", "a{sv}", [{}])
-        attempt["read"] = await _call_error(read) or "allowed"
-        attempt["subscribe"] = await _call_error(bluez.call(bus, reports[0], bluez.GATT_CHARACTERISTIC, "StartNotify"))
-        attempt["subscribe"] = attempt["subscribe"] or "allowed"
+        steps = (_try_subscribe, _try_read) if subscribe_first else (_try_read, _try_subscribe)
+        for step in steps:
+            await step(bus, device, reports[0], attempt)
     with contextlib.suppress(DBusError):
         await bluez.call(bus, device, bluez.DEVICE, "Disconnect")
     await asyncio.sleep(2)
