@@ -392,7 +392,7 @@ class BluetoothPeripheral:
             if message.member == "PropertiesChanged" and message.body[0] == bluez.DEVICE:
                 device = self.devices.get(message.path or "")
                 if device is not None:
-                    changes = {key: value.value for key, value in message.body[1].items()}
+                    changes = _unwrap(message.body[1])
                     log.debug("bluetooth: %s %s", device.address, _describe(changes))
                     device.update(changes)
                     if changes.get("ServicesResolved") and device.is_bonded_host:
@@ -615,7 +615,8 @@ def _unwrap(props: dict[str, Any]) -> dict[str, Any]:
 
 
 def _device_from(path: str, props: dict[str, Any]) -> DeviceView:
+    plain = _unwrap(props)
     device = DeviceView(path)
-    device.update(_unwrap(props))
-    log.debug("bluetooth: device %s %s", device.address, _describe(_unwrap(props)))
+    device.update(plain)
+    log.debug("bluetooth: device %s %s", device.address, _describe(plain))
     return device
