@@ -526,9 +526,10 @@ BLEAK_CONNECT_ATTEMPTS = 3
 async def bleak_collect(address: str, voxkey: Voxkey, timeout_s: float = 600) -> dict[str, Any]:
     """Connect with bleak, find the input Report by its Report Reference, subscribe until voxkey is done.
 
-    Connecting is retried, as any central does: in the guest the first connection after bluetoothd
-    restarted got a Service Changed for the whole database right after discovery, and bleak gave
-    up ("failed to discover services, device disconnected") while BlueZ resolved the services again.
+    Connecting is retried, as any central does. In the guest every attempt has failed so far
+    ("failed to discover services, device disconnected"): dbus-monitor showed BlueZ 5.66 answering
+    bleak's Connect at once because the bonded host's own reconnection was completing, before it
+    signalled Connected=true, and bleak, reading its cached Connected=false, hung up by itself.
     """
     from bleak.exc import BleakError
 
