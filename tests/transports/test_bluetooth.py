@@ -397,6 +397,7 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
     text = "Hello, world! Doubled: aa bb 1100 ~~\n" * 20
 
     dropped = threading.Event()
+    received = [0]  # how many of radio.sent the host has taken (or lost with the link)
 
     def drop_then_restore() -> None:
         while len(host_has) < 300:
@@ -405,6 +406,7 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
         with link.pacer.condition:
             radio.connected = False
             link.pacer.lost("AA:BB:CC:DD:EE:FF")
+            received[0] = len(radio.sent)  # in the same step, however late the host thread runs next
         dropped.set()
         time.sleep(0.05)
         radio.host_back()
@@ -412,16 +414,13 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
 
     # acknowledge slowly so several reports are always in flight
     def slow_host() -> None:
-        done = 0
         while not stop.is_set():
             with link.pacer.condition:  # receive + acknowledge as one step, like a link-layer ack
-                if radio.connected and done < len(radio.sent):
-                    report = radio.sent[done]
+                if radio.connected and received[0] < len(radio.sent):
+                    report = radio.sent[received[0]]
                     host_has.append(report)
                     link.pacer.delivered("AA:BB:CC:DD:EE:FF", report)
-                    done += 1
-                elif not radio.connected:
-                    done = len(radio.sent)  # whatever was queued is gone with the link
+                    received[0] += 1
             time.sleep(0.0002)
 
     threads = [threading.Thread(target=slow_host), threading.Thread(target=drop_then_restore)]
