@@ -28,7 +28,6 @@ MODULE_OF_COMMAND = {
     "doctor": "service",
     "pair": "bluetooth",
     "hosts": "bluetooth",
-    "bt-type": "bluetooth",
 }
 """Which module registers each command: a command imports only its own module, so
 ``voxkey type`` does not pay for numpy, whisper and D-Bus (seconds on a Pi Zero)."""

@@ -16,7 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from voxkey.errors import BluetoothError, HostUnavailableError, TransportError
-from voxkey.keymap import Layout, available_layouts
+from voxkey.keymap import Layout
 from voxkey.transports.base import Keyboard
 
 if TYPE_CHECKING:
@@ -47,19 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     forget.add_argument("address", metavar="ADDR")
     forget.add_argument("--adapter", default="hci0")
     forget.set_defaults(func=run_hosts_forget)
-
-    type_ = subparsers.add_parser("bt-type", help="the same as 'voxkey type --transport bluetooth'")
-    type_.add_argument("text", metavar="TEXT", help="text to type, or - to read standard input")
-    type_.add_argument("--layout", default="us", help=f"host keyboard layout ({', '.join(available_layouts())})")
-    type_.add_argument(
-        "--wait",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="how long to wait for a bonded host (default 60; 0 = forever)",
-    )
-    add_bluetooth_options(type_, typing=True)
-    type_.set_defaults(func=run_bt_type)
 
 
 def add_bluetooth_options(parser: argparse.ArgumentParser, typing: bool = False) -> None:
@@ -120,11 +107,6 @@ def run_hosts_forget(args: argparse.Namespace) -> int:
 
     forget_host(args.address, args.adapter)
     return 0
-
-
-def run_bt_type(args: argparse.Namespace) -> int:
-    text = sys.stdin.read() if args.text == "-" else args.text
-    return type_over_bluetooth(args, text, Layout.load(args.layout))
 
 
 def type_over_bluetooth(args: argparse.Namespace, text: str, layout: Layout) -> int:
