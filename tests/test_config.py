@@ -104,6 +104,9 @@ audio:
         ("- just\n- a list\n", 1, "the file must be a mapping of settings"),
         ("dictation:\n  auto_silence_s: -1\n", 2, "auto_silence_s must be greater than 0, not -1"),
         ("button:\n  pin: 17\n  cancel_pin: 17\n", 2, "cancel_pin must differ from pin (17)"),
+        ("button:\n  mode: toggle\n  eject_gesture: triple-tap\n", 2, "eject_gesture triple-tap needs mode hold"),
+        ("button:\n  eject_gesture: cancel-button\n", 2, "eject_gesture cancel-button needs a cancel_pin"),
+        ("button:\n  eject_gesture: double-tap\n", 2, "one of off, triple-tap, cancel-button"),
     ],
 )
 def test_wrong_value_names_file_line_and_value(tmp_path: Path, text: str, line: int, fragment: str) -> None:

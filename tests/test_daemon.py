@@ -32,7 +32,7 @@ from voxkey.config import ButtonSettings, Config, DictationSettings, LedSettings
 from voxkey.daemon import Daemon, RunOptions, install_signal_handlers
 from voxkey.dictation import transcribe_file
 from voxkey.errors import HostUnavailableError
-from voxkey.hid import RELEASE_ALL, USAGES
+from voxkey.hid import CONSUMER_EJECT, RELEASE_ALL, USAGES
 from voxkey.keymap import Layout, decode
 from voxkey.notify import SystemdNotifier
 from voxkey.transports.usb import UsbHidLink
@@ -405,6 +405,101 @@ def test_press_right_after_stop_cancels(
     time.sleep(0.5)
     assert h.link.reports == []
     assert h.daemon.counters.typed == 0
+
+
+class MediaKeyHost(CaptureLink):
+    """A host that also takes media keys, as a Bluetooth iPad does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.media_keys: list[int] = []
+
+    def send_consumer(self, usage: int, deadline: float | None) -> None:
+        with self.lock:
+            self.media_keys.append(usage)
+
+
+def eject_config(gesture: str, **button: Any) -> Config:
+    config = make_config("hold", audio=dataclasses.replace(AudioSettings(), min_recording_ms=700))
+    return dataclasses.replace(
+        config, button=dataclasses.replace(config.button, double_press_s=1.5, eject_gesture=gesture, **button)
+    )
+
+
+def test_three_taps_send_eject_and_undo_nothing(
+    engine: WhisperEngine, pins: MockFactory, room: Path, transcribed: Callable[[Path], str], harnesses: list[Harness]
+) -> None:
+    host = MediaKeyHost()
+    h = Harness(eject_config("triple-tap"), engine, pins, room, link=host)
+    harnesses.append(h)
+    h.speak(SPEECH_S)
+    h.wait_for(lambda: h.daemon.counters.typed == 1)
+    time.sleep(1.6)  # past the cancel window
+    for _ in range(3):
+        h.tap()
+        time.sleep(0.1)
+    h.wait_for(lambda: h.daemon.counters.ejected == 1, 10)
+    time.sleep(1.7)  # longer than the window in which two taps would have undone
+    h.wait_idle()
+    assert host.media_keys == [CONSUMER_EJECT]
+    assert h.daemon.counters.undone == 0
+    assert host.screen() == transcribed(room)
+
+
+def test_with_triple_tap_two_taps_still_undo_once_no_third_tap_came(
+    engine: WhisperEngine, pins: MockFactory, room: Path, harnesses: list[Harness]
+) -> None:
+    host = MediaKeyHost()
+    h = Harness(eject_config("triple-tap"), engine, pins, room, link=host)
+    harnesses.append(h)
+    h.speak(SPEECH_S)
+    h.wait_for(lambda: h.daemon.counters.typed == 1)
+    time.sleep(1.6)
+    h.tap()
+    time.sleep(0.1)
+    h.tap()
+    time.sleep(0.3)
+    assert h.daemon.counters.undone == 0, "the undo must wait for a possible third tap"
+    h.wait_for(lambda: h.daemon.counters.undone == 1, 10)
+    h.wait_idle()
+    assert host.screen() == ""
+    assert host.media_keys == []
+
+
+def test_cancel_button_with_nothing_to_cancel_sends_eject(
+    engine: WhisperEngine, pins: MockFactory, quiet_room: Path, harnesses: list[Harness]
+) -> None:
+    host = MediaKeyHost()
+    h = Harness(eject_config("cancel-button", cancel_pin=22), engine, pins, quiet_room, link=host)
+    harnesses.append(h)
+    pins.pin(22).drive_low()
+    pins.pin(22).drive_high()
+    h.wait_for(lambda: h.daemon.counters.ejected == 1, 10)
+    h.press()  # while listening the same button cancels, and sends nothing
+    h.wait_for(lambda: h.light_state() is LightState.LISTENING, 5)
+    pins.pin(22).drive_low()
+    pins.pin(22).drive_high()
+    h.wait_for(lambda: h.daemon.counters.cancelled == 1, 5)
+    h.release()
+    h.wait_idle()
+    assert host.media_keys == [CONSUMER_EJECT]
+    assert host.reports == []
+
+
+def test_eject_over_a_keyboard_without_media_keys_is_an_error_that_says_so(
+    engine: WhisperEngine,
+    pins: MockFactory,
+    quiet_room: Path,
+    harnesses: list[Harness],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = Harness(eject_config("cancel-button", cancel_pin=22), engine, pins, quiet_room)  # a USB-like host
+    harnesses.append(h)
+    pins.pin(22).drive_low()
+    pins.pin(22).drive_high()
+    h.wait_for(lambda: h.daemon.counters.errors == 1, 10)
+    assert h.daemon.counters.ejected == 0
+    assert "has no media keys" in caplog.text and "bluetooth" in caplog.text
 
 
 class PairingRecorder:

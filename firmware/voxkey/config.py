@@ -38,6 +38,7 @@ CONFIG_ENV = "VOXKEY_CONFIG"
 
 TriggerMode = Literal["hold", "toggle", "auto"]
 ButtonSource = Literal["gpio", "terminal"]
+EjectGesture = Literal["off", "triple-tap", "cancel-button"]
 LedKind = Literal["none", "led", "pwm", "rgb"]
 TransportName = Literal["usb", "bluetooth", "both", "terminal", "uinput"]
 
@@ -61,6 +62,10 @@ class ButtonSettings:
     cancel_pin: int | str | None = None
     cancel_by_press_after_stop: bool = True
     """Pressing again within ``double_press_s`` after a dictation stopped cancels it."""
+    eject_gesture: EjectGesture = "off"
+    """The gesture that sends the media key Eject, which brings back an iPad's on-screen keyboard:
+    three taps (hold mode; two taps then wait ``double_press_s`` before undoing, for a third), or
+    a press of the cancel button while there is nothing to cancel."""
 
     def __post_init__(self) -> None:
         for name in ("double_press_s", "long_press_s"):
@@ -69,6 +74,10 @@ class ButtonSettings:
             raise ValueError(f"bounce_s must be 0 or more, not {self.bounce_s}")
         if self.cancel_pin is not None and self.cancel_pin == self.pin:
             raise ValueError(f"cancel_pin must differ from pin ({self.pin})")
+        if self.eject_gesture == "triple-tap" and self.mode != "hold":
+            raise ValueError(f"eject_gesture triple-tap needs mode hold (in {self.mode} mode a press starts listening)")
+        if self.eject_gesture == "cancel-button" and self.cancel_pin is None:
+            raise ValueError("eject_gesture cancel-button needs a cancel_pin")
 
 
 @dataclass(frozen=True)

@@ -55,10 +55,11 @@ from voxkey.errors import (
     TransportError,
     VoxkeyError,
 )
+from voxkey.hid import CONSUMER_EJECT
 from voxkey.keymap import Layout, reports_for_strokes
 from voxkey.notify import SystemdNotifier
 from voxkey.text import commands
-from voxkey.transports.base import Keyboard, ReportLink
+from voxkey.transports.base import Keyboard, MediaKeyLink, ReportLink
 from voxkey.transports.terminal import TerminalLink
 from voxkey.transports.usb import UsbHidLink
 from voxkey.typing_policy import prepare_text, typing_layout
@@ -171,6 +172,15 @@ class HostLink:
     def send(self, report: bytes, deadline: float | None) -> None:
         self.active.send(report, deadline)
 
+    def send_consumer(self, usage: int, deadline: float | None) -> None:
+        """A media key to the active host; the USB boot keyboard and the terminal have none."""
+        link = self.active
+        if not isinstance(link, MediaKeyLink):
+            raise TransportError(
+                f"the {link.name} keyboard has no media keys; Eject needs output.transport bluetooth, both or uinput"
+            )
+        link.send_consumer(usage, deadline)
+
     def led_state(self) -> int:
         return self.active.led_state()
 
@@ -215,7 +225,14 @@ class UndoRequest:
     number: int
 
 
-OutputItem = Dictation | UndoRequest
+@dataclass
+class EjectRequest:
+    """The Eject media key, in order with the text before it."""
+
+    number: int
+
+
+OutputItem = Dictation | UndoRequest | EjectRequest
 
 
 @dataclass
@@ -296,6 +313,7 @@ class Counters:
     typed: int = 0
     cancelled: int = 0
     undone: int = 0
+    ejected: int = 0
     empty: int = 0
     errors: int = 0
     pairing: int = 0
@@ -335,6 +353,7 @@ class Daemon:
         self._own_engine = engine is None
         self.light: StatusLight | None = None
         self.keyboard: Keyboard | None = None
+        self._host_link: HostLink | None = None
         self._buttons: Buttons | None = None
         self._source: AudioSource | None = None
         self._capture_thread: threading.Thread | None = None
@@ -344,6 +363,8 @@ class Daemon:
         self._pairing = False
         self._swallow_release = False
         self._last_tap_release: float | None = None
+        self._taps = 0
+        self._undo_due_at: float | None = None
         self._main_held = False
         self._transcribe_queue: queue.Queue[Dictation | None] = queue.Queue()
         self._type_queue: queue.Queue[tuple[OutputItem, list[commands.Action]] | None] = queue.Queue()
@@ -405,6 +426,7 @@ class Daemon:
             self._pairing_control = next((p for p in peripherals if p is not None), None)
             self._pairing_from_link = self._pairing_control is not None
         link = HostLink(links, lambda waiting: self.events.put(HostWaiting(waiting)))
+        self._host_link = link
         self.keyboard = Keyboard(link, typing_layout(base, output.unsupported_characters), output.host_wait_s)
 
     def _effective_config(self) -> Config:
@@ -499,6 +521,7 @@ class Daemon:
                 event = None
             if event is not None:
                 self._handle(event)
+            self._fire_due_undo()
             self._release_ready_output()
             self._refresh_light()
 
@@ -517,6 +540,8 @@ class Daemon:
         for item in self._output:
             if isinstance(item, Dictation) and item.stopped_at is not None and item.actions is not None:
                 wake = min(wake, item.stopped_at + self.config.button.double_press_s)
+        if self._undo_due_at is not None:
+            wake = min(wake, self._undo_due_at)
         if self._error_until > now:
             wake = min(wake, self._error_until)
         if self._watchdog_s:
@@ -564,7 +589,9 @@ class Daemon:
     def _on_edge(self, edge: ButtonEdge) -> None:
         if edge.button == "cancel":
             if edge.kind == "press":
-                self._cancel_latest("cancel button")
+                cancelled = self._cancel_latest("cancel button")
+                if not cancelled and self.config.button.eject_gesture == "cancel-button":
+                    self._request_eject()
             return
         if edge.kind == "press":
             self._main_held = True
@@ -614,17 +641,38 @@ class Daemon:
         if button.mode != "hold":
             return  # toggle/auto: releasing the start press changes nothing
         if held < tap_s:
-            second = self._last_tap_release is not None and recording.pressed_at - self._last_tap_release <= (
-                button.double_press_s
-            )
             self._abort_recording()
-            if second:
-                self._last_tap_release = None
-                self._request_undo()
-            else:
-                self._last_tap_release = at
+            self._on_tap(recording.pressed_at, at)
             return
         self._stop_recording(at)
+
+    def _on_tap(self, pressed_at: float, released_at: float) -> None:
+        """Count taps in a row: two undo; with ``eject_gesture: triple-tap`` the undo waits one window for a third."""
+        button = self.config.button
+        follows = self._last_tap_release is not None and pressed_at - self._last_tap_release <= button.double_press_s
+        self._taps = self._taps + 1 if follows else 1
+        self._last_tap_release = released_at
+        if self._taps == 2 and button.eject_gesture == "triple-tap":
+            self._undo_due_at = released_at + button.double_press_s
+            return
+        if self._taps >= 2:
+            third = self._taps == 3
+            self._reset_taps()
+            if third:
+                self._request_eject()
+            else:
+                self._request_undo()
+
+    def _reset_taps(self) -> None:
+        self._taps = 0
+        self._last_tap_release = None
+        self._undo_due_at = None
+
+    def _fire_due_undo(self) -> None:
+        """Two taps and no third within the window: the undo they asked for."""
+        if self._undo_due_at is not None and time.monotonic() >= self._undo_due_at:
+            self._reset_taps()
+            self._request_undo()
 
     def _cancel_in_window(self, at: float) -> bool:
         """A press soon after a dictation stopped cancels it, if nothing of it was typed yet."""
@@ -643,17 +691,19 @@ class Daemon:
                 return False
         return False
 
-    def _cancel_latest(self, why: str) -> None:
+    def _cancel_latest(self, why: str) -> bool:
+        """Cancel the recording, or else the newest dictation not typed yet; False if there was nothing."""
         if self._recording is not None:
             self._abort_recording()
             self.counters.cancelled += 1
             log.info("recording cancelled (%s)", why)
             self._flash(LightState.CANCELLED)
-            return
+            return True
         for item in reversed(self._output):
             if isinstance(item, Dictation) and not item.cancelled:
                 self._cancel(item, why)
-                return
+                return True
+        return False
 
     def _cancel(self, dictation: Dictation, why: str) -> None:
         dictation.cancelled = True
@@ -821,6 +871,11 @@ class Daemon:
         self._output.append(UndoRequest(self._numbers))
         self._flash(LightState.UNDO)
 
+    def _request_eject(self) -> None:
+        self._numbers += 1
+        self._output.append(EjectRequest(self._numbers))
+        log.info("eject requested (brings back an iPad's on-screen keyboard)")
+
     def _release_ready_output(self) -> None:
         """Hand finished items to the typist in order, once their cancel window has passed."""
         now = time.monotonic()
@@ -859,6 +914,8 @@ class Daemon:
             try:
                 if isinstance(item, UndoRequest):
                     self._undo()
+                elif isinstance(item, EjectRequest):
+                    self._eject()
                 else:
                     self._perform(item.number, actions)
             except VoxkeyError as exc:
@@ -916,6 +973,16 @@ class Daemon:
             record.delivered += max(0, delivered - leftovers)
             if delivered:
                 self._last_typed_text = text[: max(0, delivered - leftovers)] or self._last_typed_text
+
+    def _eject(self) -> None:
+        """The Eject media key, after the text before it has reached the host; outside undo's count."""
+        assert self.keyboard is not None and self._host_link is not None
+        self.keyboard.flush()
+        deadline = time.monotonic() + self.config.output.host_wait_s
+        self._host_link.wait_for_host(deadline)
+        self._host_link.send_consumer(CONSUMER_EJECT, deadline)
+        self.counters.ejected += 1
+        log.info("eject sent over %s", self._host_link.active.name)
 
     def _undo(self) -> None:
         """Erase exactly what the last dictation typed: its undelivered rest is dropped, the rest backspaced."""

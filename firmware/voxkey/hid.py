@@ -28,6 +28,10 @@ LED_NUM_LOCK = 0x01
 LED_CAPS_LOCK = 0x02
 LED_SCROLL_LOCK = 0x04
 
+CONSUMER_EJECT = 0x00B8
+"""Consumer-page usage Eject. An iPad hides its on-screen keyboard while a hardware keyboard is
+connected; Eject brings it back (Linux maps it to KEY_EJECTCD)."""
+
 
 def _usage_table() -> dict[str, int]:
     table = {chr(ord("a") + i): 0x04 + i for i in range(26)}

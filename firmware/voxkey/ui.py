@@ -17,7 +17,11 @@ tap, tap           two presses shorter than ``audio.min_recording_ms`` within ``
                    undo — Backspace exactly the characters the last dictation typed
 press after stop   a press within ``double_press_s`` after a dictation stopped,
                    before its text is typed: cancel it, nothing is typed
-cancel button      (optional ``cancel_pin``) cancel the recording in progress
+tap, tap, tap      (``eject_gesture: triple-tap``, hold mode) the media key Eject, which
+                   brings back an iPad's on-screen keyboard; tap, tap then undoes
+                   only after ``double_press_s`` without a third tap
+cancel button      (optional ``cancel_pin``) cancel the recording in progress; with
+                   ``eject_gesture: cancel-button``, Eject when there is nothing to cancel
 long press         held ≥ ``long_press_s`` and nothing was said: Bluetooth pairing
                    mode (a press leaves it)
 =================  =========================================================

@@ -9,8 +9,8 @@ import time
 import pytest
 from dbus_fast import DBusError, Variant
 
-from voxkey.errors import ConfigError, HostUnavailableError
-from voxkey.hid import RELEASE_ALL, keyboard_report_descriptor
+from voxkey.errors import ConfigError, HostUnavailableError, TransportError
+from voxkey.hid import CONSUMER_EJECT, RELEASE_ALL, keyboard_report_descriptor
 from voxkey.keymap import Layout, decode, encode
 from voxkey.transports.base import Keyboard
 from voxkey.transports.bluetooth import bluez
@@ -23,7 +23,6 @@ from voxkey.transports.bluetooth.delivery import (
     feed,
 )
 from voxkey.transports.bluetooth.gatt import (
-    CONSUMER_EJECT,
     GattCallbacks,
     HidApplication,
     consumer_report,
@@ -330,6 +329,7 @@ class FakeRadio:
         self.state = BluetoothState.CONNECTED
         self.listeners: list[object] = []
         self.host_arrived_at = 0.0
+        self.consumer_subscribed = True
 
     def add_listener(self, listener: object) -> None:
         self.listeners.append(listener)
@@ -454,6 +454,33 @@ def test_after_the_controller_reports_a_drop_nothing_is_written_until_the_host_a
     assert radio.sent == reports[:3] + reports[:4]
 
 
+def test_eject_is_a_consumer_press_and_release_paced_and_replayed_like_keys() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=2)  # type: ignore[arg-type]
+    press, release = consumer_report(CONSUMER_EJECT), bytes(2)
+    link.send_consumer(CONSUMER_EJECT, deadline=None)
+    assert radio.sent == [press, release]
+    with pytest.raises(HostUnavailableError, match="stopped acknowledging"):
+        link.send(RELEASE_ALL, deadline=time.monotonic() + 0.2)  # the window counts media keys too
+    link.pacer.delivered(None, press)
+    radio.connected = False
+    link.pacer.lost("AA:BB:CC:DD:EE:FF")  # the release was in flight
+    radio.host_back()
+    link.send(RELEASE_ALL, deadline=time.monotonic() + 1)
+    assert radio.sent == [press, release, release, RELEASE_ALL]  # the release replayed, as a consumer report
+
+
+def test_eject_to_a_host_that_did_not_subscribe_to_media_keys_is_an_error_and_holds_nothing() -> None:
+    radio = FakeRadio()
+    radio.consumer_subscribed = False
+    link = BluetoothLink(radio, window=2)  # type: ignore[arg-type]
+    with pytest.raises(TransportError, match="did not subscribe to media keys"):
+        link.send_consumer(CONSUMER_EJECT, deadline=None)
+    assert radio.sent == []
+    link.send(RELEASE_ALL, deadline=time.monotonic() + 0.2)
+    assert radio.sent == [RELEASE_ALL]
+
+
 def test_led_state_comes_from_the_hosts_output_report() -> None:
     radio = FakeRadio()
     radio.leds = 0x02
@@ -504,6 +531,15 @@ def test_bluetooth_typing_without_a_usable_bluez_is_a_one_line_error(capsys: pyt
     assert main(["type", "hi", "--transport", "bluetooth", "--wait", "1"]) != 0
     err = capsys.readouterr().err
     assert err.startswith("voxkey: error: ") and err.count("\n") == 1, err
+
+
+def test_eject_from_the_command_line_needs_the_bluetooth_transport(capsys: pytest.CaptureFixture[str]) -> None:
+    from voxkey.cli import main
+
+    assert main(["type", "hi", "--transport", "terminal", "--eject"]) != 0
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing typed: the whole command is refused
+    assert "--eject needs --transport bluetooth" in captured.err and captured.err.count("\n") == 1
 
 
 def test_the_host_pairing_now_may_read_before_its_bond_is_reported_but_only_in_pairing_mode() -> None:

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from voxkey.errors import BluetoothError, HostUnavailableError, TransportError
+from voxkey.hid import CONSUMER_EJECT
 from voxkey.keymap import Layout
 from voxkey.transports.base import Keyboard
 
@@ -59,6 +60,11 @@ def add_bluetooth_options(parser: argparse.ArgumentParser, typing: bool = False)
     if typing:
         group.add_argument("--pair", action="store_true", help="start in pairing mode (for a host not yet bonded)")
         group.add_argument("--stats", default=None, metavar="FILE", help="write delivery statistics as JSON to FILE")
+        group.add_argument(
+            "--eject",
+            action="store_true",
+            help="press the media key Eject after the text (brings back an iPad's on-screen keyboard)",
+        )
 
 
 def _settings(args: argparse.Namespace) -> BluetoothSettings:
@@ -127,6 +133,9 @@ def type_over_bluetooth(args: argparse.Namespace, text: str, layout: Layout) -> 
         if args.pair:
             link.peripheral.start_pairing()
         keyboard.type(text)
+        if args.eject:
+            keyboard.flush()
+            link.send_consumer(CONSUMER_EJECT, None if not args.wait else time.monotonic() + args.wait)
         drained = link.drain(args.wait or 60.0)
     except HostUnavailableError as exc:
         sys.stdout.write(keyboard.pending_text)

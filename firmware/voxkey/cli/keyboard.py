@@ -64,6 +64,8 @@ def run_type(args: argparse.Namespace) -> int:
     text = prepare_text(sys.stdin.read() if args.text == "-" else args.text, host_layout, args.unsupported)
     if args.transport == "bluetooth":
         return type_over_bluetooth(args, text, layout)
+    if args.eject:
+        raise TransportError(f"--eject needs --transport bluetooth: the {args.transport} keyboard has no media keys")
     link: ReportLink
     if args.transport == "terminal":
         link = TerminalLink(layout)

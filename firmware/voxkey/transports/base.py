@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from voxkey.errors import HostUnavailableError, UnsupportedCharacterError
 from voxkey.hid import LED_CAPS_LOCK, RELEASE_ALL
@@ -61,6 +61,20 @@ class ReportLink(Protocol):
         """Best effort, never raises: leave no key held on the host."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class MediaKeyLink(Protocol):
+    """A link whose host also takes consumer-control keys (media keys such as Eject).
+
+    Separate from ``ReportLink`` because the USB gadget is a boot keyboard with
+    one report format and no media keys; Bluetooth and uinput have them.
+    """
+
+    name: str
+
+    def send_consumer(self, usage: int, deadline: float | None) -> None:
+        """Press and release one consumer-page usage; ``TransportError`` if this host cannot take it."""
 
 
 class Keyboard:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from voxkey.errors import TransportError
-from voxkey.hid import LED_CAPS_LOCK, LED_NUM_LOCK, LED_SCROLL_LOCK, RELEASE_ALL
+from voxkey.hid import CONSUMER_EJECT, LED_CAPS_LOCK, LED_NUM_LOCK, LED_SCROLL_LOCK, RELEASE_ALL
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,10 @@ MODIFIER_EVDEV_NAMES: tuple[str, ...] = (
 )
 
 
+CONSUMER_EVDEV_NAMES = {CONSUMER_EJECT: "KEY_EJECTCD"}
+"""Media keys the virtual keyboard has, named as Linux's hid-input maps the consumer usages."""
+
+
 def evdev_code(name: str) -> int:
     from evdev import ecodes
 
@@ -129,7 +133,7 @@ class UinputLink:
             from evdev import UInput, ecodes
         except ImportError as exc:
             raise TransportError("python-evdev is not installed; run: pip install evdev") from exc
-        names = set(HID_TO_EVDEV_NAME.values()) | set(MODIFIER_EVDEV_NAMES)
+        names = set(HID_TO_EVDEV_NAME.values()) | set(MODIFIER_EVDEV_NAMES) | set(CONSUMER_EVDEV_NAMES.values())
         capabilities: dict[int, Sequence[int]] = {
             ecodes.EV_KEY: sorted(evdev_code(n) for n in names),
             ecodes.EV_LED: [ecodes.LED_NUML, ecodes.LED_CAPSL, ecodes.LED_SCROLLL],
@@ -161,6 +165,18 @@ class UinputLink:
         self._held = wanted
         if self.report_delay_s:
             time.sleep(self.report_delay_s)
+
+    def send_consumer(self, usage: int, deadline: float | None) -> None:
+        from evdev import ecodes
+
+        name = CONSUMER_EVDEV_NAMES.get(usage)
+        if name is None:
+            raise TransportError(f"the virtual keyboard has no media key for consumer usage 0x{usage:04x}")
+        for value in (1, 0):
+            self._device.write(ecodes.EV_KEY, evdev_code(name), value)
+            self._device.syn()
+            if self.report_delay_s:
+                time.sleep(self.report_delay_s)
 
     def led_state(self) -> int:
         """Lock-key LEDs as the kernel last set them on our device (it syncs all keyboards)."""

@@ -35,7 +35,7 @@ acknowledged (``delivery.py``). ``hardware/bluetooth.md`` has the details.
 
 from __future__ import annotations
 
-from voxkey.transports.bluetooth.gatt import CONSUMER_EJECT
+from voxkey.hid import CONSUMER_EJECT
 from voxkey.transports.bluetooth.hosts import BondedHost, forget_host, list_hosts
 from voxkey.transports.bluetooth.link import BluetoothLink, ReportPacer, open_bluetooth_link
 from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral

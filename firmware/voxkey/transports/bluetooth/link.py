@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 
-from voxkey.errors import HostUnavailableError
+from voxkey.errors import HostUnavailableError, TransportError
 from voxkey.hid import RELEASE_ALL
 from voxkey.transports.bluetooth.delivery import DeliveryLedger, HciMonitor
 from voxkey.transports.bluetooth.gatt import CONSUMER_RELEASE, consumer_report
@@ -129,8 +129,20 @@ class BluetoothLink:
             self._write(report)
 
     def send_consumer(self, usage: int, deadline: float | None = None) -> None:
-        """Press and release one consumer-control key (e.g. ``gatt.CONSUMER_EJECT``)."""
+        """Press and release one consumer-control key (e.g. ``hid.CONSUMER_EJECT``), paced and replayed like keys.
+
+        A host that never subscribed to the media-key report would get nothing
+        and acknowledge nothing, which would hold the window shut for the text
+        after it; so that is an error instead.
+        """
         with self.pacer.condition:
+            self._clear_to_write(deadline)
+            if not self.peripheral.consumer_subscribed:
+                host = self._live_host()
+                raise TransportError(
+                    f"the Bluetooth host {host.address if host else ''} did not subscribe to media keys; "
+                    "it cannot receive Eject"
+                )
             for value in (consumer_report(usage), CONSUMER_RELEASE):
                 self._clear_to_write(deadline)
                 self._write_consumer(value)

@@ -185,6 +185,11 @@ class BluetoothPeripheral:
         loop = self._require_loop()
         loop.call_soon_threadsafe(self._emit, report)
 
+    @property
+    def consumer_subscribed(self) -> bool:
+        """Whether the host asked for media-key reports (a host that only wants text may not)."""
+        return bool(self.app.consumer_input.notifying)
+
     def notify_consumer(self, usage: int) -> None:
         loop = self._require_loop()
         loop.call_soon_threadsafe(self.app.consumer_input.notify, consumer_report(usage))
