@@ -31,12 +31,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -391,15 +393,24 @@ def use_bluetoothd(context: GuestContext, binary: str, args: tuple[str, ...] = (
 
 
 def type_and_record(
-    context: GuestContext, label: str, text: str, pair: bool = False, drop_after_presses: int | None = None
+    context: GuestContext,
+    label: str,
+    text: str,
+    pair: bool = False,
+    drop_after_presses: int | None = None,
+    eject: bool = False,
 ) -> CaseResult:
-    """Run voxkey with ``text``; the host pairs if asked, records everything, optionally drops the link."""
+    """Run voxkey with ``text``; the host pairs if asked, records everything, optionally drops the link.
+
+    With ``eject`` voxkey presses the media key Eject after the text (hid-input
+    reports it on the keyboard's own input device, where the recorder sees it).
+    """
     the_stack = use_bluetoothd(context, hog_bluetoothd())
     address = adapter_address(VOXKEY_ADAPTER)
     pair = pair or not host_device_props(address).get("Paired")  # a case run on its own bonds first
     # voxkey waits 2 s (host_settle_s) after the host subscribes, before its keyboard even exists
     recorder = start_recorder(find_input_event, open_timeout_s=None, poll_s=0.02)
-    voxkey = Voxkey(context, label, text, *(("--pair",) if pair else ()))
+    voxkey = Voxkey(context, label, text, *(("--pair",) if pair else ()), *(("--eject",) if eject else ()))
     observations: dict[str, Any] = {"text": text, "voxkey_address": address, "bluetoothd": the_stack.current}
     ready = voxkey.wait_log(r"bluetooth: (pairing|waiting-for-host|connected)")
     observations["voxkey_ready"] = ready
@@ -481,8 +492,8 @@ class ProcessSampler(threading.Thread):
 
 @guest_case("bluetooth.pair_and_type", modules=MODULES, timeout_s=1500)
 def pair_and_type(context: GuestContext) -> CaseResult:
-    """Pairing mode, the host pairs, hog makes a keyboard, voxkey types 2,200 characters."""
-    return type_and_record(context, "pair", typing_text(), pair=True)
+    """Pairing mode, the host pairs, hog makes a keyboard, voxkey types 2,200 characters, then presses Eject."""
+    return type_and_record(context, "pair", typing_text(), pair=True, eject=True)
 
 
 @guest_case("bluetooth.drop_mid_text", modules=MODULES, timeout_s=1500)
@@ -515,35 +526,100 @@ def bleak_central(context: GuestContext) -> CaseResult:
     if not bonded:
         observations["pairing"] = run_async(host_pair(address))
         run_async(host_device_call(address, "Disconnect"))
-    observations["bleak"] = run_async(bleak_collect(address, voxkey))
+    with bleak_debug_log(context.work_dir / "bleak.log"):
+        observations["bleak"] = bleak_collect(address, voxkey)
     observations["voxkey"] = voxkey.finish(120)
     return observations
 
 
-BLEAK_CONNECT_ATTEMPTS = 3
+HOST_LINK_WAIT_S = 120.0
+HOST_HANGUP_WAIT_S = 15.0
 
 
-async def bleak_collect(address: str, voxkey: Voxkey, timeout_s: float = 600) -> dict[str, Any]:
+@contextlib.contextmanager
+def bleak_debug_log(path: Path) -> Iterator[None]:
+    """bleak's own debug log (its D-Bus traffic and decisions) in the work dir, beside voxkey's and bluetoothd's."""
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(relativeCreated)d ms %(name)s: %(message)s"))
+    bleak_log = logging.getLogger("bleak")
+    previous = bleak_log.level
+    bleak_log.addHandler(handler)
+    bleak_log.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        bleak_log.removeHandler(handler)
+        bleak_log.setLevel(previous)
+        handler.close()
+
+
+def bleak_collect(address: str, voxkey: Voxkey, timeout_s: float = 600) -> dict[str, Any]:
     """Connect with bleak, find the input Report by its Report Reference, subscribe until voxkey is done.
 
-    Connecting is retried, as any central does. In the guest every attempt has failed so far
-    ("failed to discover services, device disconnected"): dbus-monitor showed BlueZ 5.66 answering
-    bleak's Connect at once because the bonded host's own reconnection was completing, before it
-    signalled Connected=true, and bleak, reading its cached Connected=false, hung up by itself.
+    bleak connects by itself first. In this guest that has lost a race every time, and not with
+    voxkey: btvirt completes a connection before bluetoothd has read the kernel's Device Connected
+    event (the ATT socket is ready first), BlueZ 5.66 answers bleak's Device1.Connect at once and
+    never signals Connected=true for the host's device (bleak's debug log: ServicesResolved=true
+    arrives, Connected=true never does, though GetManagedObjects says true). bleak 3.1 trusts its
+    signal-fed cache, reads Connected=false as "failed to discover services, device disconnected"
+    and hangs up. When that happens the host's BlueZ connects, as a tablet's system does for its
+    apps, and bleak runs again in a new event loop, so its manager reads BlueZ's state afresh, sees
+    the live connection and takes it (its path for an already connected device: no Connect call).
+    Service discovery, the Report Reference reads, the subscription and every value below are bleak's.
     """
     from bleak.exc import BleakError
 
-    out: dict[str, Any] = {"values": [], "connect_errors": []}
-    for _ in range(BLEAK_CONNECT_ATTEMPTS):
-        try:
-            return await _bleak_session(address, voxkey, timeout_s, out)
-        except BleakError as exc:
-            if "subscribed_properties" in out:
-                raise  # after subscribing, a failure is a result, not a connection race
-            out["connect_errors"].append(str(exc))
-            await asyncio.sleep(2)
-    out["error"] = f"bleak could not connect in {BLEAK_CONNECT_ATTEMPTS} attempts"
-    return out
+    out: dict[str, Any] = {"values": [], "connected_by": "bleak"}
+    try:
+        return run_async(_bleak_session(address, voxkey, timeout_s, out))
+    except BleakError as exc:
+        if "subscribed_properties" in out:
+            raise  # after subscribing, a failure is a result, not the connection race
+        out["bleak_connect_error"] = str(exc)
+    out["connected_by"] = "host"
+    out["host_link"] = run_async(_host_link_up(address))
+    if not out["host_link"].get("up"):
+        out["error"] = f"the host's BlueZ could not connect either: {out['host_link']}"
+        return out
+    return run_async(_bleak_session(address, voxkey, timeout_s, out))
+
+
+async def _host_link_up(address: str, wait_s: float = HOST_LINK_WAIT_S) -> dict[str, Any]:
+    """Device1.Connect on the host until BlueZ reports the link connected with its services resolved, twice in a row.
+
+    First the link bleak hung up must be gone, or its last moments would count as up.
+    """
+    bus = await bluez.connect_system_bus()
+    path = host_device_path(address)
+    result: dict[str, Any] = {"connect_calls": 0, "connect_errors": []}
+    started = time.monotonic()
+    steady = 0
+    try:
+        while time.monotonic() - started < HOST_HANGUP_WAIT_S:
+            if not (await bluez.managed_objects(bus)).get(path, {}).get(bluez.DEVICE, {}).get("Connected"):
+                break
+            await asyncio.sleep(0.2)
+        result["hung_up_after_s"] = round(time.monotonic() - started, 2)
+        while time.monotonic() - started < wait_s:
+            props = (await bluez.managed_objects(bus)).get(path, {}).get(bluez.DEVICE, {})
+            if props.get("Connected") and props.get("ServicesResolved"):
+                steady += 1
+                if steady >= 2:
+                    result.update(up=True, after_s=round(time.monotonic() - started, 2))
+                    return result
+            else:
+                steady = 0
+            if not props.get("Connected"):
+                result["connect_calls"] += 1
+                try:
+                    await bluez.call(bus, path, bluez.DEVICE, "Connect")
+                except DBusError as exc:
+                    result["connect_errors"].append(f"{exc.type}: {exc.text}")
+            await asyncio.sleep(0.5)
+    finally:
+        bus.disconnect()
+    result["up"] = False
+    return result
 
 
 async def _bleak_session(address: str, voxkey: Voxkey, timeout_s: float, out: dict[str, Any]) -> dict[str, Any]:
@@ -578,7 +654,8 @@ async def _bleak_session(address: str, voxkey: Voxkey, timeout_s: float, out: di
         while voxkey.process.poll() is None and time.monotonic() - started < timeout_s:
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)
-        await client.stop_notify(characteristic)
+        if client.is_connected:  # voxkey disconnects its hosts when it stops, as a keyboard losing power does
+            await client.stop_notify(characteristic)
     return out
 
 

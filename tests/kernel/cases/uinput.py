@@ -17,6 +17,7 @@ TEXT = 'Hello, World! voxkey types 0123456789 (a-z) {braces} "quotes" ~tilde `ti
 _TYPER = r"""
 import json, select, sys, threading, time
 from evdev import InputDevice, ecodes
+from voxkey.hid import CONSUMER_EJECT
 from voxkey.keymap import Layout
 from voxkey.transports.base import Keyboard
 from voxkey.transports.uinput import UinputLink
@@ -38,6 +39,7 @@ recorder.start()
 time.sleep(0.3)
 keyboard = Keyboard(link, Layout.load("us"))
 keyboard.type(text)
+link.send_consumer(CONSUMER_EJECT, None)
 time.sleep(0.5)
 stop.set()
 recorder.join(5)
@@ -50,7 +52,7 @@ print(json.dumps({"events": events, "device": link.device_path, "name": name}))
 
 @guest_case("uinput.type_text", modules=("uinput",), timeout_s=240)
 def uinput_type_text(context: GuestContext) -> CaseResult:
-    """Type TEXT through UinputLink and record what the virtual keyboard's evdev node reports."""
+    """Type TEXT and then Eject through UinputLink; record what the virtual keyboard's evdev node reports."""
     run = subprocess.run(
         [context.python, "-S", "-c", _TYPER],
         input=TEXT,
