@@ -446,6 +446,23 @@ def test_three_taps_send_eject_and_undo_nothing(
     assert host.screen() == transcribed(room)
 
 
+def test_a_third_tap_still_held_when_the_window_ends_is_eject_not_undo(
+    engine: WhisperEngine, pins: MockFactory, room: Path, harnesses: list[Harness]
+) -> None:
+    host = MediaKeyHost()
+    h = Harness(eject_config("triple-tap"), engine, pins, room, link=host)
+    harnesses.append(h)
+    h.tap()
+    time.sleep(0.1)
+    h.tap()
+    time.sleep(1.1)  # pressed within the 1.5 s window...
+    h.tap(0.6)  # ...released after it; still a tap (shorter than min_recording_ms 700)
+    h.wait_for(lambda: h.daemon.counters.ejected == 1, 10)
+    h.wait_idle()
+    assert h.daemon.counters.undone == 0
+    assert host.media_keys == [CONSUMER_EJECT]
+
+
 def test_with_triple_tap_two_taps_still_undo_once_no_third_tap_came(
     engine: WhisperEngine, pins: MockFactory, room: Path, harnesses: list[Harness]
 ) -> None:

@@ -177,7 +177,7 @@ class HostLink:
         link = self.active
         if not isinstance(link, MediaKeyLink):
             raise TransportError(
-                f"the {link.name} keyboard has no media keys; Eject needs output.transport bluetooth, both or uinput"
+                f"the {link.name} keyboard typing now has no media keys; Eject goes to a bluetooth or uinput host"
             )
         link.send_consumer(usage, deadline)
 
@@ -532,6 +532,7 @@ class Daemon:
             and not self._output
             and not self._typing_busy
             and self._capture_thread is None
+            and self._undo_due_at is None
         )
 
     def _next_wakeup(self) -> float:
@@ -634,6 +635,9 @@ class Daemon:
         button = self.config.button
         held = at - recording.pressed_at
         tap_s = self.config.audio.min_recording_ms / 1000
+        if self._undo_due_at is not None and not (button.mode == "hold" and held < tap_s):
+            self._reset_taps()  # not a third tap: the undo the two taps asked for goes before what this press does
+            self._request_undo()
         if held >= button.long_press_s and not recording.speech_seen:
             self._abort_recording()
             self._start_pairing()
@@ -669,8 +673,12 @@ class Daemon:
         self._undo_due_at = None
 
     def _fire_due_undo(self) -> None:
-        """Two taps and no third within the window: the undo they asked for."""
-        if self._undo_due_at is not None and time.monotonic() >= self._undo_due_at:
+        """Two taps and no third within the window: the undo they asked for.
+
+        While the button is down its release decides (a third tap that outlasts
+        the window is still a tap: ``_on_release``), so the clock waits for it.
+        """
+        if self._undo_due_at is not None and not self._main_held and time.monotonic() >= self._undo_due_at:
             self._reset_taps()
             self._request_undo()
 
