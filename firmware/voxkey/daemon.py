@@ -956,13 +956,21 @@ class Daemon:
             return " " + text
         return text
 
+    def _host_after_pending_text(self) -> tuple[HostLink, float]:
+        """The host link once the text before has reached it, and the deadline for what follows.
+
+        Key commands and Eject are sent past ``Keyboard``, so they must not overtake its text.
+        """
+        assert self.keyboard is not None and self._host_link is not None
+        self.keyboard.flush()
+        deadline = time.monotonic() + self.config.output.host_wait_s
+        self._host_link.wait_for_host(deadline)
+        return self._host_link, deadline
+
     def _press_key(self, name: str) -> None:
         """A key command ("press enter"): pending text first, then the chord, outside undo's count."""
-        assert self.keyboard is not None and self._layout is not None
-        self.keyboard.flush()
-        link = self.keyboard.link
-        deadline = time.monotonic() + self.config.output.host_wait_s
-        link.wait_for_host(deadline)
+        assert self._layout is not None
+        link, deadline = self._host_after_pending_text()
         for report in reports_for_strokes(commands.key_command_strokes(name, self._layout)):
             link.send(report, deadline)
         self._last_typed_text = ""
@@ -984,13 +992,10 @@ class Daemon:
 
     def _eject(self) -> None:
         """The Eject media key, after the text before it has reached the host; outside undo's count."""
-        assert self.keyboard is not None and self._host_link is not None
-        self.keyboard.flush()
-        deadline = time.monotonic() + self.config.output.host_wait_s
-        self._host_link.wait_for_host(deadline)
-        self._host_link.send_consumer(CONSUMER_EJECT, deadline)
+        link, deadline = self._host_after_pending_text()
+        link.send_consumer(CONSUMER_EJECT, deadline)
         self.counters.ejected += 1
-        log.info("eject sent over %s", self._host_link.active.name)
+        log.info("eject sent over %s", link.active.name)
 
     def _undo(self) -> None:
         """Erase exactly what the last dictation typed: its undelivered rest is dropped, the rest backspaced."""
