@@ -31,6 +31,8 @@ NEW_KEYBOARD = -1
 EV_KEY = ecodes.EV_KEY
 EV_LED = ecodes.EV_LED
 LED_CAPSL = ecodes.LED_CAPSL
+KEY_EJECTCD = ecodes.KEY_EJECTCD
+"""What Linux's hid-input makes of the consumer usage Eject (0x00B8); it types nothing."""
 
 KEY_TO_HID: dict[int, int] = {ecodes.ecodes[name]: usage for usage, name in HID_TO_EVDEV_NAME.items()}
 MODIFIER_BIT: dict[int, int] = {ecodes.ecodes[name]: 1 << bit for bit, name in enumerate(MODIFIER_EVDEV_NAMES)}
@@ -55,6 +57,19 @@ class HostText:
     """SYN_DROPPED events: the kernel discarded events because the recorder read too slowly."""
     longest_hold_s: float = 0.0
     """Longest press-to-release time of a non-modifier key (host timestamps)."""
+
+
+def without_eject(events: Iterable[Event]) -> list[Event]:
+    """The key events that type text: Eject left out (the cases end their text with one)."""
+    return [event for event in events if not (event[1] == EV_KEY and event[2] == KEY_EJECTCD)]
+
+
+def assert_ejected_once_after_the_text(events: Sequence[Event]) -> None:
+    """Eject pressed and released exactly once, after the last key of the text."""
+    eject = [(at, value) for at, ev_type, code, value in events if ev_type == EV_KEY and code == KEY_EJECTCD]
+    assert [value for _, value in eject] == [1, 0], eject
+    last_text_key_at = max(at for at, ev_type, _, _ in without_eject(events) if ev_type == EV_KEY)
+    assert eject[0][0] >= last_text_key_at, "Eject must come after the text"
 
 
 def decode_events(events: Iterable[Event], layout: str = "us", variant: str = "") -> HostText:

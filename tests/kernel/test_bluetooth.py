@@ -13,23 +13,22 @@ from typing import Any
 import pytest
 
 from tests.kernel.cases.bluetooth import BLEAK_TEXT, typing_text
-from tests.kernel.evdev_keys import HostText, decode_events, first_difference
+from tests.kernel.evdev_keys import (
+    HostText,
+    assert_ejected_once_after_the_text,
+    decode_events,
+    first_difference,
+    without_eject,
+)
 from voxkey.keymap import Layout, decode
 
 PRINTABLE_ASCII = {chr(code) for code in range(0x20, 0x7F)}
 HOG_MULTIPLE_NOTIFICATIONS_FIXED = (5, 67)
-EV_KEY = 0x01
-KEY_EJECTCD = 161  # what Linux's hid-input makes of the consumer usage Eject (0x00B8)
 LE_DISCOVERABLE_FLAGS = 0x03  # Flags AD: LE Limited (0x01) and General (0x02) Discoverable Mode
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
-
-
-def text_key_events(events: list[list[float]]) -> list[list[float]]:
-    """The host's key events without Eject, a media key that types nothing (the pair case ends with one)."""
-    return [event for event in events if not (event[1] == EV_KEY and event[2] == KEY_EJECTCD)]
 
 
 def assert_hog_host_typed_exactly(observations: dict[str, Any]) -> HostText:
@@ -41,7 +40,7 @@ def assert_hog_host_typed_exactly(observations: dict[str, Any]) -> HostText:
     )
     voxkey = observations["voxkey"]
     assert voxkey["rc"] == 0, f"voxkey type --transport bluetooth failed: {voxkey}"
-    host = decode_events(text_key_events(observations["events"]), "us")
+    host = decode_events(without_eject(observations["events"]), "us")
     if not host.text and version_tuple(bluetoothd["version"]) < HOG_MULTIPLE_NOTIFICATIONS_FIXED:
         pytest.fail(
             f"the guest ran bluetoothd {bluetoothd['version']} ({bluetoothd['binary']}): its hog plugin ignores "
@@ -91,11 +90,7 @@ def test_host_pairs_in_pairing_mode_and_2000_printable_ascii_characters_arrive_e
 @pytest.mark.guest_case("bluetooth.pair_and_type")
 def test_eject_after_the_text_reaches_the_host_as_the_eject_key_once(guest_case_result: dict[str, Any]) -> None:
     """Linux's hid-input puts the consumer usage Eject on the same input device as the keys."""
-    events = guest_case_result["events"]
-    eject = [(at, value) for at, ev_type, code, value in events if ev_type == EV_KEY and code == KEY_EJECTCD]
-    assert [value for _, value in eject] == [1, 0], eject
-    last_text_key_at = max(at for at, ev_type, _, _ in text_key_events(events) if ev_type == EV_KEY)
-    assert eject[0][0] >= last_text_key_at, "Eject must come after the text"
+    assert_ejected_once_after_the_text(guest_case_result["events"])
 
 
 @pytest.mark.kernel

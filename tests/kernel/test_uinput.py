@@ -6,12 +6,9 @@ from typing import Any
 
 import pytest
 
-from tests.kernel.evdev_keys import decode_events
+from tests.kernel.evdev_keys import assert_ejected_once_after_the_text, decode_events, without_eject
 from voxkey.hid import USAGES
 from voxkey.transports.uinput import HID_TO_EVDEV_NAME, MODIFIER_EVDEV_NAMES, hid_usage_to_evdev, pressed_keys
-
-EV_KEY = 0x01
-KEY_EJECTCD = 161  # Linux's name for the consumer usage Eject
 
 
 @pytest.mark.kernel
@@ -20,7 +17,7 @@ def test_uinput_keyboard_types_exactly_what_was_sent(guest_case_result: dict[str
     result = guest_case_result
     assert result["rc"] == 0, result["stderr"]
     assert result["name"] == "voxkey virtual keyboard"
-    host = decode_events([e for e in result["events"] if e[2] != KEY_EJECTCD], "us")
+    host = decode_events(without_eject(result["events"]), "us")
     assert host.text == result["text"]  # Backspace included: xkb reports it as "\b", as a desktop receives it
     assert not host.held_at_end and not host.repeats and not host.unknown
 
@@ -28,10 +25,7 @@ def test_uinput_keyboard_types_exactly_what_was_sent(guest_case_result: dict[str
 @pytest.mark.kernel
 @pytest.mark.guest_case("uinput.type_text")
 def test_uinput_keyboard_presses_eject_once_after_the_text(guest_case_result: dict[str, Any]) -> None:
-    events = guest_case_result["events"]
-    eject = [(at, value) for at, ev_type, code, value in events if ev_type == EV_KEY and code == KEY_EJECTCD]
-    assert [value for _, value in eject] == [1, 0], eject
-    assert eject[0][0] >= max(at for at, ev_type, code, _ in events if ev_type == EV_KEY and code != KEY_EJECTCD)
+    assert_ejected_once_after_the_text(guest_case_result["events"])
 
 
 def test_every_layout_key_has_an_evdev_code() -> None:
