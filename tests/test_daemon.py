@@ -426,12 +426,20 @@ def eject_config(gesture: str, **button: Any) -> Config:
     )
 
 
+def eject_harness(
+    gesture: str, engine: WhisperEngine, pins: MockFactory, microphone: Path, harnesses: list[Harness], **button: Any
+) -> tuple[Harness, MediaKeyHost]:
+    """A daemon with ``eject_gesture`` and generous gesture windows, typing to a host with media keys."""
+    host = MediaKeyHost()
+    h = Harness(eject_config(gesture, **button), engine, pins, microphone, link=host)
+    harnesses.append(h)
+    return h, host
+
+
 def test_three_taps_send_eject_and_undo_nothing(
     engine: WhisperEngine, pins: MockFactory, room: Path, transcribed: Callable[[Path], str], harnesses: list[Harness]
 ) -> None:
-    host = MediaKeyHost()
-    h = Harness(eject_config("triple-tap"), engine, pins, room, link=host)
-    harnesses.append(h)
+    h, host = eject_harness("triple-tap", engine, pins, room, harnesses)
     h.speak(SPEECH_S)
     h.wait_for(lambda: h.daemon.counters.typed == 1)
     time.sleep(1.6)  # past the cancel window
@@ -449,9 +457,7 @@ def test_three_taps_send_eject_and_undo_nothing(
 def test_a_third_tap_still_held_when_the_window_ends_is_eject_not_undo(
     engine: WhisperEngine, pins: MockFactory, room: Path, harnesses: list[Harness]
 ) -> None:
-    host = MediaKeyHost()
-    h = Harness(eject_config("triple-tap"), engine, pins, room, link=host)
-    harnesses.append(h)
+    h, host = eject_harness("triple-tap", engine, pins, room, harnesses)
     h.tap()
     time.sleep(0.1)
     h.tap()
@@ -466,9 +472,7 @@ def test_a_third_tap_still_held_when_the_window_ends_is_eject_not_undo(
 def test_with_triple_tap_two_taps_still_undo_once_no_third_tap_came(
     engine: WhisperEngine, pins: MockFactory, room: Path, harnesses: list[Harness]
 ) -> None:
-    host = MediaKeyHost()
-    h = Harness(eject_config("triple-tap"), engine, pins, room, link=host)
-    harnesses.append(h)
+    h, host = eject_harness("triple-tap", engine, pins, room, harnesses)
     h.speak(SPEECH_S)
     h.wait_for(lambda: h.daemon.counters.typed == 1)
     time.sleep(1.6)
@@ -486,9 +490,7 @@ def test_with_triple_tap_two_taps_still_undo_once_no_third_tap_came(
 def test_cancel_button_with_nothing_to_cancel_sends_eject(
     engine: WhisperEngine, pins: MockFactory, quiet_room: Path, harnesses: list[Harness]
 ) -> None:
-    host = MediaKeyHost()
-    h = Harness(eject_config("cancel-button", cancel_pin=22), engine, pins, quiet_room, link=host)
-    harnesses.append(h)
+    h, host = eject_harness("cancel-button", engine, pins, quiet_room, harnesses, cancel_pin=22)
     pins.pin(22).drive_low()
     pins.pin(22).drive_high()
     h.wait_for(lambda: h.daemon.counters.ejected == 1, 10)
