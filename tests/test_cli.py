@@ -33,3 +33,15 @@ def test_user_errors_are_one_line_with_a_nonzero_exit(capsys: pytest.CaptureFixt
     assert main(["keys", "x", "--layout", "klingon"]) != 0
     err = capsys.readouterr().err
     assert err.startswith("voxkey: error: unknown layout 'klingon'") and err.count("\n") == 1
+
+
+def test_eject_without_bluetooth_is_refused_before_stdin_is_read(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class UnreadStdin:
+        def read(self) -> str:
+            raise AssertionError("stdin was read although the command could not run")
+
+    monkeypatch.setattr(sys, "stdin", UnreadStdin())
+    assert main(["type", "-", "--transport", "terminal", "--eject"]) != 0
+    assert "--eject needs --transport bluetooth" in capsys.readouterr().err

@@ -59,13 +59,13 @@ def run_keys(args: argparse.Namespace) -> int:
 
 
 def run_type(args: argparse.Namespace) -> int:
+    if args.eject and args.transport != "bluetooth":  # before stdin is read: nothing typed in is lost to the error
+        raise TransportError(f"--eject needs --transport bluetooth: the {args.transport} keyboard has no media keys")
     host_layout = Layout.load(args.layout)
     layout = typing_layout(host_layout, args.unsupported)
     text = prepare_text(sys.stdin.read() if args.text == "-" else args.text, host_layout, args.unsupported)
     if args.transport == "bluetooth":
         return type_over_bluetooth(args, text, layout)
-    if args.eject:
-        raise TransportError(f"--eject needs --transport bluetooth: the {args.transport} keyboard has no media keys")
     link: ReportLink
     if args.transport == "terminal":
         link = TerminalLink(layout)
