@@ -634,8 +634,8 @@ class Daemon:
             return
         button = self.config.button
         held = at - recording.pressed_at
-        tap_s = self.config.audio.min_recording_ms / 1000
-        if self._undo_due_at is not None and not (button.mode == "hold" and held < tap_s):
+        is_tap = button.mode == "hold" and held < self.config.audio.min_recording_ms / 1000
+        if self._undo_due_at is not None and not is_tap:
             self._reset_taps()  # not a third tap: the undo the two taps asked for goes before what this press does
             self._request_undo()
         if held >= button.long_press_s and not recording.speech_seen:
@@ -644,7 +644,7 @@ class Daemon:
             return
         if button.mode != "hold":
             return  # toggle/auto: releasing the start press changes nothing
-        if held < tap_s:
+        if is_tap:
             self._abort_recording()
             self._on_tap(recording.pressed_at, at)
             return
