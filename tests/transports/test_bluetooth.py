@@ -18,6 +18,8 @@ from voxkey.transports.bluetooth.advertising import Advertisement
 from voxkey.transports.bluetooth.agent import PairingAgent
 from voxkey.transports.bluetooth.delivery import (
     MONITOR_ACL_TX,
+    MONITOR_CLOSE_INDEX,
+    MONITOR_DEL_INDEX,
     MONITOR_EVENT,
     DeliveryLedger,
     feed,
@@ -264,6 +266,25 @@ def test_ledger_reports_notifications_in_order_as_the_controller_completes_them(
     assert [value for _, value in delivered] == [b"\x02\x00\x04" + bytes(5), RELEASE_ALL]
     feed(ledger, MONITOR_EVENT, bytes([0x05, 4, 0x00]) + struct.pack("<H", 0x40) + bytes([0x13]))
     assert lost == [("00:AA:01:01:00:01", [b"\x00\x00\x05" + bytes(5)])]
+
+
+def test_ledger_counts_every_link_lost_when_the_controller_goes_down() -> None:
+    """rfkill, a power cut of the radio or a driver reset: the kernel drops the links without a Disconnection
+    Complete, and the monitor only says the controller closed. What was not acknowledged by then never left."""
+    delivered: list[bytes] = []
+    lost: list[tuple[str | None, list[bytes]]] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append(v), lambda a, v: lost.append((a, v)))
+    feed(ledger, MONITOR_EVENT, le_connection(0x40, bytes([1, 0, 1, 1, 0xAA, 0])))
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, notification(b"first")))
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, notification(b"second")))
+    feed(ledger, MONITOR_EVENT, nocp(0x40, 1))
+    feed(ledger, MONITOR_CLOSE_INDEX, b"")
+    assert delivered == [b"first"]
+    assert lost == [("00:AA:01:01:00:01", [b"second"])]
+    feed(ledger, MONITOR_EVENT, nocp(0x40, 1))  # a late count for the old handle delivers nothing
+    assert delivered == [b"first"]
+    feed(ledger, MONITOR_DEL_INDEX, b"")  # no link left: still a loss, so the pacer waits for a new connection
+    assert lost[-1] == (None, [])
 
 
 def eatt_frame(att: bytes, cid: int = 0x0041) -> bytes:

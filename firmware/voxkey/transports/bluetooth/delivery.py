@@ -42,8 +42,10 @@ BTPROTO_HCI = getattr(socket, "BTPROTO_HCI", 1)
 HCI_CHANNEL_MONITOR = 2
 HCI_DEV_NONE = 0xFFFF
 MONITOR_NEW_INDEX = 0
+MONITOR_DEL_INDEX = 1
 MONITOR_EVENT = 3
 MONITOR_ACL_TX = 4
+MONITOR_CLOSE_INDEX = 9
 EVENT_DISCONNECTION_COMPLETE = 0x05
 EVENT_NUMBER_OF_COMPLETED_PACKETS = 0x13
 EVENT_LE_META = 0x3E
@@ -127,6 +129,20 @@ class DeliveryLedger:
         address = self.addresses.pop(handle, None)
         self.on_lost(address, [value for packet in queue for value in packet.notifications])
 
+    def controller_closed(self) -> None:
+        """The controller went down (rfkill, power off, a driver reset, unplugged): every link ended with it.
+
+        The kernel then drops its connections and its queue of unsent packets
+        without any Disconnection Complete from the controller, so this is the
+        only sign that those reports never left. Without it they stayed
+        "written" forever and the window never opened again.
+        """
+        handles = list(self.in_flight)
+        for handle in handles:
+            self.disconnected(handle)
+        if not handles:
+            self.on_lost(None, [])
+
 
 def _notified_values(acl_payload: bytes) -> list[bytes]:
     """Values of the ATT notifications in one ACL start packet (none for other traffic).
@@ -166,7 +182,9 @@ def _format_address(raw: bytes) -> str:
 
 def feed(ledger: DeliveryLedger, opcode: int, payload: bytes) -> None:
     """Apply one monitor record (already filtered to our controller) to the ledger."""
-    if opcode == MONITOR_ACL_TX and len(payload) >= 4:
+    if opcode in (MONITOR_CLOSE_INDEX, MONITOR_DEL_INDEX):
+        ledger.controller_closed()
+    elif opcode == MONITOR_ACL_TX and len(payload) >= 4:
         header, _length = struct.unpack_from("<HH", payload)
         handle, boundary = header & 0x0FFF, (header >> 12) & 0x03
         ledger.acl_sent(handle, payload[4:], continuation=boundary == ACL_PB_CONTINUATION)
