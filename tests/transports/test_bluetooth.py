@@ -626,3 +626,58 @@ def test_a_host_is_ready_only_once_its_att_bearer_is_up_and_then_settles_again()
     host = peripheral.ready_host()
     assert host is not None and host.address == "AA:BB:CC:DD:EE:FF"
     assert peripheral.host_arrived_at >= before
+
+
+def test_the_advertisement_is_registered_again_when_the_radio_comes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in the guest: after an rfkill block BlueZ refused the advertisement, and without one the bonded
+    host never found voxkey again once the radio was back on."""
+    import asyncio
+
+    from dbus_fast import Message, MessageType
+
+    from voxkey.transports.bluetooth import peripheral as module
+
+    radio_on = [True]
+    calls: list[str] = []
+
+    async def bluez_call(bus: object, path: str, interface: str, member: str, *args: object) -> list[object]:
+        calls.append(member)
+        if member == "RegisterAdvertisement" and not radio_on[0]:
+            raise DBusError("org.bluez.Error.Failed", "Failed to register advertisement")
+        return []
+
+    class Bus:
+        def export(self, path: str, interface: object) -> None: ...
+        def unexport(self, path: str, interface: object) -> None: ...
+
+    monkeypatch.setattr(module.bluez, "call", bluez_call)
+    peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
+    peripheral._bus, peripheral._registered, peripheral._powered = Bus(), True, True  # type: ignore[assignment]
+
+    def adapter_powered(powered: bool) -> list[object]:
+        spawned: list[object] = []
+        message = Message(
+            message_type=MessageType.SIGNAL,
+            path="/org/bluez/hci0",
+            interface=bluez.PROPERTIES,
+            member="PropertiesChanged",
+            signature="sa{sv}as",
+            body=[bluez.ADAPTER, {"Powered": Variant("b", powered)}, []],
+        )
+        monkeypatch.setattr(peripheral, "_spawn", spawned.append)
+        radio_on[0] = powered
+        peripheral._on_message(message)
+        return spawned
+
+    async def scenario() -> None:
+        await peripheral._evaluate()  # no host connected: advertise for bonded hosts
+        assert calls == ["RegisterAdvertisement"]
+        for coroutine in adapter_powered(False):
+            await coroutine  # type: ignore[misc]
+        assert calls == ["RegisterAdvertisement", "UnregisterAdvertisement"]  # nothing asked of a radio that is off
+        assert peripheral.state == BluetoothState.WAITING_FOR_HOST
+        for coroutine in adapter_powered(True):
+            await coroutine  # type: ignore[misc]
+        assert calls == ["RegisterAdvertisement", "UnregisterAdvertisement", "RegisterAdvertisement"]
+
+    asyncio.run(scenario())

@@ -96,6 +96,9 @@ class BluetoothPeripheral:
         self.host_arrived_at = 0.0
         """``time.monotonic()`` when a host last subscribed or (re)attached: the link lets it settle first."""
         self._state = BluetoothState.STOPPED
+        self._powered = False
+        """The adapter's radio is on. An rfkill block or a controller reset turns it off under us;
+        BlueZ refuses advertisements meanwhile, and the kernel forgets the one we had."""
         self._pairing = False
         self._pairing_timer: asyncio.TimerHandle | None = None
         self._pairing_result: concurrent.futures.Future[str | None] | None = None
@@ -274,6 +277,7 @@ class BluetoothPeripheral:
         await bluez.adapter_path(bus, self.settings.adapter)
         adapter = self.adapter_path
         await self._set_adapter("Powered", Variant("b", True))
+        self._powered = True
         await self._set_adapter("Alias", Variant("s", self.settings.name))
         await self._set_adapter("Pairable", Variant("b", self._pairing))
         await self._set_adapter("PairableTimeout", Variant("u", 0))
@@ -392,6 +396,14 @@ class BluetoothPeripheral:
             _, _, new_owner = message.body
             self._spawn(self._bluez_owner_changed(bool(new_owner)))
             return None
+        if (
+            message.member == "PropertiesChanged"
+            and message.path == self.adapter_path
+            and message.body[0] == bluez.ADAPTER
+            and "Powered" in message.body[1]
+        ):
+            self._spawn(self._adapter_powered(bool(_unwrap(message.body[1])["Powered"])))
+            return None
         changed = False
         with self._lock:
             if message.member == "PropertiesChanged" and message.body[0] == bluez.DEVICE:
@@ -453,6 +465,25 @@ class BluetoothPeripheral:
                 await asyncio.sleep(0.5)
         log.error("bluetooth: could not register with the restarted bluetoothd")
 
+    async def _adapter_powered(self, powered: bool) -> None:
+        """The radio went off (rfkill, a controller reset) or came back: advertise again from scratch.
+
+        Found in the test guest: after an rfkill block BlueZ refused the
+        advertisement, and with none registered the bonded host never found
+        voxkey again once the radio was back.
+        """
+        if powered == self._powered:
+            return
+        self._powered = powered
+        if not powered:
+            log.warning(
+                "bluetooth: %s was powered off (rfkill or a controller reset?); waiting for it", self.settings.adapter
+            )
+        else:
+            log.info("bluetooth: %s is powered again", self.settings.adapter)
+        await self._set_advertising(None)
+        await self._evaluate()
+
     async def _evaluate(self) -> None:
         """Apply the rules: bond new hosts in pairing mode, drop strangers, advertise when useful.
 
@@ -495,7 +526,7 @@ class BluetoothPeripheral:
             or not connected_hosts
             or bool(preferred and all(d.address.upper() != preferred for d in connected_hosts))
         )
-        await self._set_advertising(self._pairing if want_ads else None)
+        await self._set_advertising(self._pairing if want_ads and self._powered else None)
         if self._pairing:
             self._set_state(BluetoothState.PAIRING)
         elif ready is not None:
@@ -561,7 +592,9 @@ class BluetoothPeripheral:
             )
         except DBusError as exc:
             bus.unexport(advertisement.path, advertisement)
-            log.error("bluetooth: BlueZ refused the advertisement: %s", exc.text or exc.type)
+            # Refused because the radio went off meanwhile: it is registered again when power returns.
+            report = log.error if self._powered else log.debug
+            report("bluetooth: BlueZ refused the advertisement: %s", exc.text or exc.type)
             return
         finally:
             self._advertisement_pending = None
