@@ -102,6 +102,7 @@ def test_link_dropped_mid_text_and_restored_still_types_exactly(guest_case_resul
     assert seen["typing_still_running_at_drop"], "the drop must happen while voxkey is still typing"
     assert 0 < seen["dropped_at_presses"] < len(seen["text"]), seen["dropped_at_presses"]
     assert_hog_host_typed_exactly(seen)
+    assert seen["voxkey"]["stats"]["replayed_reports"] > 0, "the drop must catch reports in flight"
 
 
 @pytest.mark.kernel
