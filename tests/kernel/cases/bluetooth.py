@@ -464,7 +464,6 @@ def _drop_and_restore(
     radio = rfkill_soft_switch(VOXKEY_ADAPTER)
     radio.write_text("1")
     recorder.wait_quiet(1.5, 60)
-    observations["presses_after_radio_off"] = recorder.key_presses - observations["dropped_at_presses"]
     drop = subprocess.run(
         ["btmgmt", "--index", HOST_ADAPTER.removeprefix("hci"), "disconnect", "-t", BDADDR_LE_PUBLIC, address],
         capture_output=True,

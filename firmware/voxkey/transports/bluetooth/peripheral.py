@@ -466,11 +466,12 @@ class BluetoothPeripheral:
         log.error("bluetooth: could not register with the restarted bluetoothd")
 
     async def _adapter_powered(self, powered: bool) -> None:
-        """The radio went off (rfkill, a controller reset) or came back: advertise again from scratch.
+        """The radio went off (rfkill, a controller reset) or came back: the rules decide the advertising.
 
         Found in the test guest: after an rfkill block BlueZ refused the
         advertisement, and with none registered the bonded host never found
-        voxkey again once the radio was back.
+        voxkey again once the radio was back. With the radio off the
+        evaluation unregisters it; when power returns it registers a new one.
         """
         if powered == self._powered:
             return
@@ -481,7 +482,6 @@ class BluetoothPeripheral:
             )
         else:
             log.info("bluetooth: %s is powered again", self.settings.adapter)
-        await self._set_advertising(None)
         await self._evaluate()
 
     async def _evaluate(self) -> None:
