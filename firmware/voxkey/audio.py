@@ -61,7 +61,8 @@ class AudioSettings:
     device: str | int | None = None  # input device name (substring, case-insensitive) or index; None: default
     block_ms: int = 30  # capture block; 10/20/30 ms keep blocks aligned with VAD frames
     pre_roll_ms: int = 300  # sound kept from before the button press
-    post_roll_ms: int = 300  # sound kept after the button release
+    post_roll_ms: int = 300  # sound kept after the button release, at most: only while the speaker is mid-phrase
+    min_post_roll_ms: int = 90  # ... and at least this much (audio still in the device's buffer at release)
     min_recording_ms: int = 300  # shorter presses are taps, not dictation: they type nothing
     max_recording_s: float = 300.0  # bounds memory; recording stops by itself after this
     stall_timeout_s: float = 2.0  # no audio for this long while recording means the device is gone
@@ -222,6 +223,8 @@ class CaptureBuffer:
         self._listening = False
         self._post_roll_left: int | None = None  # set while in post-roll
         self._recorded = 0
+        self.recorded_at_stop: int | None = None
+        """Samples recorded when the button came up: what follows is post-roll."""
         self._max_samples = int(settings.max_recording_s * SAMPLE_RATE)
         self.error: AudioError | None = None
         self.truncated = False  # the recording hit max_recording_s
@@ -268,6 +271,7 @@ class CaptureBuffer:
             self.error = None
             self.truncated = False
             self._recorded = 0
+            self.recorded_at_stop = None
             self._listening = True
             self._post_roll_left = None
             pre = np.concatenate(list(self._pre_roll)) if self._pre_roll else np.zeros(0, np.int16)
@@ -277,9 +281,12 @@ class CaptureBuffer:
                 self._enqueue(pre)
 
     def stop(self, post_roll: bool = True) -> None:
+        """Button up: the post-roll starts; without ``post_roll`` the recording ends now (also mid-post-roll)."""
         with self._lock:
-            if not self._listening or self._post_roll_left is not None:
+            if not self._listening or (post_roll and self._post_roll_left is not None):
                 return
+            if self.recorded_at_stop is None:
+                self.recorded_at_stop = self._recorded
             post = self.settings.post_roll_ms * SAMPLE_RATE // 1000 if post_roll else 0
             if post <= 0:
                 self._end()

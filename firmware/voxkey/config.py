@@ -111,6 +111,8 @@ class DictationSettings:
     """``auto`` mode: stop after this much silence following speech."""
     auto_no_speech_s: float = 8.0
     """``auto`` mode: give up when nothing was said for this long."""
+    type_while_talking: bool = True
+    """Type each phrase as soon as it is transcribed, while the button is still held (off: all at release)."""
     space_between: bool = True
     """Type a space before a dictation that follows another one, so sentences do not run together."""
     keep_microphone_open: bool = False

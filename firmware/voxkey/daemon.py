@@ -16,9 +16,11 @@ Threads and who owns what:
 * one **transcriber thread** finishes sessions in order; the whisper model is
   loaded once, at start-up, before READY=1;
 * one **typist thread** types texts in order, so the text of one dictation
-  never interleaves with the next. A dictation is handed to it only once it
-  is transcribed *and* its cancel window (a press within ``double_press_s``
-  after stopping) has passed.
+  never interleaves with the next. With ``dictation.type_while_talking`` each
+  phrase is handed to it as soon as it is transcribed, while the button is
+  still held; otherwise the whole dictation once it is transcribed. Nothing
+  waits for the cancel window (a press within ``double_press_s`` after
+  stopping): such a press erases what the dictation typed.
 
 SIGTERM stops listening, finishes transcribing and typing what was said, then
 exits; SIGHUP re-reads the config file and applies it when nothing is in
@@ -47,7 +49,7 @@ from voxkey import config as config_module
 from voxkey.asr import WhisperEngine
 from voxkey.audio import SAMPLE_RATE, AudioSource, MicrophoneSource, Samples, WavFileSource
 from voxkey.config import Config
-from voxkey.dictation import DictationSession
+from voxkey.dictation import DictationSession, PhraseResult
 from voxkey.errors import (
     AudioError,
     ConfigError,
@@ -99,6 +101,14 @@ class Transcribed:
 
 
 @dataclass(frozen=True)
+class PhraseReady:
+    """A phrase of a dictation still being recorded or finished: its text, ready to type."""
+
+    number: int
+    phrase: PhraseResult
+
+
+@dataclass(frozen=True)
 class OutputDone:
     number: int
     error: VoxkeyError | None = None
@@ -119,7 +129,9 @@ class Reload:
     pass
 
 
-Event = ButtonEdge | RecordingEnded | SilenceReached | Transcribed | OutputDone | HostWaiting | Stop | Reload
+Event = (
+    ButtonEdge | RecordingEnded | SilenceReached | Transcribed | PhraseReady | OutputDone | HostWaiting | Stop | Reload
+)
 
 
 # --- the host link: one or two transports, and "waiting for host" -------------------------------
@@ -216,7 +228,13 @@ class Dictation:
     stopped_at: float | None = None
     stop_requested: bool = False
     cancelled: bool = False
-    actions: list[commands.Action] | None = None
+    finished: bool = False
+    """Transcribed to the end: no more pieces will come."""
+    pieces: deque[list[commands.Action]] = dataclasses.field(default_factory=deque)
+    """Actions of phrases transcribed but not yet handed to the typist, in order."""
+    phrases: int = 0
+    handed: bool = False
+    """Some of its text went to the typist (a cancel must erase it)."""
     speech_seen: bool = False
 
 
@@ -232,7 +250,14 @@ class EjectRequest:
     number: int
 
 
-OutputItem = Dictation | UndoRequest | EjectRequest
+@dataclass
+class EraseRequest:
+    """Erase what a cancelled dictation typed (it was typed while the user talked, or before the cancel)."""
+
+    number: int
+
+
+OutputItem = Dictation | UndoRequest | EjectRequest | EraseRequest
 
 
 @dataclass
@@ -377,6 +402,7 @@ class Daemon:
         self._reload_requested = False
         self._workers: list[threading.Thread] = []
         self._typed: TypedRecord | None = None
+        self._last_stopped: Dictation | None = None
         self._last_typed_text = ""
         self._layout: Layout | None = None
         self._next_watchdog = 0.0
@@ -391,6 +417,7 @@ class Daemon:
         self.light.show(LightState.TRANSCRIBING)
         if self._engine is None:
             self._engine = WhisperEngine(self.config.asr)
+            self._engine.warm_up()
         self._open_output()
         for name, target in (("voxkey-transcriber", self._transcriber), ("voxkey-typist", self._typist)):
             worker = threading.Thread(target=target, name=name, daemon=True)
@@ -538,9 +565,6 @@ class Daemon:
     def _next_wakeup(self) -> float:
         now = time.monotonic()
         wake = now + TICK_S
-        for item in self._output:
-            if isinstance(item, Dictation) and item.stopped_at is not None and item.actions is not None:
-                wake = min(wake, item.stopped_at + self.config.button.double_press_s)
         if self._undo_due_at is not None:
             wake = min(wake, self._undo_due_at)
         if self._error_until > now:
@@ -568,6 +592,8 @@ class Daemon:
                 self._stop_recording(time.monotonic())
         elif isinstance(event, Transcribed):
             self._on_transcribed(event)
+        elif isinstance(event, PhraseReady):
+            self._on_phrase(event)
         elif isinstance(event, OutputDone):
             self._typing_busy = False
             if event.error is not None:
@@ -683,7 +709,7 @@ class Daemon:
             self._request_undo()
 
     def _cancel_in_window(self, at: float) -> bool:
-        """A press soon after a dictation stopped cancels it, if nothing of it was typed yet."""
+        """A press soon after a dictation stopped cancels it: what it typed already is erased."""
         window = self.config.button.double_press_s
         recording = self._recording
         if recording is not None and self._recording_ending and recording.stopped_at is not None:
@@ -691,12 +717,11 @@ class Daemon:
                 self._cancel_latest("press after stop")
                 return True
             return False
-        for item in reversed(self._output):
-            if isinstance(item, Dictation) and not item.cancelled and item.stopped_at is not None:
-                if 0 <= at - item.stopped_at <= window:
-                    self._cancel(item, "press after stop")
-                    return True
-                return False
+        latest = self._last_stopped
+        in_window = latest is not None and latest.stopped_at is not None and 0 <= at - latest.stopped_at <= window
+        if latest is not None and in_window and not latest.cancelled:
+            self._cancel(latest, "press after stop")
+            return True
         return False
 
     def _cancel_latest(self, why: str) -> bool:
@@ -714,12 +739,25 @@ class Daemon:
         return False
 
     def _cancel(self, dictation: Dictation, why: str) -> None:
+        """Nothing more of it is typed, and what it typed already is erased (in order with the rest)."""
+        self._drop(dictation)
+        self.counters.cancelled += 1
+        outcome = "erasing what it typed" if dictation.handed else "nothing typed"
+        log.info("dictation %d cancelled (%s): %s", dictation.number, why, outcome)
+        self._flash(LightState.CANCELLED)
+
+    def _drop(self, dictation: Dictation) -> None:
         dictation.cancelled = True
+        dictation.pieces.clear()
         with contextlib.suppress(Exception):
             dictation.session.cancel()
-        self.counters.cancelled += 1
-        log.info("dictation %d cancelled (%s): nothing is typed", dictation.number, why)
-        self._flash(LightState.CANCELLED)
+        if not dictation.handed:
+            return
+        erase = EraseRequest(dictation.number)
+        if dictation in self._output:
+            self._output[self._output.index(dictation)] = erase
+        else:
+            self._output.append(erase)
 
     # --- recording ------------------------------------------------------------------------------
 
@@ -743,10 +781,13 @@ class Daemon:
             return
         self._source = source
         self._numbers += 1
-        session = DictationSession(self._engine, self.config.vad, self.config.audio)
+        number = self._numbers
+        on_phrase = self._phrase_sender(number) if self.config.dictation.type_while_talking else None
+        session = DictationSession(self._engine, self.config.vad, self.config.audio, on_phrase=on_phrase)
         session.start()
-        recording = Dictation(self._numbers, at, session)
+        recording = Dictation(number, at, session)
         self._recording = recording
+        self._output.append(recording)  # its phrases may be typed while it records
         self._recording_ending = False
         self._capture_thread = threading.Thread(
             target=self._capture, args=(recording, source), name="voxkey-capture", daemon=True
@@ -754,17 +795,31 @@ class Daemon:
         self._capture_thread.start()
         log.debug("dictation %d: listening", recording.number)
 
+    def _phrase_sender(self, number: int) -> Callable[[PhraseResult], None]:
+        return lambda phrase: self.events.put(PhraseReady(number, phrase))
+
     def _capture(self, recording: Dictation, source: AudioSource) -> None:
         vad = self.config.vad
         activity = SpeechActivity(vad.frame_ms, vad, vad.min_speech_ms)
         dictation = self.config.dictation
         auto = self.config.button.mode == "auto"
         asked_to_stop = False
+        min_post_roll = self.config.audio.min_post_roll_ms * SAMPLE_RATE // 1000
+        fed = 0
+        over = False
         try:
             for block in source.frames():
-                if recording.cancelled:
+                if recording.cancelled or over:
                     continue
                 recording.session.feed(block)
+                fed += block.size
+                stopped_at = source.buffer.recorded_at_stop
+                if stopped_at is not None and fed >= stopped_at + min_post_roll and recording.session.settled:
+                    # Released, and the speaker is not mid-phrase: the rest of the post-roll could only add
+                    # silence. The recording ends here (a rule on the audio, so the text stays the same).
+                    over = True
+                    source.stop_listening(post_roll=False)
+                    continue
                 activity.feed(block)
                 recording.speech_seen = activity.speech_seen
                 if auto and not asked_to_stop:
@@ -795,13 +850,11 @@ class Daemon:
         recording = self._recording
         if recording is None:
             return
-        recording.cancelled = True
+        self._drop(recording)
         self._recording = None
         self._recording_ending = False
         if self._source is not None:
             self._source.stop_listening(post_roll=False)
-        with contextlib.suppress(Exception):
-            recording.session.cancel()
         self._join_capture()
         self._release_source()
 
@@ -837,8 +890,8 @@ class Daemon:
             self.counters.errors += 1
             self._show_error()
         self.counters.dictations += 1
+        self._last_stopped = recording
         self._transcribing[recording.number] = recording
-        self._output.append(recording)
         self._transcribe_queue.put(recording)
 
     # --- transcription and typing ---------------------------------------------------------------
@@ -853,7 +906,8 @@ class Daemon:
                 continue
             try:
                 text = dictation.session.finish()
-                actions = commands.interpret(text, self.config.commands) if text else []
+                streamed = dictation.session.on_phrase is not None
+                actions = commands.interpret(text, self.config.commands) if text and not streamed else []
                 self.events.put(Transcribed(dictation.number, actions))
             except VoxkeyError as exc:
                 self.events.put(Transcribed(dictation.number, [], exc))
@@ -869,10 +923,25 @@ class Daemon:
             log.error("dictation %d: %s", event.number, event.error)
             self.counters.errors += 1
             self._show_error()
-        dictation.actions = event.actions
-        if not event.actions and not dictation.cancelled:
+        dictation.finished = True
+        if event.actions and not dictation.cancelled:
+            dictation.pieces.append(event.actions)
+            dictation.phrases += 1
+        if not dictation.phrases and not dictation.cancelled:
             self.counters.empty += 1
             log.info("dictation %d: nothing to type", dictation.number)
+
+    def _on_phrase(self, event: PhraseReady) -> None:
+        """A phrase of a dictation: typed as soon as everything before it is."""
+        dictation = next((d for d in self._output if isinstance(d, Dictation) and d.number == event.number), None)
+        if dictation is None or dictation.cancelled:
+            return
+        if not event.phrase.addition:
+            return
+        actions = commands.interpret(event.phrase.addition, self.config.commands, continues=dictation.phrases > 0)
+        dictation.phrases += 1
+        if actions:
+            dictation.pieces.append(actions)
 
     def _request_undo(self) -> None:
         self._numbers += 1
@@ -885,32 +954,30 @@ class Daemon:
         log.info("eject requested (brings back an iPad's on-screen keyboard)")
 
     def _release_ready_output(self) -> None:
-        """Hand finished items to the typist in order, once their cancel window has passed."""
-        now = time.monotonic()
-        window = self.config.button.double_press_s if self.config.button.cancel_by_press_after_stop else 0.0
+        """Hand the typist the next piece of text, key or erase, in order; one at a time."""
         while self._output and not self._typing_busy:
             item = self._output[0]
             if isinstance(item, Dictation):
-                if item.cancelled and item.number not in self._transcribing:
+                if item.cancelled:
                     self._output.popleft()
                     continue
-                if item.actions is None or item.cancelled:
+                if item.pieces:
+                    item.handed = True
+                    self._hand_to_typist(item, item.pieces.popleft())
                     return
-                if self._stopping is None and item.stopped_at is not None and now < item.stopped_at + window:
-                    return
-                if not item.actions:
-                    self._output.popleft()
-                    if self._exit_when_idle and self._stopping is None:
-                        self._stopping = "done"
-                    continue
+                if not item.finished:
+                    return  # more phrases to come
                 self._output.popleft()
-                self._typing_busy = True
-                self._type_queue.put((item, item.actions))
-                return
+                if not item.handed and self._exit_when_idle and self._stopping is None:
+                    self._stopping = "done"
+                continue
             self._output.popleft()
-            self._typing_busy = True
-            self._type_queue.put((item, []))
+            self._hand_to_typist(item, [])
             return
+
+    def _hand_to_typist(self, item: OutputItem, actions: list[commands.Action]) -> None:
+        self._typing_busy = True
+        self._type_queue.put((item, actions))
 
     def _typist(self) -> None:
         while True:
@@ -922,6 +989,8 @@ class Daemon:
             try:
                 if isinstance(item, UndoRequest):
                     self._undo()
+                elif isinstance(item, EraseRequest):
+                    self._erase_cancelled(item.number)
                 elif isinstance(item, EjectRequest):
                     self._eject()
                 else:
@@ -935,10 +1004,15 @@ class Daemon:
 
     def _perform(self, number: int, actions: list[commands.Action]) -> None:
         assert self.keyboard is not None and self._layout is not None
-        record = TypedRecord(number, text_before=self._last_typed_text)
+        record = self._typed if self._typed is not None and self._typed.number == number else None
+        if record is None:
+            record = TypedRecord(number, text_before=self._last_typed_text)
+            self.counters.typed += 1
         for action in actions:
             if isinstance(action, commands.UndoLastDictation):
                 self._undo()
+            elif isinstance(action, commands.EraseDictation):
+                self._erase(record)
             elif isinstance(action, commands.PressKey):
                 self._press_key(action.name)
             else:
@@ -948,7 +1022,6 @@ class Daemon:
                 if text:
                     self._type_counted(text, record)
         self._typed = record
-        self.counters.typed += 1
 
     def _with_separator(self, text: str) -> str:
         previous = self._last_typed_text
@@ -999,19 +1072,30 @@ class Daemon:
 
     def _undo(self) -> None:
         """Erase exactly what the last dictation typed: its undelivered rest is dropped, the rest backspaced."""
-        assert self.keyboard is not None
         record, self._typed = self._typed, None
         if record is None:
             log.info("undo: nothing to undo")
             return
+        self._erase(record)
+        self.counters.undone += 1
+
+    def _erase_cancelled(self, number: int) -> None:
+        """A dictation cancelled after some of it was typed: erase that, as undo would."""
+        if self._typed is None or self._typed.number != number:
+            return
+        record, self._typed = self._typed, None
+        self._erase(record)
+
+    def _erase(self, record: TypedRecord) -> None:
+        assert self.keyboard is not None
         dropped = self.keyboard.discard_pending()
         if dropped:
-            log.info("undo: dropped %d characters not yet typed", len(dropped))
-        if record.delivered:
-            self.keyboard.type("\b" * record.delivered)
+            log.info("dropped %d characters not yet typed", len(dropped))
+        erased, record.delivered = record.delivered, 0
+        if erased:
+            self.keyboard.type("\b" * erased)
         self._last_typed_text = record.text_before
-        self.counters.undone += 1
-        log.info("undo: erased %d characters of dictation %d", record.delivered, record.number)
+        log.info("erased %d characters of dictation %d", erased, record.number)
 
     # --- pairing --------------------------------------------------------------------------------
 

@@ -1,20 +1,37 @@
-"""One dictation: audio in while the button is held, clean text out right after release.
+"""One dictation: audio in while the button is held, text out phrase by phrase.
 
 The daemon drives it like this (any audio source from ``voxkey.audio``)::
 
     engine = WhisperEngine(AsrSettings(...))          # load once at start-up; reuse for every dictation
-    session = DictationSession(engine, vad_settings, audio_settings)
+    session = DictationSession(engine, vad_settings, audio_settings, on_phrase=type_it)
     session.start()                                   # button pressed
     for block in source.frames():                     # capture thread; ends after release + post-roll
         session.feed(block)                           # cheap: VAD only, never waits for whisper
-    text = session.finish()                           # only the last phrase is still to transcribe
+        if released and session.settled: break        # the speaker has stopped: no need for more post-roll
+    text = session.finish()                           # usually ready: the last phrase was decoded speculatively
     # session.result has per-phrase details and timings
 
-Why streaming: the VAD closes a phrase at each pause, and a worker thread
-transcribes it at once while the user keeps talking. At release only the
-phrase still open has to be transcribed, so the wait after release does not
-grow with the length of the dictation (as long as whisper keeps up with
-speech, i.e. its real-time factor is below one).
+Why it is built this way (each figure from ``benchmarks/dictation.py``):
+
+* **Phrase by phrase while the user talks.** The VAD closes a phrase at a
+  pause and a worker transcribes it at once; ``on_phrase`` hands its text on
+  (the daemon types it while the button is still held). At release only the
+  phrase still open is left.
+* **Speculation.** That last phrase is usually finished too: its audio is
+  complete ``vad.tail_ms`` after the last voiced frame (see
+  :meth:`PhraseSegmenter.candidate`), so an idle worker transcribes it right
+  then. If the speaker goes on, the guess is thrown away; if they stop (or
+  release the button), the phrase closes with exactly that audio and the
+  text is already there. Speculation only runs when no closed phrase waits.
+* **Same audio, same text.** Phrases are cut by the audio alone, each phrase
+  is decoded once with the text before it as whisper's prompt, and a
+  speculative result is used only for the very same audio and prompt. So
+  scheduling (a slow CPU, a busy worker) changes when text appears, never
+  what it says.
+* **Doubled phrases are caught.** A phrase whose words repeat the end of the
+  text before it is what whisper produces when it copies its prompt; such a
+  phrase is decoded again without the prompt, and kept only if it still says
+  the same.
 
 Nothing is typed for a recording shorter than ``AudioSettings.min_recording_ms``
 (a tap on the button) or without speech (VAD finds no phrase, or whisper's
@@ -24,30 +41,40 @@ output is a known hallucination).
 from __future__ import annotations
 
 import logging
-import queue
+import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voxkey.asr import WhisperEngine
+from voxkey.asr import Transcript, WhisperEngine
 from voxkey.audio import SAMPLE_RATE, AudioSettings, Samples, WavFileSource
-from voxkey.errors import VoxkeyError
-from voxkey.text.cleanup import clean_phrase, join_phrases
+from voxkey.text.cleanup import clean_phrase, join_two
 from voxkey.vad import Phrase, PhraseSegmenter, VadSettings
 
 log = logging.getLogger(__name__)
 
+SPECULATE_MIN_S = 1.5
+"""Shorter open phrases are not decoded ahead: at release they take ~0.15 s, and each wrong guess costs CPU."""
+_WORDS = re.compile(r"[\w']+")
+_MIN_COPY_WORDS = 4
 
-@dataclass
+
+@dataclass(frozen=True)
 class PhraseResult:
+    """One phrase as transcribed, and what it adds to the dictation's text."""
+
     index: int
     start_s: float
     audio_s: float
     raw: str  # whisper's words
     text: str  # after clean-up ("" when it was a hallucination)
     compute_s: float
+    addition: str = ""  # what the dictation's text grows by: ``text`` with the joining space and case
+    speculative: bool = False  # decoded before the phrase closed (ready when it did)
+    done_at_s: float = 0.0  # monotonic time the text was ready
 
 
 @dataclass
@@ -55,20 +82,25 @@ class DictationResult:
     text: str
     audio_s: float  # recording length
     phrases: list[PhraseResult] = field(default_factory=list)
-    compute_s: float = 0.0  # whisper time, all phrases
+    compute_s: float = 0.0  # whisper time, all decodes including speculative ones thrown away
     finish_s: float = 0.0  # time spent inside finish(): the wait the user feels after the audio ends
     too_short: bool = False
+    speculations: int = 0  # speculative decodes run
+    speculation_hits: int = 0  # ... whose text was used
 
 
-_STOP = None
+@dataclass
+class _Decoded:
+    transcript: Transcript
+    prompt: str
 
 
 class DictationSession:
     """Streaming transcription of one recording; see the module docstring for the calling pattern.
 
     ``feed`` must be called from one thread; ``finish``/``cancel`` from any.
-    ``on_phrase`` is called from the worker thread as each phrase is done
-    (e.g. to show progress on an LED); it must be quick.
+    ``on_phrase`` is called from the worker thread, in phrase order, as each
+    phrase is done; it must be quick (hand the text to another thread).
     """
 
     def __init__(
@@ -77,31 +109,49 @@ class DictationSession:
         vad: VadSettings | None = None,
         audio: AudioSettings | None = None,
         on_phrase: Callable[[PhraseResult], None] | None = None,
+        speculate: bool = True,
     ) -> None:
         self.engine = engine
         self.vad_settings = vad or VadSettings()
         self.audio_settings = audio or AudioSettings()
         self.on_phrase = on_phrase
+        self.speculate = speculate
         self.result: DictationResult | None = None
         self._segmenter: PhraseSegmenter | None = None
-        self._queue: queue.Queue[Phrase | None] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._cond = threading.Condition()
+        # shared with the worker, under _cond:
+        self._closed: deque[Phrase] = deque()
+        self._candidate: Phrase | None = None
+        self._ending = False
+        self._cancelled = False
+        self._speculated: dict[tuple[float, int], _Decoded] = {}
+        # owned by the worker until it ends:
+        self._text = ""
         self._results: list[PhraseResult] = []
+        self._compute_s = 0.0
+        self._speculations = 0
+        self._hits = 0
         self._error: BaseException | None = None
-        self._cancelled = threading.Event()
 
     @property
     def active(self) -> bool:
         return self._segmenter is not None
 
+    @property
+    def settled(self) -> bool:
+        """The speaker is not in the middle of a phrase: more audio after release would add nothing."""
+        return self._segmenter is None or self._segmenter.settled
+
     def start(self) -> None:
         if self.active:
             raise RuntimeError("dictation session already started")
         self._segmenter = PhraseSegmenter(self.vad_settings)
-        self._queue = queue.Queue()
-        self._results = []
+        self._closed, self._candidate, self._speculated = deque(), None, {}
+        self._ending = self._cancelled = False
+        self._text, self._results, self._compute_s = "", [], 0.0
+        self._speculations = self._hits = 0
         self._error = None
-        self._cancelled.clear()
         self.result = None
         self._worker = threading.Thread(target=self._work, name="voxkey-asr-worker", daemon=True)
         self._worker.start()
@@ -110,41 +160,50 @@ class DictationSession:
         """Add captured audio; closed phrases go to the worker straight away."""
         if self._segmenter is None:
             raise RuntimeError("call start() before feed()")
-        for phrase in self._segmenter.feed(samples):
-            self._queue.put(phrase)
+        closed = self._segmenter.feed(samples)
+        candidate = self._segmenter.candidate() if self.speculate else None
+        if candidate is not None and candidate.duration_s < SPECULATE_MIN_S:
+            candidate = None
+        with self._cond:
+            self._closed.extend(closed)
+            self._candidate = candidate
+            self._cond.notify_all()
 
     def feed_all(self, blocks: Iterable[Samples]) -> None:
         for block in blocks:
             self.feed(block)
 
     def finish(self) -> str:
-        """End of audio: transcribe what is left and return the text to type."""
+        """End of audio: transcribe what is left and return the whole text."""
         if self._segmenter is None or self._worker is None:
             raise RuntimeError("call start() before finish()")
         started = time.monotonic()
         segmenter, self._segmenter = self._segmenter, None
         recorded_ms = segmenter.total_samples * 1000 // SAMPLE_RATE
         too_short = recorded_ms < self.audio_settings.min_recording_ms
-        if too_short:
-            self._cancelled.set()
-        else:
-            for phrase in segmenter.flush():
-                self._queue.put(phrase)
-        self._queue.put(_STOP)
+        rest = [] if too_short else segmenter.flush()
+        with self._cond:
+            self._cancelled = too_short
+            self._closed.extend(rest)
+            self._candidate = None
+            self._ending = True
+            self._cond.notify_all()
         self._worker.join()
         self._worker = None
         if self._error is not None:
             error, self._error = self._error, None
             raise error
-        phrases = [] if too_short else sorted(self._results, key=lambda r: r.index)
-        text = join_phrases(r.text for r in phrases)
+        phrases = [] if too_short else list(self._results)
+        text = "" if too_short else self._text
         self.result = DictationResult(
             text=text,
             audio_s=segmenter.total_samples / SAMPLE_RATE,
             phrases=phrases,
-            compute_s=sum(r.compute_s for r in phrases),
+            compute_s=self._compute_s,
             finish_s=time.monotonic() - started,
             too_short=too_short,
+            speculations=self._speculations,
+            speculation_hits=self._hits,
         )
         if too_short:
             log.info("recording of %d ms is shorter than min_recording_ms: nothing typed", recorded_ms)
@@ -152,38 +211,103 @@ class DictationSession:
 
     def cancel(self) -> None:
         """Drop the dictation (e.g. the button was pressed again to abort); returns at once."""
-        self._cancelled.set()
         self._segmenter = None
-        self._queue.put(_STOP)
+        with self._cond:
+            self._cancelled = True
+            self._ending = True
+            self._cond.notify_all()
         self._worker = None
+
+    # --- the worker ------------------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
-            phrase = self._queue.get()
-            if phrase is None:
-                return
-            if self._cancelled.is_set() or self._error is not None:
-                continue
+            with self._cond:
+                while not (self._closed or self._ending or self._wanted_guess() is not None):
+                    self._cond.wait()
+                if self._cancelled or (self._ending and not self._closed):
+                    return
+                if self._closed:
+                    phrase, guess = self._closed.popleft(), False
+                else:
+                    phrase, guess = self._wanted_guess(), True  # type: ignore[assignment]
+                ready = None if guess else self._speculated.pop(phrase.key, None)
             try:
-                transcript = self.engine.transcribe(phrase.samples)
-            except VoxkeyError as exc:
-                self._error = exc
-                continue
+                if guess:
+                    self._guess(phrase)
+                else:
+                    self._commit(phrase, ready)
             except Exception as exc:  # keep the worker alive; finish() re-raises it in the caller's thread
                 self._error = exc
-                continue
-            result = PhraseResult(
-                index=phrase.index,
-                start_s=phrase.start_s,
-                audio_s=phrase.duration_s,
-                raw=transcript.text,
-                text=clean_phrase(transcript.text, transcript.audio_s),
-                compute_s=transcript.compute_s,
-            )
-            log.debug("phrase %d (%.1f s) in %.2f s: %r", result.index, result.audio_s, result.compute_s, result.raw)
-            self._results.append(result)
-            if self.on_phrase is not None:
-                self.on_phrase(result)
+                with self._cond:
+                    self._closed.clear()
+                    self._cancelled = True
+                return
+
+    def _wanted_guess(self) -> Phrase | None:
+        candidate = self._candidate
+        if candidate is None or candidate.key in self._speculated or self._ending:
+            return None
+        return candidate
+
+    def _prompt(self) -> str:
+        words = self.engine.settings.context_words
+        return " ".join(self._text.split()[-words:]) if words else ""
+
+    def _decode(self, phrase: Phrase, prompt: str) -> Transcript:
+        transcript = self.engine.transcribe(phrase.samples, prompt=prompt)
+        self._compute_s += transcript.compute_s
+        return transcript
+
+    def _guess(self, phrase: Phrase) -> None:
+        prompt = self._prompt()
+        transcript = self._decode(phrase, prompt)
+        self._speculations += 1
+        with self._cond:
+            self._speculated = {phrase.key: _Decoded(transcript, prompt)}
+        log.debug("phrase %d decoded ahead (%.1f s) in %.2f s", phrase.index, phrase.duration_s, transcript.compute_s)
+
+    def _commit(self, phrase: Phrase, ready: _Decoded | None) -> None:
+        prompt = self._prompt()
+        speculative = ready is not None and ready.prompt == prompt
+        if ready is not None and speculative:
+            transcript = ready.transcript
+            self._hits += 1
+        else:
+            transcript = self._decode(phrase, prompt)
+        text = clean_phrase(transcript.text, transcript.audio_s)
+        if prompt and _repeats_end_of(text, self._text):
+            retry = self._decode(phrase, "")
+            log.info("phrase %d repeated the text before it (%r); without prompt: %r", phrase.index, text, retry.text)
+            transcript, speculative = retry, False
+            text = clean_phrase(retry.text, retry.audio_s)
+        joined = join_two(self._text, text)
+        addition = joined[len(self._text) :]
+        self._text = joined
+        result = PhraseResult(
+            index=phrase.index,
+            start_s=phrase.start_s,
+            audio_s=phrase.duration_s,
+            raw=transcript.text,
+            text=text,
+            compute_s=transcript.compute_s,
+            addition=addition,
+            speculative=speculative,
+            done_at_s=time.monotonic(),
+        )
+        log.debug("phrase %d (%.1f s) in %.2f s: %r", result.index, result.audio_s, result.compute_s, result.raw)
+        self._results.append(result)
+        if self.on_phrase is not None:
+            self.on_phrase(result)
+
+
+def _repeats_end_of(text: str, before: str) -> bool:
+    """Whether ``text`` says again, word for word, what ``before`` ends with (a copied prompt)."""
+    words = _WORDS.findall(text.lower())
+    if len(words) < _MIN_COPY_WORDS:
+        return False
+    previous = _WORDS.findall(before.lower())
+    return previous[-len(words) :] == words
 
 
 def transcribe_samples(
@@ -193,7 +317,7 @@ def transcribe_samples(
     audio: AudioSettings | None = None,
 ) -> DictationResult:
     """Run a whole recording through the same path as a live dictation, as fast as possible."""
-    session = DictationSession(engine, vad, audio)
+    session = DictationSession(engine, vad, audio, speculate=False)
     session.start()
     session.feed(samples)
     session.finish()

@@ -9,6 +9,8 @@ text; the daemon executes the actions in order:
   separating space goes before it.
 - ``UndoLastDictation()``: erase what the previous dictation typed, with as many
   Backspaces as it typed characters (the daemon keeps that count).
+- ``EraseDictation()``: erase what this dictation already typed (streaming: its
+  earlier phrases were typed while the user was still talking).
 - ``PressKey(name)``: only with ``allow_key_commands``; ``name`` is a stroke spec
   (``"enter"``, ``"ctrl a"``; ``key_command_strokes`` resolves it for a layout).
 
@@ -56,13 +58,18 @@ class UndoLastDictation:
 
 
 @dataclass(frozen=True)
+class EraseDictation:
+    """Erase what this dictation has typed so far (its earlier phrases, typed while the user spoke)."""
+
+
+@dataclass(frozen=True)
 class PressKey:
     """Press one key or chord, e.g. ``"enter"`` or ``"ctrl a"``; only with key commands allowed."""
 
     name: str
 
 
-Action = TypeText | UndoLastDictation | PressKey
+Action = TypeText | UndoLastDictation | EraseDictation | PressKey
 
 
 @dataclass(frozen=True)
@@ -153,9 +160,13 @@ _WORD_EDGES = "\"'“”‘’«»()"
 _PHRASE_END = ".,!?;:…"
 
 
-def interpret(text: str, settings: CommandSettings | None = None) -> list[Action]:
-    """The actions one dictation asks for (see the module docstring for the rules)."""
-    return _Interpreter(settings or CommandSettings()).run(text)
+def interpret(text: str, settings: CommandSettings | None = None, continues: bool = False) -> list[Action]:
+    """The actions one dictation asks for (see the module docstring for the rules).
+
+    ``continues``: ``text`` is a later phrase of a dictation whose earlier
+    phrases were typed already, so "scratch that" erases those too.
+    """
+    return _Interpreter(settings or CommandSettings(), continues).run(text)
 
 
 def key_command_strokes(name: str, layout: Layout) -> tuple[KeyStroke, ...]:
@@ -182,8 +193,9 @@ def _normalise(word: str) -> str:
 class _Interpreter:
     """One dictation's pass: typed text collects in ``buffer`` until an action must come between."""
 
-    def __init__(self, settings: CommandSettings) -> None:
+    def __init__(self, settings: CommandSettings, continues: bool = False) -> None:
         self.settings = settings
+        self.continues = continues
         self.actions: list[Action] = []
         self.buffer = ""
         self.joins_previous = False
@@ -250,10 +262,13 @@ class _Interpreter:
 
     def _undo(self, has_prefix: bool) -> None:
         """Drop what this dictation said so far; if it said nothing yet, undo the previous dictation."""
-        last_undo = max((i for i, a in enumerate(self.actions) if isinstance(a, UndoLastDictation)), default=-1)
-        if has_prefix or self.buffer or len(self.actions) > last_undo + 1:
+        undos = (UndoLastDictation, EraseDictation)
+        last_undo = max((i for i, a in enumerate(self.actions) if isinstance(a, undos)), default=-1)
+        if has_prefix or self.buffer or len(self.actions) > last_undo + 1 or self.continues:
             del self.actions[last_undo + 1 :]
             self.buffer = ""
+            if self.continues and not any(isinstance(a, EraseDictation) for a in self.actions):
+                self.actions.append(EraseDictation())
         else:
             self.actions.append(UndoLastDictation())
 
