@@ -95,17 +95,26 @@ audio:
         ("button:\n  pull_up: 1\n", 2, "button.pull_up must be true or false, not 1"),
         ("button:\n  pin: [1, 2]\n", 2, "button.pin must be a whole number or text, not a list"),
         ("button:\n  pin: 1.5\n", 2, "button.pin must be a whole number or text, not 1.5"),
-        ("leds:\n  kind: pwm\n  brightness: 2\n", 2, "brightness must be in (0, 1], not 2"),
+        ("leds:\n  kind: pwm\n  brightness: 2\n", 3, "leds.brightness must be in (0, 1], not 2"),
         ("\n\noutput:\n  host_wait_s: fast\n", 4, "output.host_wait_s must be a number, not 'fast'"),
         ("output:\n  unsupported_characters: guess\n", 2, "must be one of transliterate, skip, linux, not 'guess'"),
         ("vad:\n  aggressiveness: 7\n", 2, "vad.aggressiveness must be 0, 1, 2 or 3, not 7"),
+        ("vad:\n  frame_ms: 30\n  aggressiveness: 7\n", 3, "vad.aggressiveness must be 0, 1, 2 or 3, not 7"),
         ("asr:\n  threads: 0\n", 2, "asr.threads must be at least 1, not 0"),
+        ("asr:\n  language: en\n  threads: 0\n", 3, "asr.threads must be at least 1, not 0"),
+        ("asr:\n  tokens_per_second: 6\n  token_cap_base: 0\n", 3, "asr.token_cap_base must be positive"),
+        ("bluetooth:\n  adapter: hci0\n  host_settle_s: 99\n", 3, "host_settle_s must be between 0 and 30"),
+        ("bluetooth:\n  report_window: 8\n  name: ''\n", 3, "bluetooth name '' must be 1-29 bytes long"),
         ("button: 17\n", 1, "button must be a mapping of settings, not 17"),
         ("- just\n- a list\n", 1, "the file must be a mapping of settings"),
         ("dictation:\n  auto_silence_s: -1\n", 2, "auto_silence_s must be greater than 0, not -1"),
-        ("button:\n  pin: 17\n  cancel_pin: 17\n", 2, "cancel_pin must differ from pin (17)"),
-        ("button:\n  mode: toggle\n  eject_gesture: triple-tap\n", 2, "eject_gesture triple-tap needs mode hold"),
+        ("dictation:\n  space_between: true\n  auto_silence_s: -1\n", 3, "dictation.auto_silence_s must be greater"),
+        ("output:\n  layout: us\n  host_wait_s: 0\n", 3, "output.host_wait_s must be greater than 0, not 0"),
+        ("button:\n  mode: hold\n  bounce_s: -0.1\n", 3, "button.bounce_s must be 0 or more, not -0.1"),
+        ("button:\n  pin: 17\n  cancel_pin: 17\n", 3, "button.cancel_pin must differ from button.pin (17)"),
+        ("button:\n  mode: toggle\n  eject_gesture: triple-tap\n", 3, "eject_gesture triple-tap needs mode hold"),
         ("button:\n  eject_gesture: cancel-button\n", 2, "eject_gesture cancel-button needs a cancel_pin"),
+        ("button:\n  pin: 5\n  eject_gesture: cancel-button\n", 3, "eject_gesture cancel-button needs a cancel_pin"),
         ("button:\n  eject_gesture: double-tap\n", 2, "one of off, triple-tap, cancel-button"),
     ],
 )
@@ -115,6 +124,28 @@ def test_wrong_value_names_file_line_and_value(tmp_path: Path, text: str, line: 
     assert str(error).startswith(f"{tmp_path / 'config.yaml'}:{line}: ")
     assert fragment in str(error)
     assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "also"),
+    [
+        ("button:\n  pin: 17\n  mode: hold\n  cancel_pin: 17\n", 4, "button.pin is on line 2"),
+        ("button:\n  cancel_pin: 17\n  pin: 17\n", 2, "button.pin is on line 3"),
+        ("button:\n  mode: toggle\n  pin: 4\n  eject_gesture: triple-tap\n", 4, "button.mode is on line 2"),
+    ],
+)
+def test_conflicting_values_name_both_lines(tmp_path: Path, text: str, line: int, also: str) -> None:
+    """The value to change gives file:line; the value it conflicts with is named with its own line."""
+    error = error_of(tmp_path, text)
+    assert error.where == f"{tmp_path / 'config.yaml'}:{line}"
+    assert str(error).endswith(f"({also})")
+
+
+def test_conflict_with_a_default_names_only_the_written_line(tmp_path: Path) -> None:
+    """``pin`` left at its default 17 has no line to name; the error must not invent one."""
+    error = error_of(tmp_path, "button:\n  mode: hold\n  cancel_pin: 17\n")
+    assert error.where == f"{tmp_path / 'config.yaml'}:3"
+    assert "line" not in str(error).removeprefix(f"{error.where}: ")
 
 
 def test_unknown_setting_suggests_the_close_one(tmp_path: Path) -> None:

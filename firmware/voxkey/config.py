@@ -43,9 +43,19 @@ LedKind = Literal["none", "led", "pwm", "rgb"]
 TransportName = Literal["usb", "bluetooth", "both", "terminal", "uinput"]
 
 
-def _positive(name: str, value: float) -> None:
+def _invalid(message: str, *settings: str) -> ConfigError:
+    """A value a section cannot take; ``settings`` names the fields at fault, the one to change first.
+
+    The config reader turns those names into the lines of the values, so an
+    error found only when the whole section is known still points at the line
+    to edit rather than at the section's first line.
+    """
+    return ConfigError(message, settings=settings)
+
+
+def _positive(section: str, name: str, value: float) -> None:
     if value <= 0:
-        raise ValueError(f"{name} must be greater than 0, not {value}")
+        raise _invalid(f"{section}.{name} must be greater than 0, not {value}", name)
 
 
 @dataclass(frozen=True)
@@ -69,15 +79,19 @@ class ButtonSettings:
 
     def __post_init__(self) -> None:
         for name in ("double_press_s", "long_press_s"):
-            _positive(name, getattr(self, name))
+            _positive("button", name, getattr(self, name))
         if self.bounce_s < 0:
-            raise ValueError(f"bounce_s must be 0 or more, not {self.bounce_s}")
+            raise _invalid(f"button.bounce_s must be 0 or more, not {self.bounce_s}", "bounce_s")
         if self.cancel_pin is not None and self.cancel_pin == self.pin:
-            raise ValueError(f"cancel_pin must differ from pin ({self.pin})")
+            raise _invalid(f"button.cancel_pin must differ from button.pin ({self.pin})", "cancel_pin", "pin")
         if self.eject_gesture == "triple-tap" and self.mode != "hold":
-            raise ValueError(f"eject_gesture triple-tap needs mode hold (in {self.mode} mode a press starts listening)")
+            raise _invalid(
+                f"button.eject_gesture triple-tap needs mode hold (in {self.mode} mode a press starts listening)",
+                "eject_gesture",
+                "mode",
+            )
         if self.eject_gesture == "cancel-button" and self.cancel_pin is None:
-            raise ValueError("eject_gesture cancel-button needs a cancel_pin")
+            raise _invalid("button.eject_gesture cancel-button needs a cancel_pin", "eject_gesture", "cancel_pin")
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,7 @@ class LedSettings:
 
     def __post_init__(self) -> None:
         if not 0 < self.brightness <= 1:
-            raise ValueError(f"brightness must be in (0, 1], not {self.brightness}")
+            raise _invalid(f"leds.brightness must be in (0, 1], not {self.brightness}", "brightness")
 
 
 @dataclass(frozen=True)
@@ -119,7 +133,7 @@ class DictationSettings:
 
     def __post_init__(self) -> None:
         for name in ("auto_silence_s", "auto_no_speech_s"):
-            _positive(name, getattr(self, name))
+            _positive("dictation", name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -135,7 +149,7 @@ class OutputSettings:
     """How long text waits for an absent host before it is dropped (LED: waiting-for-host)."""
 
     def __post_init__(self) -> None:
-        _positive("host_wait_s", self.host_wait_s)
+        _positive("output", "host_wait_s", self.host_wait_s)
 
 
 @dataclass(frozen=True)
@@ -239,6 +253,7 @@ class _Reader:
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init and _from_file(cls, f.name)}
         values: dict[str, Any] = {}
+        key_nodes: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
             key = self.constructor.construct_object(key_node)
             if not isinstance(key, str) or key not in fields:
@@ -246,16 +261,32 @@ class _Reader:
             if key in values:
                 raise self.fail(key_node, f"{self._dotted(name, key)} is set twice")
             values[key] = self.value_from(hints[key], value_node, self._dotted(name, key))
+            key_nodes[key] = key_node
         try:
             result = cls(**values)
             validate = getattr(result, "validate", None)
             if callable(validate):
                 validate()
         except ConfigError as exc:
-            raise self.fail(node, str(exc)) from None
+            raise self._rejected(exc, node, name, key_nodes) from None
         except (ValueError, TypeError) as exc:
             raise self.fail(node, f"{name or 'config'}: {exc}") from None
         return result
+
+    def _rejected(self, exc: ConfigError, node: yaml.Node, name: str, key_nodes: dict[str, yaml.Node]) -> ConfigError:
+        """A section's own validation failed: point at the lines of the settings it blames.
+
+        The first blamed setting written in the file gives ``file:line``; every
+        other one is named with its line, so a conflict shows both places. A
+        blamed setting left at its default has no line; only if none has one
+        does the error fall back to the section's first line.
+        """
+        written = [(setting, key_nodes[setting]) for setting in exc.settings if setting in key_nodes]
+        if not written:
+            return self.fail(node, exc.message)
+        (_, first), *others = written
+        also = "; ".join(f"{self._dotted(name, s)} is on line {n.start_mark.line + 1}" for s, n in others)
+        return self.fail(first, f"{exc.message} ({also})" if also else exc.message)
 
     def value_from(self, hint: Any, node: yaml.Node, name: str) -> Any:
         origin = typing.get_origin(hint)
