@@ -168,8 +168,26 @@ def test_setting_twice_is_an_error(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
     error = error_of(tmp_path, "button:\n  pin: 17\n mode: [hold\n")
-    assert error.where is not None and error.where.startswith(str(tmp_path / "config.yaml") + ":")
+    assert error.where == f"{tmp_path / 'config.yaml'}:3"
     assert "not valid YAML" in str(error)
+    assert "(line 3, column 2)" in str(error)
+    assert "block mapping that began on line 1, column 1" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "construct"),
+    [
+        ("button:\n  pin: 17\n  mode: [hold\n", "flow sequence that began on line 3, column 9"),
+        ("button:\n  pin: 17\n  mode: {a: 1\n# the end\n", "flow mapping that began on line 3, column 9"),
+        ('button:\n  pin: 17\n  mode: "hold\n', "quoted scalar that began on line 3, column 9"),
+    ],
+)
+def test_unclosed_construct_is_reported_where_it_began(tmp_path: Path, text: str, construct: str) -> None:
+    """PyYAML notices an unclosed bracket or quote at the end of the stream, past the file's last line."""
+    error = error_of(tmp_path, text)
+    assert error.where == f"{tmp_path / 'config.yaml'}:3"
+    assert "at the end of the file" in str(error)
+    assert construct in str(error)
 
 
 def test_missing_named_file_is_an_error(tmp_path: Path) -> None:

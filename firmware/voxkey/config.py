@@ -221,8 +221,7 @@ def loads(text: str, path: str | Path = "<config>") -> Config:
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        raise ConfigError(f"not valid YAML: {exc.problem}", f"{path}:{line}") from None
+        raise _syntax_error(exc, text, path) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", str(path)) from None
     finally:
@@ -232,6 +231,25 @@ def loads(text: str, path: str | Path = "<config>") -> Config:
         return dataclasses.replace(Config(), source=path)
     config: Config = reader.dataclass_from(Config, root, "")
     return dataclasses.replace(config, source=path)
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, text: str, path: Path) -> ConfigError:
+    """A YAML syntax error at the line to edit, with where the broken construct began.
+
+    PyYAML notices an unclosed ``[``, ``{`` or quote only at the end of the
+    stream, a line past the last one of the file. Its context mark says where
+    the construct began: that is the line to point at then, and in every other
+    case it is named too, because the opening is usually the mistake.
+    """
+    problem, context = exc.problem_mark, exc.context_mark
+    at_end = problem is not None and problem.index >= len(text.rstrip())
+    message = f"not valid YAML: {exc.problem}"
+    if problem is not None:
+        message += " at the end of the file" if at_end else f" (line {problem.line + 1}, column {problem.column + 1})"
+    if context is not None and exc.context:
+        message += f", {exc.context} that began on line {context.line + 1}, column {context.column + 1}"
+    mark = context if at_end and context is not None else problem
+    return ConfigError(message, f"{path}:{mark.line + 1 if mark else 1}")
 
 
 class _Reader:
