@@ -1,9 +1,12 @@
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from voxkey.cli import MODULE_OF_COMMAND, build_parser, main, modules_for
+from voxkey.transports import usb
 
 
 def test_every_command_is_mapped_to_the_module_that_registers_it() -> None:
@@ -45,3 +48,19 @@ def test_eject_without_bluetooth_is_refused_before_stdin_is_read(
     monkeypatch.setattr(sys, "stdin", UnreadStdin())
     assert main(["type", "-", "--transport", "terminal", "--eject"]) != 0
     assert "--eject needs --transport bluetooth" in capsys.readouterr().err
+
+
+def test_typing_over_usb_without_a_usb_device_controller_fails_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No UDC: no host can ever come, so waiting (60 s, saying "UDC state: configured") only hid the cause."""
+
+    def no_waiting(seconds: float) -> None:
+        raise AssertionError("voxkey type waited for a host that cannot come")
+
+    monkeypatch.setattr(usb, "UDC_CLASS", tmp_path / "udc")  # this machine's /sys/class/udc: absent
+    monkeypatch.setattr(time, "sleep", no_waiting)
+    assert main(["type", "hi", "--transport", "usb", "--device", str(tmp_path / "nonexistent")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("voxkey: error: no USB device controller (UDC) in ") and err.count("\n") == 1
+    assert "dtoverlay=dwc2" in err and "voxkey-gadget up" in err

@@ -70,7 +70,7 @@ def run_type(args: argparse.Namespace) -> int:
     if args.transport == "terminal":
         link = TerminalLink(layout)
     else:
-        link = UsbHidLink.for_gadget(args.device, args.udc)
+        link = UsbHidLink.for_gadget(args.device, args.udc, require=True)
     keyboard = Keyboard(link, layout, host_wait_s=args.wait or None)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
