@@ -1,8 +1,9 @@
 """``voxkey transcribe``, ``voxkey models`` and ``voxkey bench``: speech recognition from the command line.
 
 ``transcribe`` runs files through exactly the path a live dictation takes
-(VAD phrases, tuned whisper decoding, clean-up), so what it prints is what
-the keyboard would type.
+(VAD phrases, tuned whisper decoding, clean-up) with the daemon's ``asr``,
+``vad`` and ``audio`` settings, so what it prints is what the keyboard would
+type: the model the installer set up in the config, not a built-in default.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from voxkey.cli.common import add_config_option, load_config, with_flags
 from voxkey.errors import ModelError, VoxkeyError
 from voxkey.models import (
-    DEFAULT_MODEL,
     OFFICIAL_MODELS,
     ProgressBar,
     default_download_dir,
@@ -28,16 +29,20 @@ from voxkey.models import (
 )
 
 BENCHMARK_SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "asr.py"
+ASR_FLAGS = {"model": "model", "threads": "threads", "language": "language", "prompt": "initial_prompt"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     transcribe = subparsers.add_parser("transcribe", help="transcribe WAV files as voxkey would type them")
     transcribe.add_argument("files", nargs="+", metavar="FILE", help="WAV file(s); any rate, mono or stereo")
-    transcribe.add_argument("--model", "-m", default=DEFAULT_MODEL, help="model name or path (default: %(default)s)")
-    transcribe.add_argument("--threads", "-t", type=int, default=None, help="whisper threads (default: up to 4)")
-    transcribe.add_argument("--language", "-l", default="en", help="spoken language (default: %(default)s)")
-    transcribe.add_argument("--prompt", default="", help="initial prompt / custom vocabulary")
+    transcribe.add_argument("--model", "-m", default=None, help="model name or path (default: asr.model of the config)")
+    transcribe.add_argument("--threads", "-t", type=int, default=None, help="whisper threads (default: asr.threads)")
+    transcribe.add_argument("--language", "-l", default=None, help="spoken language (default: asr.language, en)")
+    transcribe.add_argument(
+        "--prompt", default=None, help="initial prompt / custom vocabulary (default: asr.initial_prompt)"
+    )
     transcribe.add_argument("--json", action="store_true", help='JSON lines: {"file", "text", "audio_s", "compute_s"}')
+    add_config_option(transcribe)
     transcribe.set_defaults(func=run_transcribe)
 
     models = subparsers.add_parser("models", help="list, download or verify whisper models")
@@ -61,17 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_transcribe(args: argparse.Namespace) -> int:
-    from voxkey.asr import AsrSettings, WhisperEngine
+    from voxkey.asr import WhisperEngine
     from voxkey.dictation import transcribe_file
 
-    settings = AsrSettings(model=args.model, language=args.language, initial_prompt=args.prompt)
-    if args.threads:
-        settings.threads = args.threads
+    config = load_config(args)
+    settings = with_flags(config.asr, args, ASR_FLAGS)
     failures = 0
     with WhisperEngine(settings) as engine:
         for name in args.files:
             try:
-                result = transcribe_file(engine, name)
+                result = transcribe_file(engine, name, config.vad, config.audio)
             except VoxkeyError as exc:
                 failures += 1
                 print(f"voxkey: error: {exc}", file=sys.stderr)
