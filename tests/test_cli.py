@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from voxkey import config
-from voxkey.cli import MODULE_OF_COMMAND, build_parser, common, main, modules_for
+from voxkey.cli import MODULE_OF_COMMAND, build_parser, main, modules_for
 from voxkey.errors import BluetoothError
 from voxkey.keymap import Layout, encode
 from voxkey.transports import usb
@@ -27,27 +27,17 @@ def test_a_command_loads_only_its_own_module_and_help_loads_all() -> None:
     assert len(modules_for(["--help"])) == 4
 
 
-def test_typing_does_not_load_whisper_the_microphone_or_gpio() -> None:
-    """``keys``/``type`` read the config, whose settings classes import numpy and dbus-fast (see cli/common.py),
-    but never the speech engine, audio I/O or GPIO libraries."""
-    heavy = "{'pywhispercpp', '_pywhispercpp', 'sounddevice', 'gpiozero', 'evdev'}"
+def test_typing_does_not_import_speech_or_bluetooth_stacks(tmp_path: Path) -> None:
+    """Not even with a config that sets the speech and Bluetooth sections: ``keys``/``type`` read only theirs."""
+    path = write_config(tmp_path, "asr:\n  model: base.en-q8_0\nvad:\n  aggressiveness: 2\nbluetooth:\n  name: vk\n")
+    heavy = "{'numpy', 'pywhispercpp', 'dbus_fast', 'gpiozero', 'webrtcvad'}"
     code = (
-        "import sys; from voxkey.cli import main; main(['keys', 'a']); "
+        "import sys; from voxkey.cli import main; main(['keys', 'a']); main(['type', 'a', '--transport', 'terminal']); "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, config.CONFIG_ENV: str(path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.strip().endswith("[]")
-
-
-def test_parsing_a_command_line_does_not_load_the_config_stack() -> None:
-    """``--help`` and usage errors stay fast: numpy, dbus-fast and the config are imported only when a command runs."""
-    heavy = "{'numpy', 'dbus_fast', 'webrtcvad'}"
-    code = (
-        "import sys; from voxkey.cli import build_parser; build_parser(('keyboard',)).parse_args(['keys', 'a']); "
-        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy} or m == 'voxkey.config'))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
 
 
 def test_user_errors_are_one_line_with_a_nonzero_exit(capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,11 +94,6 @@ def keys_output(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return capsys.readouterr().out
 
 
-def test_the_help_names_the_daemons_config_locations() -> None:
-    assert common.CONFIG_ENV == config.CONFIG_ENV
-    assert Path(common.DEFAULT_PATH) == config.DEFAULT_PATH
-
-
 def test_keys_uses_the_configured_layout_and_policy_unless_flags_say_otherwise(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -131,10 +116,22 @@ def test_a_wrong_flag_is_refused_like_a_wrong_setting(tmp_path: Path, capsys: py
 def test_a_broken_config_stops_every_command_with_its_file_and_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_config(tmp_path, "output:\n  layout: de\n  transport: carrier-pigeon\n")
-    for argv in (["keys", "a"], ["type", "a"], ["pair"], ["hosts", "list"], ["transcribe", "x.wav"]):
-        assert main([*argv, "--config", str(path)]) == 2, argv
-        assert f"{path}:3: output.transport must be one of" in capsys.readouterr().err
+    """A syntax error or an unknown section stops every command; a wrong value, each command that reads it."""
+    every = (["keys", "a"], ["type", "a"], ["pair"], ["hosts", "list"], ["hosts", "forget", "AA"], ["transcribe", "x"])
+    cases = [
+        ("output:\n  layout: de\n  transport: [usb\n", every, ":3: not valid YAML"),
+        ("output:\n  layout: de\nbluetoth:\n  name: vk\n", every, ":3: unknown setting 'bluetoth' at the top level"),
+        ("output:\n  layout: de\n  transport: carrier-pigeon\n", every[:2], ":3: output.transport must be one of"),
+        ("bluetooth:\n  adapter: hci0\n  name: ''\n", every[1:5], ":3: bluetooth name '' must be 1-29 bytes"),
+        ("asr:\n  language: en\n  threads: 0\n", every[5:], ":3: asr.threads must be at least 1"),
+    ]
+    for text, commands, error in cases:
+        path = write_config(tmp_path, text)
+        for argv in commands:
+            if argv[0] == "type" and "bluetooth" in text:
+                argv = [*argv, "--transport", "bluetooth"]
+            assert main([*argv, "--config", str(path)]) == 2, (text, argv)
+            assert f"{path}{error}" in capsys.readouterr().err, (text, argv)
 
 
 def fake_udc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:

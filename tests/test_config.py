@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,55 @@ def test_missing_default_file_means_defaults(tmp_path: Path, monkeypatch: pytest
 def test_default_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(config.CONFIG_ENV, str(write(tmp_path, "button:\n  mode: auto\n")))
     assert config.load().button.mode == "auto"
+
+
+SECTIONS = [f.name for f in dataclasses.fields(Config) if f.name != "source"]
+
+
+def test_sections_are_read_as_the_whole_file_reads_them(tmp_path: Path) -> None:
+    path = write(tmp_path, "output:\n  layout: de\nbluetooth:\n  name: vk-e2e\nasr:\n  model: tiny.en-q8_0\n")
+    whole = config.load(path)
+    sections, source = config.load_sections(SECTIONS, path)
+    assert source == path
+    assert sections == {name: getattr(whole, name) for name in SECTIONS}
+    assert sections["bluetooth"].name == "vk-e2e" and sections["asr"].model == "tiny.en-q8_0"
+
+
+def test_without_a_file_the_sections_are_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.CONFIG_ENV, str(tmp_path / "absent.yaml"))
+    sections, source = config.load_sections(SECTIONS)
+    assert source is None
+    assert sections == {name: getattr(Config(), name) for name in SECTIONS}
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load_sections(["output"], tmp_path / "named-but-absent.yaml")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "output:\n  layout: de\n  transport: [usb\n",
+        "output:\n  layout: de\nbluetoth:\n  name: vk\n",
+        "output:\n  layout: de\n  host_wait_s: 0\n",
+        "usb:\n  udc: a\nusb:\n  udc: b\n",
+        "- a list\n",
+    ],
+)
+def test_reading_sections_fails_as_reading_the_whole_file_does(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as whole:
+        config.load(path)
+    with pytest.raises(ConfigError) as sections:
+        config.load_sections(["output", "usb"], path)
+    assert str(sections.value) == str(whole.value)
+
+
+def test_sections_not_asked_for_are_not_read(tmp_path: Path) -> None:
+    """A command that types does not read (or import the modules of) the speech settings."""
+    path = write(tmp_path, "output:\n  layout: de\nasr:\n  threads: 0\n")
+    sections, _ = config.load_sections(["output"], path)
+    assert sections["output"].layout == "de"
+    with pytest.raises(ConfigError, match=r":4: asr\.threads must be at least 1"):
+        config.load_sections(["output", "asr"], path)
 
 
 def test_defaults_dump_loads_back_to_the_defaults(tmp_path: Path) -> None:

@@ -30,10 +30,8 @@ MODULE_OF_COMMAND = {
     "hosts": "bluetooth",
 }
 """Which module registers each command: a command imports only its own module, so
-``voxkey type`` does not load whisper, audio I/O or GPIO (seconds on a Pi Zero).
-Reading the config does import numpy and dbus-fast, where the speech and
-Bluetooth settings classes live; that happens when a command runs, never while
-its command line is parsed (see ``voxkey.cli.common``)."""
+``voxkey type`` does not pay for numpy, whisper and D-Bus (seconds on a Pi Zero);
+of the config it reads only the sections it uses (see ``voxkey.cli.common``)."""
 
 
 def modules_for(argv: Sequence[str]) -> tuple[str, ...]:

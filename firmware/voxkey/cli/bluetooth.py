@@ -17,14 +17,13 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from voxkey.cli.common import add_config_option, load_config, with_flags
+from voxkey.cli.common import add_config_option, load_sections, with_flags
 from voxkey.errors import BluetoothError, HostUnavailableError, TransportError
 from voxkey.hid import CONSUMER_EJECT
 from voxkey.keymap import Layout
 from voxkey.transports.base import Keyboard
 
 if TYPE_CHECKING:
-    from voxkey.config import Config
     from voxkey.transports.bluetooth import BluetoothLink, BluetoothSettings
 
 BLUETOOTH_FLAGS = {
@@ -103,9 +102,10 @@ def add_bluetooth_options(parser: argparse.ArgumentParser, typing: bool = False)
         )
 
 
-def bluetooth_settings(args: argparse.Namespace, config: Config | None = None) -> BluetoothSettings:
-    """The config's ``bluetooth:`` section (loaded unless given) with this command's flags over it."""
-    return with_flags((config or load_config(args)).bluetooth, args, BLUETOOTH_FLAGS)
+def bluetooth_settings(args: argparse.Namespace) -> BluetoothSettings:
+    """The config's ``bluetooth:`` section with this command's flags over it."""
+    settings: BluetoothSettings = with_flags(load_sections(args, "bluetooth")["bluetooth"], args, BLUETOOTH_FLAGS)
+    return settings
 
 
 def run_pair(args: argparse.Namespace) -> int:

@@ -7,10 +7,10 @@ else ``/etc/voxkey/config.yaml`` if it exists, else the defaults), and a flag
 given on the command line wins for that one run. Commands declare such flags
 with ``default=None``: None means "not given, take the config's value".
 
-``voxkey.config`` is imported only when a command runs, not while the command
-line is parsed: its settings classes live in the speech and Bluetooth modules,
-which import numpy, webrtcvad and dbus-fast (about 0.3 s on a PC, seconds on a
-Pi Zero), and ``--help`` or a usage error should not wait for them.
+The speech and Bluetooth settings classes live in modules that import numpy,
+webrtcvad and dbus-fast (about 0.3 s on a PC, seconds on a Pi Zero). So a
+command reads only the sections it uses (``load_sections``; ``voxkey run``
+and ``voxkey doctor`` read them all): ``voxkey type`` never waits for them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from voxkey import config as config_module
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -28,10 +30,6 @@ if TYPE_CHECKING:
     from voxkey.config import Config
 
 log = logging.getLogger("voxkey.cli")
-
-CONFIG_ENV = "VOXKEY_CONFIG"
-DEFAULT_PATH = "/etc/voxkey/config.yaml"
-"""For the help text only (``voxkey.config`` has the real ones; a test keeps them equal)."""
 
 Section = TypeVar("Section", bound="DataclassInstance")
 
@@ -41,21 +39,34 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
         "--config",
         type=Path,
         metavar="FILE",
-        help=f"config file (default: ${CONFIG_ENV}, else {DEFAULT_PATH} if it exists, else the defaults); "
-        "flags override its settings",
+        help=f"config file (default: ${config_module.CONFIG_ENV}, else {config_module.DEFAULT_PATH} if it exists, "
+        "else the defaults); flags override its settings",
     )
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """The config ``voxkey run`` would use; ``-v`` logs which file it was, or that there was none."""
-    from voxkey import config as config_module
-
+    """The whole config ``voxkey run`` would use; ``-v`` logs which file it was, or that there was none."""
     loaded = config_module.load(args.config)
-    if loaded.source is not None:
-        log.info("config: %s", loaded.source)
+    _say_which(args, loaded.source)
+    return loaded
+
+
+def load_sections(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The named sections of the config ``load_config`` reads, checked the same way (see ``voxkey.config``)."""
+    sections, source = config_module.load_sections(names, args.config)
+    _say_which(args, source)
+    return sections
+
+
+def _say_which(args: argparse.Namespace, source: Path | None) -> None:
+    """Log the config file once per command, however many times the command reads sections of it."""
+    if getattr(args, "config_logged", False):
+        return
+    args.config_logged = True
+    if source is not None:
+        log.info("config: %s", source)
     else:
         log.info("config: none (%s does not exist), using the defaults", config_module.default_path())
-    return loaded
 
 
 def with_flags(section: Section, args: argparse.Namespace, flags: Mapping[str, str]) -> Section:

@@ -16,7 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from voxkey.cli.bluetooth import add_bluetooth_options, bluetooth_settings, type_over_bluetooth
-from voxkey.cli.common import add_config_option, load_config, with_flags
+from voxkey.cli.common import add_config_option, load_sections, with_flags
 from voxkey.errors import ConfigError, HostUnavailableError, TransportError
 from voxkey.keymap import Layout, available_layouts, encode
 from voxkey.transports.base import Keyboard, ReportLink
@@ -86,7 +86,7 @@ def _policy(value: str) -> UnsupportedPolicy:
 
 
 def run_keys(args: argparse.Namespace) -> int:
-    output = with_flags(load_config(args).output, args, OUTPUT_FLAGS)
+    output = with_flags(load_sections(args, "output")["output"], args, OUTPUT_FLAGS)
     host_layout = Layout.load(output.layout)
     policy = output.unsupported_characters
     for report in encode(prepare_text(args.text, host_layout, policy), typing_layout(host_layout, policy)):
@@ -102,8 +102,8 @@ def typing_transport(args: argparse.Namespace, output: OutputSettings) -> str:
 
 
 def run_type(args: argparse.Namespace) -> int:
-    config = load_config(args)
-    output = with_flags(config.output, args, OUTPUT_FLAGS)
+    sections = load_sections(args, "output", "usb")
+    output = with_flags(sections["output"], args, OUTPUT_FLAGS)
     transport = typing_transport(args, output)
     if args.eject and transport != "bluetooth":  # before stdin is read: nothing typed in is lost to the error
         raise TransportError(f"--eject needs --transport bluetooth: the {transport} keyboard has no media keys")
@@ -113,8 +113,8 @@ def run_type(args: argparse.Namespace) -> int:
     layout = typing_layout(host_layout, policy)
     text = prepare_text(sys.stdin.read() if args.text == "-" else args.text, host_layout, policy)
     if transport == "bluetooth":
-        return type_over_bluetooth(args, text, layout, bluetooth_settings(args, config), wait)
-    link = _link(transport, layout, with_flags(config.usb, args, USB_FLAGS))
+        return type_over_bluetooth(args, text, layout, bluetooth_settings(args), wait)
+    link = _link(transport, layout, with_flags(sections["usb"], args, USB_FLAGS))
     keyboard = Keyboard(link, layout, host_wait_s=wait or None)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:

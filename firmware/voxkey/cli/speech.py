@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from voxkey.cli.common import add_config_option, load_config, with_flags
+from voxkey.cli.common import add_config_option, load_sections, with_flags
 from voxkey.errors import ModelError, VoxkeyError
 from voxkey.models import (
     OFFICIAL_MODELS,
@@ -69,13 +69,13 @@ def run_transcribe(args: argparse.Namespace) -> int:
     from voxkey.asr import WhisperEngine
     from voxkey.dictation import transcribe_file
 
-    config = load_config(args)
-    settings = with_flags(config.asr, args, ASR_FLAGS)
+    config = load_sections(args, "asr", "vad", "audio")
+    settings = with_flags(config["asr"], args, ASR_FLAGS)
     failures = 0
     with WhisperEngine(settings) as engine:
         for name in args.files:
             try:
-                result = transcribe_file(engine, name, config.vad, config.audio)
+                result = transcribe_file(engine, name, config["vad"], config["audio"])
             except VoxkeyError as exc:
                 failures += 1
                 print(f"voxkey: error: {exc}", file=sys.stderr)
