@@ -241,3 +241,24 @@ def test_verbose_says_which_config_file_was_used(tmp_path: Path) -> None:
     absent = tmp_path / "absent.yaml"
     env[config.CONFIG_ENV] = str(absent)
     assert f"config: none ({absent} does not exist), using the defaults" in run_verbose("keys", "a", env=env)
+
+
+def test_models_download_without_a_name_fetches_the_configured_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voxkey.cli import speech
+
+    fetched: list[str] = []
+
+    def download(name: str, directory: Path, progress: object = None) -> Path:
+        fetched.append(name)
+        return directory / f"ggml-{name}.bin"
+
+    monkeypatch.setattr(speech, "download_model", download)
+    path = write_config(tmp_path, "asr:\n  model: tiny.en-q8_0\n")
+    assert main(["models", "download", "--config", str(path), "--dir", str(tmp_path)]) == 0
+    assert main(["models", "download", "base.en-q5_1", "--config", str(path), "--dir", str(tmp_path)]) == 0
+    assert fetched == ["tiny.en-q8_0", "base.en-q5_1"]
+    path.write_text("asr:\n  model: /opt/models/mine.bin\n")
+    assert main(["models", "download", "--config", str(path), "--dir", str(tmp_path)]) == 1
+    assert "asr.model '/opt/models/mine.bin' is not an official model" in capsys.readouterr().err

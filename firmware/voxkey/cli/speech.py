@@ -50,7 +50,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     listing = models_sub.add_parser("list", help="official models and which are installed")
     listing.set_defaults(func=run_models_list)
     download = models_sub.add_parser("download", help="download an official model (sha256-checked)")
-    download.add_argument("name", choices=sorted(OFFICIAL_MODELS), metavar="NAME", help="e.g. tiny.en-q5_1")
+    download.add_argument(
+        "name",
+        nargs="?",
+        choices=sorted(OFFICIAL_MODELS),
+        metavar="NAME",
+        help="e.g. tiny.en-q5_1 (default: asr.model of the config)",
+    )
+    add_config_option(download)
     download.add_argument("--dir", type=Path, default=None, help="target folder (default: $VOXKEY_MODEL_DIR or cache)")
     download.add_argument("--force", action="store_true", help="download even if the file is there and verifies")
     download.set_defaults(func=run_models_download)
@@ -106,6 +113,8 @@ def run_models_list(args: argparse.Namespace) -> int:
 
 
 def run_models_download(args: argparse.Namespace) -> int:
+    if args.name is None:
+        args.name = _configured_official_model(args)
     target_dir = args.dir or default_download_dir()
     existing = target_dir / model_filename(args.name)
     if existing.is_file() and not args.force:
@@ -118,6 +127,17 @@ def run_models_download(args: argparse.Namespace) -> int:
     path = download_model(args.name, target_dir, progress=progress)
     print(f"{path}: downloaded, sha256 verified")
     return 0
+
+
+def _configured_official_model(args: argparse.Namespace) -> str:
+    """``asr.model`` of the config, which must be a model voxkey knows how to download."""
+    model: str = load_sections(args, "asr")["asr"].model
+    if model not in OFFICIAL_MODELS:
+        raise ModelError(
+            f"asr.model {model!r} is not an official model that voxkey can download; "
+            f"name one: {', '.join(sorted(OFFICIAL_MODELS))}"
+        )
+    return model
 
 
 def run_models_verify(args: argparse.Namespace) -> int:
