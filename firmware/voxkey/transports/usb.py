@@ -16,14 +16,16 @@ delivery (``f_hid`` holds ``POLLOUT`` back once the endpoint is disabled), a
 link lost while waiting for the completion was a cancellation.
 
 The host is "there" when the UDC says ``configured``; while it is
-``suspended`` (asleep) or unplugged, text waits. A machine without a USB
-device controller, or without the gadget's device node, is different: no host
-can fix that, so a one-shot command asks ``require_gadget`` first and fails at
-once with what to set up, instead of waiting for a host that cannot come. After the host comes back
+``suspended`` (asleep) or unplugged, text waits. After the host comes back
 (re-plugged, re-enumerated) it ignores the first reports: Linux's usbhid drops
 input for 50 ms after it opens a keyboard, and other hosts settle too. So the
 link first sends all-keys-up reports, which are harmless to lose, until the host
 has been polling for ``settle_s``; only then does text resume.
+
+A machine without a USB device controller, or without the gadget's device
+node, is different: no host coming back can fix that. So a one-shot command
+asks ``require_gadget`` first and fails at once with what to set up, instead
+of waiting for a host that cannot come.
 """
 
 from __future__ import annotations
@@ -125,7 +127,9 @@ def require_gadget(device: Path, udc: str | None = None, udc_class: Path = UDC_C
     controllers = sorted(entry.name for entry in udc_class.iterdir()) if udc_class.is_dir() else []
     if udc is not None and udc not in controllers:
         available = ", ".join(controllers) or "none"
-        raise GadgetError(f"no USB device controller named {udc!r} in {udc_class} (available: {available}); fix --udc")
+        raise GadgetError(
+            f"no USB device controller named {udc!r} in {udc_class} (available: {available}); fix --udc or usb.udc"
+        )
     if not controllers:
         missing = f", so there is no keyboard gadget ({device} does not exist)" if not device.exists() else ""
         raise GadgetError(f"no USB device controller (UDC) in {udc_class}{missing}; {SET_UP_GADGET}")
