@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -95,17 +96,26 @@ audio:
         ("button:\n  pull_up: 1\n", 2, "button.pull_up must be true or false, not 1"),
         ("button:\n  pin: [1, 2]\n", 2, "button.pin must be a whole number or text, not a list"),
         ("button:\n  pin: 1.5\n", 2, "button.pin must be a whole number or text, not 1.5"),
-        ("leds:\n  kind: pwm\n  brightness: 2\n", 2, "brightness must be in (0, 1], not 2"),
+        ("leds:\n  kind: pwm\n  brightness: 2\n", 3, "leds.brightness must be in (0, 1], not 2"),
         ("\n\noutput:\n  host_wait_s: fast\n", 4, "output.host_wait_s must be a number, not 'fast'"),
         ("output:\n  unsupported_characters: guess\n", 2, "must be one of transliterate, skip, linux, not 'guess'"),
         ("vad:\n  aggressiveness: 7\n", 2, "vad.aggressiveness must be 0, 1, 2 or 3, not 7"),
+        ("vad:\n  frame_ms: 30\n  aggressiveness: 7\n", 3, "vad.aggressiveness must be 0, 1, 2 or 3, not 7"),
         ("asr:\n  threads: 0\n", 2, "asr.threads must be at least 1, not 0"),
+        ("asr:\n  language: en\n  threads: 0\n", 3, "asr.threads must be at least 1, not 0"),
+        ("asr:\n  tokens_per_second: 6\n  token_cap_base: 0\n", 3, "asr.token_cap_base must be positive"),
+        ("bluetooth:\n  adapter: hci0\n  host_settle_s: 99\n", 3, "host_settle_s must be between 0 and 30"),
+        ("bluetooth:\n  report_window: 8\n  name: ''\n", 3, "bluetooth name '' must be 1-29 bytes long"),
         ("button: 17\n", 1, "button must be a mapping of settings, not 17"),
         ("- just\n- a list\n", 1, "the file must be a mapping of settings"),
         ("dictation:\n  auto_silence_s: -1\n", 2, "auto_silence_s must be greater than 0, not -1"),
-        ("button:\n  pin: 17\n  cancel_pin: 17\n", 2, "cancel_pin must differ from pin (17)"),
-        ("button:\n  mode: toggle\n  eject_gesture: triple-tap\n", 2, "eject_gesture triple-tap needs mode hold"),
+        ("dictation:\n  space_between: true\n  auto_silence_s: -1\n", 3, "dictation.auto_silence_s must be greater"),
+        ("output:\n  layout: us\n  host_wait_s: 0\n", 3, "output.host_wait_s must be greater than 0, not 0"),
+        ("button:\n  mode: hold\n  bounce_s: -0.1\n", 3, "button.bounce_s must be 0 or more, not -0.1"),
+        ("button:\n  pin: 17\n  cancel_pin: 17\n", 3, "button.cancel_pin must differ from button.pin (17)"),
+        ("button:\n  mode: toggle\n  eject_gesture: triple-tap\n", 3, "eject_gesture triple-tap needs mode hold"),
         ("button:\n  eject_gesture: cancel-button\n", 2, "eject_gesture cancel-button needs a cancel_pin"),
+        ("button:\n  pin: 5\n  eject_gesture: cancel-button\n", 3, "eject_gesture cancel-button needs a cancel_pin"),
         ("button:\n  eject_gesture: double-tap\n", 2, "one of off, triple-tap, cancel-button"),
     ],
 )
@@ -115,6 +125,28 @@ def test_wrong_value_names_file_line_and_value(tmp_path: Path, text: str, line: 
     assert str(error).startswith(f"{tmp_path / 'config.yaml'}:{line}: ")
     assert fragment in str(error)
     assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "also"),
+    [
+        ("button:\n  pin: 17\n  mode: hold\n  cancel_pin: 17\n", 4, "button.pin is on line 2"),
+        ("button:\n  cancel_pin: 17\n  pin: 17\n", 2, "button.pin is on line 3"),
+        ("button:\n  mode: toggle\n  pin: 4\n  eject_gesture: triple-tap\n", 4, "button.mode is on line 2"),
+    ],
+)
+def test_conflicting_values_name_both_lines(tmp_path: Path, text: str, line: int, also: str) -> None:
+    """The value to change gives file:line; the value it conflicts with is named with its own line."""
+    error = error_of(tmp_path, text)
+    assert error.where == f"{tmp_path / 'config.yaml'}:{line}"
+    assert str(error).endswith(f"({also})")
+
+
+def test_conflict_with_a_default_names_only_the_written_line(tmp_path: Path) -> None:
+    """``pin`` left at its default 17 has no line to name; the error must not invent one."""
+    error = error_of(tmp_path, "button:\n  mode: hold\n  cancel_pin: 17\n")
+    assert error.where == f"{tmp_path / 'config.yaml'}:3"
+    assert "line" not in str(error).removeprefix(f"{error.where}: ")
 
 
 def test_unknown_setting_suggests_the_close_one(tmp_path: Path) -> None:
@@ -137,8 +169,26 @@ def test_setting_twice_is_an_error(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
     error = error_of(tmp_path, "button:\n  pin: 17\n mode: [hold\n")
-    assert error.where is not None and error.where.startswith(str(tmp_path / "config.yaml") + ":")
+    assert error.where == f"{tmp_path / 'config.yaml'}:3"
     assert "not valid YAML" in str(error)
+    assert "(line 3, column 2)" in str(error)
+    assert "block mapping that began on line 1, column 1" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "construct"),
+    [
+        ("button:\n  pin: 17\n  mode: [hold\n", "flow sequence that began on line 3, column 9"),
+        ("button:\n  pin: 17\n  mode: {a: 1\n# the end\n", "flow mapping that began on line 3, column 9"),
+        ('button:\n  pin: 17\n  mode: "hold\n', "quoted scalar that began on line 3, column 9"),
+    ],
+)
+def test_unclosed_construct_is_reported_where_it_began(tmp_path: Path, text: str, construct: str) -> None:
+    """PyYAML notices an unclosed bracket or quote at the end of the stream, past the file's last line."""
+    error = error_of(tmp_path, text)
+    assert error.where == f"{tmp_path / 'config.yaml'}:3"
+    assert "at the end of the file" in str(error)
+    assert construct in str(error)
 
 
 def test_missing_named_file_is_an_error(tmp_path: Path) -> None:
@@ -154,6 +204,55 @@ def test_missing_default_file_means_defaults(tmp_path: Path, monkeypatch: pytest
 def test_default_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(config.CONFIG_ENV, str(write(tmp_path, "button:\n  mode: auto\n")))
     assert config.load().button.mode == "auto"
+
+
+SECTIONS = [f.name for f in dataclasses.fields(Config) if f.name != "source"]
+
+
+def test_sections_are_read_as_the_whole_file_reads_them(tmp_path: Path) -> None:
+    path = write(tmp_path, "output:\n  layout: de\nbluetooth:\n  name: vk-e2e\nasr:\n  model: tiny.en-q8_0\n")
+    whole = config.load(path)
+    sections, source = config.load_sections(SECTIONS, path)
+    assert source == path
+    assert sections == {name: getattr(whole, name) for name in SECTIONS}
+    assert sections["bluetooth"].name == "vk-e2e" and sections["asr"].model == "tiny.en-q8_0"
+
+
+def test_without_a_file_the_sections_are_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.CONFIG_ENV, str(tmp_path / "absent.yaml"))
+    sections, source = config.load_sections(SECTIONS)
+    assert source is None
+    assert sections == {name: getattr(Config(), name) for name in SECTIONS}
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load_sections(["output"], tmp_path / "named-but-absent.yaml")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "output:\n  layout: de\n  transport: [usb\n",
+        "output:\n  layout: de\nbluetoth:\n  name: vk\n",
+        "output:\n  layout: de\n  host_wait_s: 0\n",
+        "usb:\n  udc: a\nusb:\n  udc: b\n",
+        "- a list\n",
+    ],
+)
+def test_reading_sections_fails_as_reading_the_whole_file_does(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as whole:
+        config.load(path)
+    with pytest.raises(ConfigError) as sections:
+        config.load_sections(["output", "usb"], path)
+    assert str(sections.value) == str(whole.value)
+
+
+def test_sections_not_asked_for_are_not_read(tmp_path: Path) -> None:
+    """A command that types does not read (or import the modules of) the speech settings."""
+    path = write(tmp_path, "output:\n  layout: de\nasr:\n  threads: 0\n")
+    sections, _ = config.load_sections(["output"], path)
+    assert sections["output"].layout == "de"
+    with pytest.raises(ConfigError, match=r":4: asr\.threads must be at least 1"):
+        config.load_sections(["output", "asr"], path)
 
 
 def test_defaults_dump_loads_back_to_the_defaults(tmp_path: Path) -> None:

@@ -88,15 +88,23 @@ class AsrSettings:
 
     def validate(self) -> None:
         if self.threads < 1:
-            raise ConfigError(f"asr.threads must be at least 1, not {self.threads}")
+            raise ConfigError(f"asr.threads must be at least 1, not {self.threads}", settings=("threads",))
         if isinstance(self.audio_ctx, str) and self.audio_ctx != "auto":
-            raise ConfigError(f"asr.audio_ctx must be 'auto' or a number of encoder positions, not {self.audio_ctx!r}")
+            raise ConfigError(
+                f"asr.audio_ctx must be 'auto' or a number of encoder positions, not {self.audio_ctx!r}",
+                settings=("audio_ctx",),
+            )
         if isinstance(self.audio_ctx, int) and not 0 <= self.audio_ctx <= _FULL_AUDIO_CTX:
-            raise ConfigError(f"asr.audio_ctx must be between 0 and {_FULL_AUDIO_CTX}, not {self.audio_ctx}")
+            raise ConfigError(
+                f"asr.audio_ctx must be between 0 and {_FULL_AUDIO_CTX}, not {self.audio_ctx}", settings=("audio_ctx",)
+            )
         if self.context_words < 0:
-            raise ConfigError(f"asr.context_words must be 0 or more, not {self.context_words}")
+            raise ConfigError(
+                f"asr.context_words must be 0 or more, not {self.context_words}", settings=("context_words",)
+            )
         if self.tokens_per_second <= 0 or self.token_cap_base < 1:
-            raise ConfigError("asr.tokens_per_second and asr.token_cap_base must be positive")
+            at_fault = ("tokens_per_second",) if self.tokens_per_second <= 0 else ("token_cap_base",)
+            raise ConfigError("asr.tokens_per_second and asr.token_cap_base must be positive", settings=at_fault)
 
 
 @dataclass

@@ -8,6 +8,12 @@ define; this module only knows how to fill a dataclass from YAML.
 Errors must point at the place to edit: YAML is composed into nodes first
 (``yaml.compose`` keeps each node's line), and every wrong key or value becomes
 a ``ConfigError`` whose message starts with ``file:line``.
+
+The audio, speech and Bluetooth settings classes live in modules that import
+numpy, webrtcvad and dbus-fast (about 0.3 s on a PC, seconds on a Pi Zero).
+They are imported only when a config needs them, and ``load_sections`` reads
+just the sections a command uses, so ``voxkey type`` reads the daemon's
+config without waiting for the speech stack.
 """
 
 from __future__ import annotations
@@ -15,23 +21,26 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import importlib
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from voxkey.asr import AsrSettings
-from voxkey.audio import AudioSettings
 from voxkey.errors import ConfigError
 from voxkey.text.commands import CommandSettings
-from voxkey.transports.bluetooth.settings import BluetoothSettings
 from voxkey.typing_policy import UnsupportedPolicy
-from voxkey.vad import VadSettings
+
+if TYPE_CHECKING:
+    from voxkey.asr import AsrSettings
+    from voxkey.audio import AudioSettings
+    from voxkey.transports.bluetooth.settings import BluetoothSettings
+    from voxkey.vad import VadSettings
 
 DEFAULT_PATH = Path("/etc/voxkey/config.yaml")
 CONFIG_ENV = "VOXKEY_CONFIG"
@@ -43,9 +52,38 @@ LedKind = Literal["none", "led", "pwm", "rgb"]
 TransportName = Literal["usb", "bluetooth", "both", "terminal", "uinput"]
 
 
-def _positive(name: str, value: float) -> None:
+IMPORTED_LATER = {
+    "AudioSettings": "voxkey.audio",
+    "VadSettings": "voxkey.vad",
+    "AsrSettings": "voxkey.asr",
+    "BluetoothSettings": "voxkey.transports.bluetooth.settings",
+}
+"""Settings classes whose modules are heavy to import (see the module doc), by the module that defines them."""
+
+
+def _imported_later(name: str) -> type[Any]:
+    cls: type[Any] = getattr(importlib.import_module(IMPORTED_LATER[name]), name)
+    return cls
+
+
+def _default(name: str) -> Callable[[], Any]:
+    """A section's default, made (and its module imported) only when a whole ``Config`` is."""
+    return lambda: _imported_later(name)()
+
+
+def _invalid(message: str, *settings: str) -> ConfigError:
+    """A value a section cannot take; ``settings`` names the fields at fault, the one to change first.
+
+    The config reader turns those names into the lines of the values, so an
+    error found only when the whole section is known still points at the line
+    to edit rather than at the section's first line.
+    """
+    return ConfigError(message, settings=settings)
+
+
+def _positive(section: str, name: str, value: float) -> None:
     if value <= 0:
-        raise ValueError(f"{name} must be greater than 0, not {value}")
+        raise _invalid(f"{section}.{name} must be greater than 0, not {value}", name)
 
 
 @dataclass(frozen=True)
@@ -69,15 +107,19 @@ class ButtonSettings:
 
     def __post_init__(self) -> None:
         for name in ("double_press_s", "long_press_s"):
-            _positive(name, getattr(self, name))
+            _positive("button", name, getattr(self, name))
         if self.bounce_s < 0:
-            raise ValueError(f"bounce_s must be 0 or more, not {self.bounce_s}")
+            raise _invalid(f"button.bounce_s must be 0 or more, not {self.bounce_s}", "bounce_s")
         if self.cancel_pin is not None and self.cancel_pin == self.pin:
-            raise ValueError(f"cancel_pin must differ from pin ({self.pin})")
+            raise _invalid(f"button.cancel_pin must differ from button.pin ({self.pin})", "cancel_pin", "pin")
         if self.eject_gesture == "triple-tap" and self.mode != "hold":
-            raise ValueError(f"eject_gesture triple-tap needs mode hold (in {self.mode} mode a press starts listening)")
+            raise _invalid(
+                f"button.eject_gesture triple-tap needs mode hold (in {self.mode} mode a press starts listening)",
+                "eject_gesture",
+                "mode",
+            )
         if self.eject_gesture == "cancel-button" and self.cancel_pin is None:
-            raise ValueError("eject_gesture cancel-button needs a cancel_pin")
+            raise _invalid("button.eject_gesture cancel-button needs a cancel_pin", "eject_gesture", "cancel_pin")
 
 
 @dataclass(frozen=True)
@@ -99,7 +141,7 @@ class LedSettings:
 
     def __post_init__(self) -> None:
         if not 0 < self.brightness <= 1:
-            raise ValueError(f"brightness must be in (0, 1], not {self.brightness}")
+            raise _invalid(f"leds.brightness must be in (0, 1], not {self.brightness}", "brightness")
 
 
 @dataclass(frozen=True)
@@ -121,7 +163,7 @@ class DictationSettings:
 
     def __post_init__(self) -> None:
         for name in ("auto_silence_s", "auto_no_speech_s"):
-            _positive(name, getattr(self, name))
+            _positive("dictation", name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -137,7 +179,7 @@ class OutputSettings:
     """How long text waits for an absent host before it is dropped (LED: waiting-for-host)."""
 
     def __post_init__(self) -> None:
-        _positive("host_wait_s", self.host_wait_s)
+        _positive("output", "host_wait_s", self.host_wait_s)
 
 
 @dataclass(frozen=True)
@@ -160,13 +202,13 @@ class Config:
     button: ButtonSettings = field(default_factory=ButtonSettings)
     leds: LedSettings = field(default_factory=LedSettings)
     dictation: DictationSettings = field(default_factory=DictationSettings)
-    audio: AudioSettings = field(default_factory=AudioSettings)
-    vad: VadSettings = field(default_factory=VadSettings)
-    asr: AsrSettings = field(default_factory=AsrSettings)
+    audio: AudioSettings = field(default_factory=_default("AudioSettings"))
+    vad: VadSettings = field(default_factory=_default("VadSettings"))
+    asr: AsrSettings = field(default_factory=_default("AsrSettings"))
     commands: CommandSettings = field(default_factory=CommandSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     usb: UsbSettings = field(default_factory=UsbSettings)
-    bluetooth: BluetoothSettings = field(default_factory=BluetoothSettings)
+    bluetooth: BluetoothSettings = field(default_factory=_default("BluetoothSettings"))
     service: ServiceSettings = field(default_factory=ServiceSettings)
     source: Path | None = field(default=None, compare=False)
 
@@ -187,39 +229,105 @@ def load(path: str | Path | None = None) -> Config:
     ``path`` None means the default location, where a missing file is fine
     (defaults apply); a path the user named must exist.
     """
-    if path is None:
-        candidate = default_path()
-        if not candidate.exists():
-            return Config()
-        path = candidate
-    path = Path(path)
+    found = find(path)
+    return Config() if found is None else loads(_read(found), found)
+
+
+def load_sections(names: Collection[str], path: str | Path | None = None) -> tuple[dict[str, Any], Path | None]:
+    """Only the named sections of the config ``load`` would read, each checked exactly as ``load`` checks it.
+
+    For commands that use a few settings: the file's syntax and its top-level
+    keys are checked too, the other sections are not read, and their modules
+    are not imported. Returns the sections (defaults for those the file leaves
+    out) and the file they came from (None: there was none, defaults apply).
+    """
+    found = find(path)
+    root = _compose(_read(found), found) if found is not None else None
+    reader = _Reader(found or Path("<defaults>"), yaml.SafeLoader(""))
+    written = reader.settings_nodes(Config, root, "") if root is not None else {}
+    sections: dict[str, Any] = {}
+    for name in names:
+        cls = _section_class(name)
+        sections[name] = reader.value_from(cls, written[name][1], name) if name in written else cls()
+    return sections, found
+
+
+def find(path: str | Path | None = None) -> Path | None:
+    """The file ``load`` reads: ``path``, else the default location if it exists; None means the defaults."""
+    if path is not None:
+        return Path(path)
+    candidate = default_path()
+    return candidate if candidate.exists() else None
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; pass an existing file with --config") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    return loads(text, path)
 
 
 def loads(text: str, path: str | Path = "<config>") -> Config:
     """Parse config text; ``path`` only names the file in error messages."""
     path = Path(path)
+    root = _compose(text, path)
+    if root is None:
+        return dataclasses.replace(Config(), source=path)
+    config: Config = _Reader(path, yaml.SafeLoader("")).dataclass_from(Config, root, "")
+    return dataclasses.replace(config, source=path)
+
+
+def _compose(text: str, path: Path) -> yaml.Node | None:
+    """The YAML node tree of a config file; None for a file with nothing set."""
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        raise ConfigError(f"not valid YAML: {exc.problem}", f"{path}:{line}") from None
+        raise _syntax_error(exc, text, path) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", str(path)) from None
     finally:
         loader.dispose()
-    reader = _Reader(path, yaml.SafeLoader(""))
     if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == "tag:yaml.org,2002:null"):
-        return dataclasses.replace(Config(), source=path)
-    config: Config = reader.dataclass_from(Config, root, "")
-    return dataclasses.replace(config, source=path)
+        return None
+    return root
+
+
+def _section_class(name: str) -> type[Any]:
+    """The settings class of the top-level section ``name``, importing its module only now."""
+    annotation = str(next(f.type for f in dataclasses.fields(Config) if f.name == name))  # postponed: a name
+    if annotation in IMPORTED_LATER:
+        return _imported_later(annotation)
+    cls: type[Any] = globals()[annotation]
+    return cls
+
+
+def _type_hints(cls: type[Any]) -> dict[str, Any]:
+    """A settings class's field types; ``Config``'s name the classes that are imported later."""
+    if cls is Config:
+        return typing.get_type_hints(cls, localns={name: _imported_later(name) for name in IMPORTED_LATER})
+    return typing.get_type_hints(cls)
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, text: str, path: Path) -> ConfigError:
+    """A YAML syntax error at the line to edit, with where the broken construct began.
+
+    PyYAML notices an unclosed ``[``, ``{`` or quote only at the end of the
+    stream, a line past the last one of the file. Its context mark says where
+    the construct began: that is the line to point at then, and in every other
+    case it is named too, because the opening is usually the mistake.
+    """
+    problem, context = exc.problem_mark, exc.context_mark
+    at_end = problem is not None and problem.index >= len(text.rstrip())
+    message = f"not valid YAML: {exc.problem}"
+    if problem is not None:
+        message += " at the end of the file" if at_end else f" (line {problem.line + 1}, column {problem.column + 1})"
+    if context is not None and exc.context:
+        message += f", {exc.context} that began on line {context.line + 1}, column {context.column + 1}"
+    mark = context if at_end and context is not None else problem
+    return ConfigError(message, f"{path}:{mark.line + 1 if mark else 1}")
 
 
 class _Reader:
@@ -235,29 +343,53 @@ class _Reader:
     def fail(self, node: yaml.Node, message: str) -> ConfigError:
         return ConfigError(message, self.where(node))
 
-    def dataclass_from(self, cls: type[Any], node: yaml.Node, name: str) -> Any:
+    def settings_nodes(self, cls: type[Any], node: yaml.Node, name: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """The settings a mapping writes, as key → (key node, value node); unknown or repeated keys fail."""
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(node, f"{name or 'the file'} must be a mapping of settings, not {self._show(node)}")
-        hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.init and _from_file(cls, f.name)}
-        values: dict[str, Any] = {}
+        fields = [f.name for f in dataclasses.fields(cls) if f.init and _from_file(cls, f.name)]
+        written: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
             key = self.constructor.construct_object(key_node)
             if not isinstance(key, str) or key not in fields:
-                raise self.fail(key_node, self._unknown_key(key, name, list(fields)))
-            if key in values:
+                raise self.fail(key_node, self._unknown_key(key, name, fields))
+            if key in written:
                 raise self.fail(key_node, f"{self._dotted(name, key)} is set twice")
-            values[key] = self.value_from(hints[key], value_node, self._dotted(name, key))
+            written[key] = (key_node, value_node)
+        return written
+
+    def dataclass_from(self, cls: type[Any], node: yaml.Node, name: str) -> Any:
+        written = self.settings_nodes(cls, node, name)
+        hints = _type_hints(cls)
+        values = {
+            key: self.value_from(hints[key], value, self._dotted(name, key)) for key, (_, value) in written.items()
+        }
+        key_nodes = {key: key_node for key, (key_node, _) in written.items()}
         try:
             result = cls(**values)
             validate = getattr(result, "validate", None)
             if callable(validate):
                 validate()
         except ConfigError as exc:
-            raise self.fail(node, str(exc)) from None
+            raise self._rejected(exc, node, name, key_nodes) from None
         except (ValueError, TypeError) as exc:
             raise self.fail(node, f"{name or 'config'}: {exc}") from None
         return result
+
+    def _rejected(self, exc: ConfigError, node: yaml.Node, name: str, key_nodes: dict[str, yaml.Node]) -> ConfigError:
+        """A section's own validation failed: point at the lines of the settings it blames.
+
+        The first blamed setting written in the file gives ``file:line``; every
+        other one is named with its line, so a conflict shows both places. A
+        blamed setting left at its default has no line; only if none has one
+        does the error fall back to the section's first line.
+        """
+        written = [(setting, key_nodes[setting]) for setting in exc.settings if setting in key_nodes]
+        if not written:
+            return self.fail(node, exc.message)
+        (_, first), *others = written
+        also = "; ".join(f"{self._dotted(name, s)} is on line {n.start_mark.line + 1}" for s, n in others)
+        return self.fail(first, f"{exc.message} ({also})" if also else exc.message)
 
     def value_from(self, hint: Any, node: yaml.Node, name: str) -> Any:
         origin = typing.get_origin(hint)

@@ -19,12 +19,19 @@ class ConfigError(VoxkeyError):
 
     ``where`` is ``"path:line"`` when the position is known, so the message
     points at the exact place to edit.
+
+    A settings dataclass that rejects a value (or two values that conflict)
+    cannot know where they were written; it names them in ``settings``, the one
+    to change first, and the config reader turns the names into the lines of
+    those values.
     """
 
     exit_code = 2
 
-    def __init__(self, message: str, where: str | None = None) -> None:
+    def __init__(self, message: str, where: str | None = None, *, settings: tuple[str, ...] = ()) -> None:
+        self.message = message
         self.where = where
+        self.settings = settings
         super().__init__(f"{where}: {message}" if where else message)
 
 

@@ -58,20 +58,29 @@ class VadSettings:
 
     def validate(self) -> None:
         if self.aggressiveness not in (0, 1, 2, 3):
-            raise ConfigError(f"vad.aggressiveness must be 0, 1, 2 or 3, not {self.aggressiveness}")
+            raise ConfigError(
+                f"vad.aggressiveness must be 0, 1, 2 or 3, not {self.aggressiveness}", settings=("aggressiveness",)
+            )
         if self.frame_ms not in (10, 20, 30):
-            raise ConfigError(f"vad.frame_ms must be 10, 20 or 30, not {self.frame_ms}")
+            raise ConfigError(f"vad.frame_ms must be 10, 20 or 30, not {self.frame_ms}", settings=("frame_ms",))
         if not 0.0 < self.start_ratio <= 1.0:
-            raise ConfigError(f"vad.start_ratio must be in (0, 1], not {self.start_ratio}")
+            raise ConfigError(f"vad.start_ratio must be in (0, 1], not {self.start_ratio}", settings=("start_ratio",))
         if self.max_phrase_s <= 1.0 or self.max_phrase_s > 29.0:
-            raise ConfigError(f"vad.max_phrase_s must be between 1 and 29 seconds, not {self.max_phrase_s}")
+            raise ConfigError(
+                f"vad.max_phrase_s must be between 1 and 29 seconds, not {self.max_phrase_s}",
+                settings=("max_phrase_s",),
+            )
         if not self.frame_ms <= self.tail_ms <= self.short_pause_ms <= self.phrase_pause_ms:
             raise ConfigError(
                 "vad needs frame_ms <= tail_ms <= short_pause_ms <= phrase_pause_ms, not "
-                f"{self.frame_ms} <= {self.tail_ms} <= {self.short_pause_ms} <= {self.phrase_pause_ms}"
+                f"{self.frame_ms} <= {self.tail_ms} <= {self.short_pause_ms} <= {self.phrase_pause_ms}",
+                settings=("tail_ms", "short_pause_ms", "phrase_pause_ms"),
             )
         if not 0.0 < self.long_phrase_s < self.max_phrase_s:
-            raise ConfigError(f"vad.long_phrase_s must be between 0 and max_phrase_s, not {self.long_phrase_s}")
+            raise ConfigError(
+                f"vad.long_phrase_s must be between 0 and max_phrase_s, not {self.long_phrase_s}",
+                settings=("long_phrase_s", "max_phrase_s"),
+            )
 
 
 @dataclass

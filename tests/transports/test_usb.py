@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from voxkey.errors import HostUnavailableError, TransportError
+from voxkey.errors import GadgetError, HostUnavailableError, TransportError
 from voxkey.hid import LED_CAPS_LOCK
 from voxkey.keymap import Layout, decode, encode
 from voxkey.transports.base import Keyboard, LinkDown
@@ -49,10 +49,62 @@ def test_waits_for_the_udc_to_be_configured_and_keeps_the_text(tmp_path: Path) -
 
 
 def test_missing_device_waits_then_fails_with_the_text_kept(tmp_path: Path) -> None:
+    """The daemon's case: it waits for the gadget, and says it waits for the device, not for a UDC state."""
     keyboard = Keyboard(UsbHidLink(tmp_path / "absent"), US, host_wait_s=0.2)
-    with pytest.raises(HostUnavailableError):
+    with pytest.raises(HostUnavailableError, match=r"absent does not exist") as caught:
         keyboard.type("abc")
+    assert "UDC state" not in str(caught.value)
     assert keyboard.pending_text == "abc"
+
+
+def udc_class_with(tmp_path: Path, *controllers: str) -> Path:
+    """A stand-in for /sys/class/udc with these controllers, each saying ``configured``."""
+    udc_class = tmp_path / "udc"
+    udc_class.mkdir()
+    for name in controllers:
+        (udc_class / name).mkdir()
+        (udc_class / name / "state").write_text("configured\n")
+    return udc_class
+
+
+def test_no_usb_device_controller_fails_at_once_with_what_to_set_up(tmp_path: Path) -> None:
+    for udc_class in (udc_class_with(tmp_path), tmp_path / "no-udc-class"):
+        with pytest.raises(GadgetError) as caught:
+            UsbHidLink.for_gadget(tmp_path / "nonexistent", require=True, udc_class=udc_class)
+        message = str(caught.value)
+        assert f"no USB device controller (UDC) in {udc_class}" in message
+        assert f"no keyboard gadget ({tmp_path / 'nonexistent'} does not exist)" in message
+        assert "dtoverlay=dwc2" in message and "voxkey-gadget up" in message
+
+
+def test_a_controller_without_the_gadget_device_fails_at_once_naming_voxkey_gadget_up(tmp_path: Path) -> None:
+    udc_class = udc_class_with(tmp_path, "fe980000.usb")
+    with pytest.raises(GadgetError, match=r"no keyboard gadget device .*nonexistent: run 'sudo voxkey-gadget up'"):
+        UsbHidLink.for_gadget(tmp_path / "nonexistent", require=True, udc_class=udc_class)
+
+
+def test_a_named_controller_that_is_not_there_fails_at_once_listing_those_that_are(tmp_path: Path) -> None:
+    udc_class = udc_class_with(tmp_path, "fe980000.usb")
+    device = tmp_path / "hidg0"
+    device.touch()
+    with pytest.raises(GadgetError, match=r"no USB device controller named 'dummy_udc.0' .*available: fe980000.usb"):
+        UsbHidLink.for_gadget(device, "dummy_udc.0", require=True, udc_class=udc_class)
+
+
+def test_a_set_up_gadget_is_gated_on_its_controller_and_types(tmp_path: Path) -> None:
+    udc_class = udc_class_with(tmp_path, "a.usb", "b.usb")
+    device = tmp_path / "hidg0"
+    device.touch()
+    link = UsbHidLink.for_gadget(device, "b.usb", require=True, udc_class=udc_class)
+    assert link.udc_state_file == udc_class / "b.usb" / "state"
+    (udc_class / "b.usb" / "state").write_text("suspended\n")
+    keyboard = Keyboard(link, US, host_wait_s=0.2)
+    with pytest.raises(HostUnavailableError, match="UDC state: suspended"):
+        keyboard.type("ok")
+    (udc_class / "b.usb" / "state").write_text("configured\n")
+    keyboard.type("")
+    keyboard.close()
+    assert decode(read_reports(device), US) == "ok"
 
 
 def test_unreadable_device_is_a_permission_error_naming_the_fix(

@@ -30,7 +30,8 @@ MODULE_OF_COMMAND = {
     "hosts": "bluetooth",
 }
 """Which module registers each command: a command imports only its own module, so
-``voxkey type`` does not pay for numpy, whisper and D-Bus (seconds on a Pi Zero)."""
+``voxkey type`` does not pay for numpy, whisper and D-Bus (seconds on a Pi Zero);
+of the config it reads only the sections it uses (see ``voxkey.cli.common``)."""
 
 
 def modules_for(argv: Sequence[str]) -> tuple[str, ...]:
@@ -44,7 +45,9 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
     parser = argparse.ArgumentParser(prog="voxkey", description="A keyboard you talk to.")
     parser.add_argument("--version", action="version", version=f"voxkey {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what voxkey is doing")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log what voxkey is doing, starting with the config file it read"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in modules:
         try:

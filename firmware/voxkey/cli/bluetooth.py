@@ -2,7 +2,9 @@
 
 The Bluetooth stack (dbus-fast, the GATT application) is imported only when a
 command runs, so ``voxkey type --transport usb`` can share these options
-without paying for it.
+without paying for it. The settings come from the daemon's config (the
+``bluetooth:`` section), with these commands' flags over them: a keyboard
+paired as ``bluetooth.name`` must be the one the daemon serves later.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from voxkey.cli.common import add_config_option, load_sections, with_flags
 from voxkey.errors import BluetoothError, HostUnavailableError, TransportError
 from voxkey.hid import CONSUMER_EJECT
 from voxkey.keymap import Layout
@@ -23,7 +26,15 @@ from voxkey.transports.base import Keyboard
 if TYPE_CHECKING:
     from voxkey.transports.bluetooth import BluetoothLink, BluetoothSettings
 
-DEFAULT_PAIRING_TIMEOUT_S = 120.0  # the same default as BluetoothSettings.pairing_timeout_s
+BLUETOOTH_FLAGS = {
+    "adapter": "adapter",
+    "name": "name",
+    "preferred": "preferred_host",
+    "window": "report_window",
+    "timeout": "pairing_timeout_s",
+    "host_settle": "host_settle_s",
+}
+"""Option dest → ``BluetoothSettings`` field; each command has the options that concern it."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,33 +42,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     pair.add_argument(
         "--timeout",
         type=float,
-        default=DEFAULT_PAIRING_TIMEOUT_S,
+        default=None,
         metavar="SECONDS",
-        help=f"how long pairing mode lasts (default {DEFAULT_PAIRING_TIMEOUT_S:.0f})",
+        help="how long pairing mode lasts (default: bluetooth.pairing_timeout_s, 120)",
     )
     add_bluetooth_options(pair)
+    add_config_option(pair)
     pair.set_defaults(func=run_pair)
 
     hosts = subparsers.add_parser("hosts", help="list or forget bonded Bluetooth hosts")
     actions = hosts.add_subparsers(dest="hosts_action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="bonded hosts, connected ones marked")
-    listing.add_argument("--adapter", default="hci0")
-    listing.add_argument("--preferred", default=None, metavar="ADDR", help="mark this host as the preferred one")
+    _add_adapter_option(listing)
+    listing.add_argument(
+        "--preferred", default=None, metavar="ADDR", help="mark this host as the preferred one (default: the config's)"
+    )
+    add_config_option(listing)
     listing.set_defaults(func=run_hosts_list)
     forget = actions.add_parser("forget", help="remove a host's bond; it must pair again")
     forget.add_argument("address", metavar="ADDR")
-    forget.add_argument("--adapter", default="hci0")
+    _add_adapter_option(forget)
+    add_config_option(forget)
     forget.set_defaults(func=run_hosts_forget)
 
 
+def _add_adapter_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--adapter", default=None, help="Bluetooth adapter (default: bluetooth.adapter, hci0)")
+
+
 def add_bluetooth_options(parser: argparse.ArgumentParser, typing: bool = False) -> None:
-    """Options of every command that runs the Bluetooth keyboard; ``typing`` adds those of ``type``."""
+    """Options of every command that runs the Bluetooth keyboard; ``typing`` adds those of ``type``.
+
+    Each one defaults to the config's ``bluetooth:`` setting (see ``bluetooth_settings``).
+    """
     group = parser.add_argument_group("Bluetooth")
-    group.add_argument("--adapter", default="hci0", help="Bluetooth adapter to serve on (default hci0)")
-    group.add_argument("--name", default="voxkey", help="name hosts see (default voxkey)")
+    _add_adapter_option(group)
+    group.add_argument("--name", default=None, help="name hosts see (default: bluetooth.name, voxkey)")
     group.add_argument("--preferred", default=None, metavar="ADDR", help="preferred bonded host")
-    group.add_argument("--window", type=int, default=8, help="unacknowledged key reports allowed (default 8)")
+    group.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="unacknowledged key reports allowed (default: bluetooth.report_window, 8)",
+    )
     if typing:
+        group.add_argument(
+            "--host-settle",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="pause between a host subscribing and the first key (default: bluetooth.host_settle_s, 2)",
+        )
         group.add_argument("--pair", action="store_true", help="start in pairing mode (for a host not yet bonded)")
         group.add_argument("--stats", default=None, metavar="FILE", help="write delivery statistics as JSON to FILE")
         group.add_argument(
@@ -67,34 +102,30 @@ def add_bluetooth_options(parser: argparse.ArgumentParser, typing: bool = False)
         )
 
 
-def _settings(args: argparse.Namespace) -> BluetoothSettings:
-    from voxkey.transports.bluetooth import BluetoothSettings
-
-    return BluetoothSettings(
-        name=args.name,
-        adapter=args.adapter,
-        preferred_host=args.preferred,
-        report_window=args.window,
-        pairing_timeout_s=getattr(args, "timeout", DEFAULT_PAIRING_TIMEOUT_S),
-    )
+def bluetooth_settings(args: argparse.Namespace) -> BluetoothSettings:
+    """The config's ``bluetooth:`` section with this command's flags over it."""
+    settings: BluetoothSettings = with_flags(load_sections(args, "bluetooth")["bluetooth"], args, BLUETOOTH_FLAGS)
+    return settings
 
 
 def run_pair(args: argparse.Namespace) -> int:
     from voxkey.transports.bluetooth import open_bluetooth_link
 
+    settings = bluetooth_settings(args)
+    timeout = settings.pairing_timeout_s
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    link = open_bluetooth_link(_settings(args))
+    link = open_bluetooth_link(settings)
     try:
         print(
-            f"voxkey: pairing mode for {args.timeout:.0f} s: choose {args.name!r} in the host's Bluetooth settings",
+            f"voxkey: pairing mode for {timeout:.0f} s: choose {settings.name!r} in the host's Bluetooth settings",
             file=sys.stderr,
             flush=True,
         )
-        bonded = link.peripheral.start_pairing(args.timeout).result(timeout=args.timeout + 30)
+        bonded = link.peripheral.start_pairing(timeout).result(timeout=timeout + 30)
     finally:
         link.close()
     if bonded is None:
-        raise BluetoothError(f"no host paired within {args.timeout:.0f} s; run 'voxkey pair' again, then pair at once")
+        raise BluetoothError(f"no host paired within {timeout:.0f} s; run 'voxkey pair' again, then pair at once")
     print(bonded)
     return 0
 
@@ -102,7 +133,8 @@ def run_pair(args: argparse.Namespace) -> int:
 def run_hosts_list(args: argparse.Namespace) -> int:
     from voxkey.transports.bluetooth import list_hosts
 
-    for host in list_hosts(args.adapter, args.preferred):
+    settings = bluetooth_settings(args)
+    for host in list_hosts(settings.adapter, settings.preferred_host):
         marks = ",".join(mark for mark, on in (("connected", host.connected), ("preferred", host.preferred)) if on)
         print(f"{host.address}\t{host.name}\t{marks}".rstrip())
     return 0
@@ -111,11 +143,13 @@ def run_hosts_list(args: argparse.Namespace) -> int:
 def run_hosts_forget(args: argparse.Namespace) -> int:
     from voxkey.transports.bluetooth import forget_host
 
-    forget_host(args.address, args.adapter)
+    forget_host(args.address, bluetooth_settings(args).adapter)
     return 0
 
 
-def type_over_bluetooth(args: argparse.Namespace, text: str, layout: Layout) -> int:
+def type_over_bluetooth(
+    args: argparse.Namespace, text: str, layout: Layout, settings: BluetoothSettings, wait: float
+) -> int:
     """Type ``text`` to a bonded host, then wait until the host acknowledged every report.
 
     Returning only after the acknowledgements matters for a one-shot command:
@@ -125,8 +159,8 @@ def type_over_bluetooth(args: argparse.Namespace, text: str, layout: Layout) -> 
     from voxkey.transports.bluetooth import open_bluetooth_link
 
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    link = open_bluetooth_link(_settings(args))
-    keyboard = Keyboard(link, layout, host_wait_s=args.wait or None)
+    link = open_bluetooth_link(settings)
+    keyboard = Keyboard(link, layout, host_wait_s=wait or None)
     started = time.monotonic()
     drained = False
     try:
@@ -135,8 +169,8 @@ def type_over_bluetooth(args: argparse.Namespace, text: str, layout: Layout) -> 
         keyboard.type(text)
         if args.eject:
             keyboard.flush()
-            link.send_consumer(CONSUMER_EJECT, None if not args.wait else time.monotonic() + args.wait)
-        drained = link.drain(args.wait or 60.0)
+            link.send_consumer(CONSUMER_EJECT, None if not wait else time.monotonic() + wait)
+        drained = link.drain(wait or 60.0)
     except HostUnavailableError as exc:
         sys.stdout.write(keyboard.pending_text)
         raise TransportError(f"{exc}; the untyped text was written to standard output") from exc

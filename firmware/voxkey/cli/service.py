@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from voxkey import config as config_module
+from voxkey.cli.common import add_config_option, load_config
 from voxkey.errors import ConfigError
 
 OUTPUTS = ("terminal", "uinput", "usb", "bluetooth", "both")
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Run the voice keyboard. With --audio-file, one press-speak-release cycle runs over the "
         "whole file and voxkey exits once the text is typed.",
     )
-    _add_config_option(run)
+    add_config_option(run)
     run.add_argument("--audio-file", type=Path, metavar="WAV", help="use this recording instead of the microphone")
     run.add_argument(
         "--output",
@@ -38,23 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     defaults.set_defaults(func=print_defaults)
 
     doctor = subparsers.add_parser("doctor", help="check config, model, audio, USB gadget, Bluetooth and GPIO")
-    _add_config_option(doctor)
+    add_config_option(doctor)
     doctor.set_defaults(func=run_doctor)
-
-
-def _add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help=f"config file (default: ${config_module.CONFIG_ENV} or {config_module.DEFAULT_PATH})",
-    )
 
 
 def run_daemon(args: argparse.Namespace) -> int:
     from voxkey.daemon import RunOptions, run
 
-    config = config_module.load(args.config)
+    config = load_config(args)
     if not (args.debug or args.verbose):
         logging.getLogger().setLevel(config.service.log_level.upper())
     options = RunOptions(audio_file=args.audio_file, output=args.output)
@@ -87,7 +79,7 @@ def run_doctor(args: argparse.Namespace) -> int:
     from voxkey.doctor import format_results, run_checks
 
     try:
-        config = config_module.load(args.config)
+        config = load_config(args)
         config_error = None
     except ConfigError as exc:
         config, config_error = config_module.Config(), exc

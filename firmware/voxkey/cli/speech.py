@@ -1,8 +1,9 @@
 """``voxkey transcribe``, ``voxkey models`` and ``voxkey bench``: speech recognition from the command line.
 
 ``transcribe`` runs files through exactly the path a live dictation takes
-(VAD phrases, tuned whisper decoding, clean-up), so what it prints is what
-the keyboard would type.
+(VAD phrases, tuned whisper decoding, clean-up) with the daemon's ``asr``,
+``vad`` and ``audio`` settings, so what it prints is what the keyboard would
+type: the model the installer set up in the config, not a built-in default.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from voxkey.cli.common import add_config_option, load_sections, with_flags
 from voxkey.errors import ModelError, VoxkeyError
 from voxkey.models import (
-    DEFAULT_MODEL,
     OFFICIAL_MODELS,
     ProgressBar,
     default_download_dir,
@@ -28,16 +29,20 @@ from voxkey.models import (
 )
 
 BENCHMARK_SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "asr.py"
+ASR_FLAGS = {"model": "model", "threads": "threads", "language": "language", "prompt": "initial_prompt"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     transcribe = subparsers.add_parser("transcribe", help="transcribe WAV files as voxkey would type them")
     transcribe.add_argument("files", nargs="+", metavar="FILE", help="WAV file(s); any rate, mono or stereo")
-    transcribe.add_argument("--model", "-m", default=DEFAULT_MODEL, help="model name or path (default: %(default)s)")
-    transcribe.add_argument("--threads", "-t", type=int, default=None, help="whisper threads (default: up to 4)")
-    transcribe.add_argument("--language", "-l", default="en", help="spoken language (default: %(default)s)")
-    transcribe.add_argument("--prompt", default="", help="initial prompt / custom vocabulary")
+    transcribe.add_argument("--model", "-m", default=None, help="model name or path (default: asr.model of the config)")
+    transcribe.add_argument("--threads", "-t", type=int, default=None, help="whisper threads (default: asr.threads)")
+    transcribe.add_argument("--language", "-l", default=None, help="spoken language (default: asr.language, en)")
+    transcribe.add_argument(
+        "--prompt", default=None, help="initial prompt / custom vocabulary (default: asr.initial_prompt)"
+    )
     transcribe.add_argument("--json", action="store_true", help='JSON lines: {"file", "text", "audio_s", "compute_s"}')
+    add_config_option(transcribe)
     transcribe.set_defaults(func=run_transcribe)
 
     models = subparsers.add_parser("models", help="list, download or verify whisper models")
@@ -45,7 +50,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     listing = models_sub.add_parser("list", help="official models and which are installed")
     listing.set_defaults(func=run_models_list)
     download = models_sub.add_parser("download", help="download an official model (sha256-checked)")
-    download.add_argument("name", choices=sorted(OFFICIAL_MODELS), metavar="NAME", help="e.g. tiny.en-q5_1")
+    download.add_argument(
+        "name",
+        nargs="?",
+        choices=sorted(OFFICIAL_MODELS),
+        metavar="NAME",
+        help="e.g. tiny.en-q5_1 (default: asr.model of the config)",
+    )
+    add_config_option(download)
     download.add_argument("--dir", type=Path, default=None, help="target folder (default: $VOXKEY_MODEL_DIR or cache)")
     download.add_argument("--force", action="store_true", help="download even if the file is there and verifies")
     download.set_defaults(func=run_models_download)
@@ -61,17 +73,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_transcribe(args: argparse.Namespace) -> int:
-    from voxkey.asr import AsrSettings, WhisperEngine
+    from voxkey.asr import WhisperEngine
     from voxkey.dictation import transcribe_file
 
-    settings = AsrSettings(model=args.model, language=args.language, initial_prompt=args.prompt)
-    if args.threads:
-        settings.threads = args.threads
+    config = load_sections(args, "asr", "vad", "audio")
+    settings = with_flags(config["asr"], args, ASR_FLAGS)
     failures = 0
     with WhisperEngine(settings) as engine:
         for name in args.files:
             try:
-                result = transcribe_file(engine, name)
+                result = transcribe_file(engine, name, config["vad"], config["audio"])
             except VoxkeyError as exc:
                 failures += 1
                 print(f"voxkey: error: {exc}", file=sys.stderr)
@@ -102,6 +113,8 @@ def run_models_list(args: argparse.Namespace) -> int:
 
 
 def run_models_download(args: argparse.Namespace) -> int:
+    if args.name is None:
+        args.name = _configured_official_model(args)
     target_dir = args.dir or default_download_dir()
     existing = target_dir / model_filename(args.name)
     if existing.is_file() and not args.force:
@@ -114,6 +127,17 @@ def run_models_download(args: argparse.Namespace) -> int:
     path = download_model(args.name, target_dir, progress=progress)
     print(f"{path}: downloaded, sha256 verified")
     return 0
+
+
+def _configured_official_model(args: argparse.Namespace) -> str:
+    """``asr.model`` of the config, which must be a model voxkey knows how to download."""
+    model: str = load_sections(args, "asr")["asr"].model
+    if model not in OFFICIAL_MODELS:
+        raise ModelError(
+            f"asr.model {model!r} is not an official model that voxkey can download; "
+            f"name one: {', '.join(sorted(OFFICIAL_MODELS))}"
+        )
+    return model
 
 
 def run_models_verify(args: argparse.Namespace) -> int:

@@ -21,6 +21,11 @@ The host is "there" when the UDC says ``configured``; while it is
 input for 50 ms after it opens a keyboard, and other hosts settle too. So the
 link first sends all-keys-up reports, which are harmless to lose, until the host
 has been polling for ``settle_s``; only then does text resume.
+
+A machine without a USB device controller, or without the gadget's device
+node, is different: no host coming back can fix that. So a one-shot command
+asks ``require_gadget`` first and fails at once with what to set up, instead
+of waiting for a host that cannot come.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import select
 import time
 from pathlib import Path
 
-from voxkey.errors import HostUnavailableError, TransportError
+from voxkey.errors import GadgetError, HostUnavailableError, TransportError
 from voxkey.hid import RELEASE_ALL
 from voxkey.transports.base import LinkDown
 
@@ -46,6 +51,10 @@ CANCEL_LOG_GRACE_S = 0.1
 LINK_DOWN_ERRNOS = {errno.ESHUTDOWN, errno.EPIPE, errno.ENODEV, errno.EIO, errno.ECONNRESET, errno.ENXIO}
 POLL_SLICE_S = 0.1
 SETTLE_S = 0.5
+SET_UP_GADGET = (
+    "on a Raspberry Pi add dtoverlay=dwc2,dr_mode=peripheral to /boot/firmware/config.txt and reboot, "
+    "then run 'sudo voxkey-gadget up' (see hardware/usb-gadget.md)"
+)
 
 
 class KernelLog:
@@ -106,6 +115,32 @@ def find_udc_state_file(udc: str | None = None, udc_class: Path = UDC_CLASS) -> 
     return controllers[0] / "state" if controllers else None
 
 
+def require_gadget(device: Path, udc: str | None = None, udc_class: Path = UDC_CLASS) -> Path:
+    """The state file of the UDC a keyboard gadget can type through; GadgetError naming what is missing.
+
+    Waiting is right for a host that is away, wrong for a machine that has no
+    USB device controller (the overlay is off, or it is a PC) or no gadget
+    device node (``voxkey-gadget up`` never ran, or ``--device`` is mistyped):
+    f_hid's node exists only while a gadget is bound to a UDC, and nothing
+    creates either while voxkey waits.
+    """
+    controllers = sorted(entry.name for entry in udc_class.iterdir()) if udc_class.is_dir() else []
+    if udc is not None and udc not in controllers:
+        available = ", ".join(controllers) or "none"
+        raise GadgetError(
+            f"no USB device controller named {udc!r} in {udc_class} (available: {available}); fix --udc or usb.udc"
+        )
+    if not controllers:
+        missing = f", so there is no keyboard gadget ({device} does not exist)" if not device.exists() else ""
+        raise GadgetError(f"no USB device controller (UDC) in {udc_class}{missing}; {SET_UP_GADGET}")
+    if not device.exists():
+        raise GadgetError(
+            f"no keyboard gadget device {device}: run 'sudo voxkey-gadget up' (it prints the device node) "
+            "and pass that node with --device or set usb.device"
+        )
+    return udc_class / (udc or controllers[0]) / "state"
+
+
 class UsbHidLink:
     """Writes boot keyboard reports to an ``f_hid`` device node."""
 
@@ -130,8 +165,28 @@ class UsbHidLink:
         self._waiting_logged = False
 
     @classmethod
-    def for_gadget(cls, device: str | Path = "/dev/hidg0", udc: str | None = None) -> UsbHidLink:
-        return cls(device, find_udc_state_file(udc), kernel_log=KernelLog.open())
+    def for_gadget(
+        cls,
+        device: str | Path = "/dev/hidg0",
+        udc: str | None = None,
+        *,
+        require: bool = False,
+        udc_class: Path | None = None,
+    ) -> UsbHidLink:
+        """The link to a gadget's device, gated on its UDC's state.
+
+        ``require`` fails at once when the controller or the device node is
+        missing (see ``require_gadget``): for a one-shot command. The daemon
+        does not require them: with ``transport: both`` Bluetooth must work
+        without a USB gadget, and the gadget may be re-created while it runs;
+        it waits and logs what it waits for.
+        """
+        udc_class = udc_class or UDC_CLASS
+        if require:
+            state_file: Path | None = require_gadget(Path(device), udc, udc_class)
+        else:
+            state_file = find_udc_state_file(udc, udc_class)
+        return cls(device, state_file, kernel_log=KernelLog.open())
 
     def udc_state(self) -> str:
         if self.udc_state_file is None:
@@ -144,15 +199,17 @@ class UsbHidLink:
     def wait_for_host(self, deadline: float | None) -> None:
         while True:
             state = self.udc_state()
-            if state == "configured" and self._open() and self._settled(deadline):
+            opened = state == "configured" and self._open()
+            if opened and self._settled(deadline):
                 if self._waiting_logged:
                     log.info("usb: host is back, typing resumes")
                 self._waiting_logged = False
                 return
+            why = f"UDC state: {state}" if state != "configured" or opened else f"{self.device} does not exist"
             if not self._waiting_logged:
-                log.warning("usb: waiting for the host (UDC state: %s, device %s)", state, self.device)
+                log.warning("usb: waiting for the host (%s, device %s)", why, self.device)
                 self._waiting_logged = True
-            self._sleep_or_give_up(deadline, f"USB host not ready (UDC state: {state})")
+            self._sleep_or_give_up(deadline, f"USB host not ready ({why})")
 
     def send(self, report: bytes, deadline: float | None) -> None:
         fd = self._require_fd()

@@ -54,12 +54,16 @@ class BluetoothSettings:
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name.encode()) > 29:
-            raise ConfigError(f"bluetooth name {self.name!r} must be 1-29 bytes long to fit in an advertisement")
+            raise ConfigError(
+                f"bluetooth name {self.name!r} must be 1-29 bytes long to fit in an advertisement", settings=("name",)
+            )
         if self.pairing_timeout_s <= 0:
-            raise ConfigError("bluetooth pairing_timeout_s must be a positive number of seconds")
+            raise ConfigError(
+                "bluetooth pairing_timeout_s must be a positive number of seconds", settings=("pairing_timeout_s",)
+            )
         if not 1 <= self.report_window <= 64:
-            raise ConfigError("bluetooth report_window must be between 1 and 64")
+            raise ConfigError("bluetooth report_window must be between 1 and 64", settings=("report_window",))
         if not 0 <= self.host_settle_s <= 30:
-            raise ConfigError("bluetooth host_settle_s must be between 0 and 30 seconds")
+            raise ConfigError("bluetooth host_settle_s must be between 0 and 30 seconds", settings=("host_settle_s",))
         if not 0 <= self.battery_level <= 100:
-            raise ConfigError("bluetooth battery_level must be between 0 and 100")
+            raise ConfigError("bluetooth battery_level must be between 0 and 100", settings=("battery_level",))
