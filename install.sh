@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# voxkey installer for Raspberry Pi OS Bookworm (Debian 12): one command, safe to run again.
+# voxkey installer for Raspberry Pi OS bookworm (Debian 12) or trixie (Debian 13): one command, safe to run again.
 #
 #   sudo ./install.sh                          install or update from this checkout
 #   sudo ./install.sh --config-example bluetooth
@@ -93,14 +93,22 @@ has_own_line() {
 
 # --- install steps ------------------------------------------------------------------------------
 
+# Raspberry Pi OS today is trixie (Debian 13); many Pis still run bookworm (Debian 12). Both are
+# tested; anything else may work but gets a warning, not a refusal.
+check_release() {
+    local codename=$1 pretty=$2
+    case $codename in
+    bookworm | trixie) ;;
+    *) say "warning: made for Raspberry Pi OS / Debian bookworm (12) or trixie (13), this is ${pretty:-unknown}" ;;
+    esac
+}
+
 check_system() {
     [[ $(id -u) -eq 0 ]] || die "run as root: sudo $0"
     if [[ -r /etc/os-release ]]; then
         # shellcheck disable=SC1091 # present on every Debian system, not part of this repository
         . /etc/os-release
-        if [[ ${VERSION_CODENAME:-} != bookworm ]]; then
-            say "warning: made for Raspberry Pi OS / Debian bookworm, this is ${PRETTY_NAME:-unknown}"
-        fi
+        check_release "${VERSION_CODENAME:-}" "${PRETTY_NAME:-}"
     fi
     [[ -f $SOURCE_DIR/pyproject.toml ]] || die "run install.sh from a voxkey checkout ($SOURCE_DIR has no pyproject.toml)"
 }
@@ -359,4 +367,7 @@ main() {
     fi
 }
 
-main "$@"
+# Sourced (tests call single functions), the script only defines them.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi

@@ -303,3 +303,37 @@ def test_install_script_usage() -> None:
     assert helped.returncode == 0 and "--uninstall" in helped.stdout
     wrong = subprocess.run(["bash", str(REPO / "install.sh"), "--frobnicate"], capture_output=True, text=True)
     assert wrong.returncode == 2
+
+
+# --- single functions of install.sh (sourced, it only defines them): decisions that need no chroot ---------
+
+
+def sourced(script: str) -> subprocess.CompletedProcess[str]:
+    """Run SCRIPT in bash after sourcing install.sh, so one function's decision is tested without installing.
+
+    As root it runs as nobody: should sourcing ever run the installer itself, install.sh refuses
+    ("run as root") instead of installing on the machine running the tests.
+    """
+    as_nobody = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+    return subprocess.run(
+        [*as_nobody, "bash", "-c", f'source "$1"; {script}', "sourced-by-test", str(REPO / "install.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_sourcing_install_sh_only_defines_functions() -> None:
+    result = sourced("declare -F check_release >/dev/null && echo defined")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "defined\n" and result.stderr == ""
+
+
+def test_install_supports_bookworm_and_trixie() -> None:
+    for codename in ("bookworm", "trixie"):
+        supported = sourced(f"check_release {codename} 'Debian {codename}'")
+        assert supported.returncode == 0 and supported.stdout == "", supported
+    older = sourced("check_release bullseye 'Debian GNU/Linux 11 (bullseye)'")
+    assert older.returncode == 0  # a warning, not a refusal
+    assert "warning: made for Raspberry Pi OS / Debian bookworm (12) or trixie (13)" in older.stdout
+    assert "Debian GNU/Linux 11 (bullseye)" in older.stdout
