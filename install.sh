@@ -9,7 +9,7 @@
 # What it does: apt packages; a Python venv in /opt/voxkey/venv with voxkey in it;
 # the system user `voxkey` (groups audio, gpio, bluetooth); a udev rule giving
 # /dev/hidg0 to group voxkey; USB device mode (dtoverlay=dwc2 in config.txt,
-# dwc2 + libcomposite in /etc/modules); /etc/voxkey/config.yaml from examples/
+# dwc2 + libcomposite in /etc/modules-load.d/voxkey.conf); /etc/voxkey/config.yaml from examples/
 # (never overwritten); the whisper model via `voxkey models download`; the
 # systemd units, enabled. Every step checks first, so a second run changes
 # nothing and an interrupted run can simply be repeated.
@@ -27,7 +27,10 @@ readonly SBIN=/usr/local/sbin
 readonly SHARE=/usr/local/share/voxkey
 readonly UNIT_DIR=/etc/systemd/system
 readonly UDEV_RULE=/etc/udev/rules.d/70-voxkey.rules
-readonly MODULES_FILE=/etc/modules
+readonly MODULES_CONF=/etc/modules-load.d/voxkey.conf
+# Before modules-load.d, install.sh kept a marked block in /etc/modules, which trixie's kmod calls
+# obsolete; an existing block is moved to MODULES_CONF and never written again.
+readonly OLD_MODULES_FILE=/etc/modules
 readonly USER_NAME=voxkey
 readonly BEGIN_MARK="# >>> voxkey (install.sh; removed by install.sh --uninstall) >>>"
 readonly END_MARK="# <<< voxkey <<<"
@@ -193,7 +196,7 @@ boot_config_file() {
 }
 
 install_usb_device_mode() {
-    local config_txt modules=()
+    local config_txt
     config_txt=$(boot_config_file)
     if [[ -z $config_txt ]]; then
         say "no Raspberry Pi config.txt found: skipping dtoverlay=dwc2 (USB gadget mode needs it on a Pi)"
@@ -203,13 +206,29 @@ install_usb_device_mode() {
         say "enabled USB device mode in $config_txt"
         REBOOT_NEEDED=1
     fi
-    has_own_line "$MODULES_FILE" '^[[:space:]]*dwc2([[:space:]]|$)' || modules+=(dwc2)
-    has_own_line "$MODULES_FILE" '^[[:space:]]*libcomposite([[:space:]]|$)' || modules+=(libcomposite)
-    touch "$MODULES_FILE"
-    if [[ ${#modules[@]} -eq 0 ]]; then
-        remove_block "$MODULES_FILE"
-    elif ! ensure_block "$MODULES_FILE" "${modules[@]}"; then
-        say "added ${modules[*]} to $MODULES_FILE"
+    install_modules_conf
+}
+
+# dwc2 (the USB device controller) and libcomposite (configfs gadgets) load at boot from our own
+# modules-load.d file, on bookworm and trixie alike; a block an older install.sh left in /etc/modules
+# moves there (the modules already load at boot then, so that alone needs no reboot).
+install_modules_conf() {
+    local content migrated=0
+    content=$(printf '%s\n' "# voxkey: USB keyboard gadget (install.sh; removed by install.sh --uninstall)" dwc2 libcomposite)
+    if [[ -f $OLD_MODULES_FILE ]] && grep -qxF "$BEGIN_MARK" "$OLD_MODULES_FILE"; then
+        remove_block "$OLD_MODULES_FILE"
+        migrated=1
+    fi
+    if [[ -f $MODULES_CONF ]] && [[ $(cat "$MODULES_CONF") == "$content" ]]; then
+        [[ $migrated == 0 ]] || say "removed the old voxkey block from $OLD_MODULES_FILE ($MODULES_CONF has it)"
+        return
+    fi
+    install -d "$(dirname "$MODULES_CONF")"
+    printf '%s\n' "$content" >"$MODULES_CONF"
+    if [[ $migrated == 1 ]]; then
+        say "moved dwc2, libcomposite from $OLD_MODULES_FILE to $MODULES_CONF"
+    else
+        say "added dwc2, libcomposite to $MODULES_CONF"
         REBOOT_NEEDED=1
     fi
 }
@@ -317,7 +336,8 @@ do_uninstall() {
     fi
     rm -f "$UDEV_RULE" "$SBIN/voxkey-gadget" /usr/local/bin/voxkey
     rm -rf "$SHARE" "$PREFIX"
-    remove_block "$MODULES_FILE"
+    rm -f "$MODULES_CONF"
+    remove_block "$OLD_MODULES_FILE"
     config_txt=$(boot_config_file)
     if [[ -n $config_txt ]]; then
         remove_block "$config_txt"

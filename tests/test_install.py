@@ -2,7 +2,8 @@
 
 What a chroot allows is tested for real: apt-get from the Debian mirror, the
 venv with voxkey and its wheels from PyPI, the user and groups, the udev rule,
-config.txt and /etc/modules edits, the model, the units enabled (symlinks), and
+config.txt and modules-load.d edits (moving an older install's /etc/modules
+block), the model, the units enabled (symlinks), and
 the installed voxkey transcribing a recording as the service user. What needs
 a booted Pi is not: udev applying the rule, systemd starting the units, dwc2.
 
@@ -44,6 +45,10 @@ def configured_debian_mirror() -> str:
 
 TARBALL = CACHE / "bookworm-minbase.tar"
 PI_CONFIG_TXT = "# Raspberry Pi OS config.txt\ndtparam=audio=on\ncamera_auto_detect=1\n\n[cm4]\notg_mode=1\n"
+ETC_MODULES = "# /etc/modules: kernel modules to load at boot time.\n\nloop\n"
+OLD_INSTALL_BLOCK = (
+    "# >>> voxkey (install.sh; removed by install.sh --uninstall) >>>\ndwc2\nlibcomposite\n# <<< voxkey <<<\n"
+)
 SOURCE_IGNORE = shutil.ignore_patterns(
     ".git", "__pycache__", "*.egg-info", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "build"
 )
@@ -145,6 +150,8 @@ def chroot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chroot]:
         box.trust_host_ca()
         (root / "boot" / "firmware").mkdir(parents=True, exist_ok=True)
         (root / "boot" / "firmware" / "config.txt").write_text(PI_CONFIG_TXT)
+        # What an install.sh before modules-load.d left behind: its block in /etc/modules.
+        (root / "etc" / "modules").write_text(ETC_MODULES + OLD_INSTALL_BLOCK)
         shutil.copytree(REPO, root / "usr" / "src" / "voxkey", ignore=SOURCE_IGNORE)
         for cache in ("apt-archives", "pip"):
             (CACHE / cache / "partial").mkdir(parents=True, exist_ok=True)
@@ -168,6 +175,7 @@ INSTALLED_FILES = [
     "/etc/systemd/system/voxkey-gadget.service",
     "/etc/voxkey/config.yaml",
     "/etc/modules",
+    "/etc/modules-load.d/voxkey.conf",
     "/boot/firmware/config.txt",
     "/usr/local/sbin/voxkey-gadget",
     "/usr/local/share/voxkey/keyboard-report-descriptor.hex",
@@ -198,7 +206,9 @@ def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     assert config_txt.startswith(PI_CONFIG_TXT)
     assert config_txt.count("dtoverlay=dwc2,dr_mode=peripheral") == 1
     assert config_txt.index("[all]") > config_txt.index("[cm4]")  # our line is not under a model filter
-    modules = box.read("/etc/modules").split("\n")
+    assert "moved dwc2, libcomposite from /etc/modules to /etc/modules-load.d/voxkey.conf" in first
+    assert box.read("/etc/modules") == ETC_MODULES  # the old block is gone, the rest untouched
+    modules = box.read("/etc/modules-load.d/voxkey.conf").split("\n")
     assert "dwc2" in modules and "libcomposite" in modules
     assert box.read("/etc/voxkey/config.yaml") == (REPO / "examples" / "usb.yaml").read_text()
     for unit in ("voxkey.service", "voxkey-gadget.service"):
@@ -242,7 +252,8 @@ def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     # Uninstall keeps config, models and user; the system files are as before.
     box.sh("/usr/src/voxkey/install.sh --uninstall")
     assert box.read("/boot/firmware/config.txt") == PI_CONFIG_TXT
-    assert "dwc2" not in box.read("/etc/modules").split("\n")
+    assert box.read("/etc/modules") == ETC_MODULES
+    assert not box.exists("/etc/modules-load.d/voxkey.conf")
     for gone in (
         "/opt/voxkey",
         "/etc/systemd/system/voxkey.service",

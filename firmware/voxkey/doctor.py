@@ -176,7 +176,7 @@ class Doctor:
                 "usb gadget",
                 False,
                 f"{self.paths.configfs}/usb_gadget is missing (libcomposite not loaded)",
-                "sudo modprobe libcomposite, and add libcomposite to /etc/modules",
+                "sudo modprobe libcomposite; install.sh loads it at boot from /etc/modules-load.d/voxkey.conf",
             )
         if not gadget.is_dir():
             return CheckResult("usb gadget", False, f"{gadget} does not exist", "sudo systemctl start voxkey-gadget")
