@@ -39,6 +39,7 @@ readonly APT_PACKAGES=(
     libportaudio2 alsa-utils                        # microphone (sounddevice) and arecord for checks
     bluez dbus                                      # Bluetooth LE keyboard
     systemd                                         # the service (always there on Raspberry Pi OS)
+    procps                                          # kill: `systemctl reload voxkey` (ExecReload=)
     ca-certificates                                 # model download over HTTPS
 )
 

@@ -214,6 +214,9 @@ def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     for unit in ("voxkey.service", "voxkey-gadget.service"):
         link = box.root / "etc/systemd/system/multi-user.target.wants" / unit
         assert link.is_symlink(), f"{unit} is not enabled"
+    # Every command the installed units run is installed too (ExecReload's kill: procps, not in minbase).
+    units = "/etc/systemd/system/voxkey.service /etc/systemd/system/voxkey-gadget.service"
+    assert box.sh(f"systemd-analyze verify {units} 2>&1").stdout == ""
     model = box.sh("stat -c '%U %a' /var/lib/voxkey/models/ggml-tiny.en-q8_0.bin").stdout.split()
     assert model == ["voxkey", "644"]
     assert box.sh("voxkey config check /etc/voxkey/config.yaml").stdout.startswith("/etc/voxkey/config.yaml: ok")
