@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# voxkey installer for Raspberry Pi OS bookworm (Debian 12) or trixie (Debian 13): one command, safe to run again.
+# voxkey installer for Raspberry Pi OS (64-bit) bookworm (Debian 12) or trixie (Debian 13): one command, safe to run again.
 #
 #   sudo ./install.sh                          install or update from this checkout
 #   sudo ./install.sh --config-example bluetooth
@@ -107,7 +107,24 @@ check_release() {
     esac
 }
 
+# pywhispercpp (whisper.cpp) has wheels for 64-bit ARM and x86 only: on a 32-bit OS pip would try to
+# compile it for a long time and then fail. Checked first, before anything changes.
+check_architecture() {
+    local arch=$1
+    case $arch in
+    arm64 | amd64) ;;
+    armhf | armel | i386)
+        die "this is a 32-bit OS ($arch): voxkey's speech recognition (pywhispercpp) needs a 64-bit OS." \
+            "Install Raspberry Pi OS (64-bit) with Raspberry Pi Imager (every Pi from the 3 and the Zero 2 W on runs it), then run install.sh again"
+        ;;
+    *) say "warning: untested architecture ${arch:-unknown} (voxkey is tested on arm64 and amd64)" ;;
+    esac
+}
+
 check_system() {
+    if command -v dpkg >/dev/null; then
+        check_architecture "$(dpkg --print-architecture)"
+    fi
     [[ $(id -u) -eq 0 ]] || die "run as root: sudo $0"
     if [[ -r /etc/os-release ]]; then
         # shellcheck disable=SC1091 # present on every Debian system, not part of this repository

@@ -11,7 +11,7 @@ from voxkey import config as config_module
 from voxkey.asr import AsrSettings
 from voxkey.cli import main
 from voxkey.config import ButtonSettings, Config, LedSettings, OutputSettings, UsbSettings
-from voxkey.doctor import CheckResult, Doctor, SystemPaths, format_results
+from voxkey.doctor import CheckResult, Doctor, HostPlatform, SystemPaths, format_results
 from voxkey.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,6 +125,31 @@ def test_gpio_checks(tmp_path: Path, system: SystemPaths) -> None:
     assert not Doctor(pc, paths=system).check_gpio().used
 
 
+@pytest.mark.parametrize("machine", ["aarch64", "x86_64"])
+def test_a_64bit_os_passes_the_architecture_check(tmp_path: Path, system: SystemPaths, machine: str) -> None:
+    result = Doctor(usb_config(tmp_path), paths=system, host=HostPlatform(machine, 64)).check_architecture()
+    assert result.ok and result.detail == f"64-bit ({machine})"
+
+
+@pytest.mark.parametrize(
+    ("machine", "said"),
+    [("armv7l", "32-bit OS (armv7l, 32-bit Python)"), ("aarch64", "32-bit OS (on a 64-bit kernel, aarch64")],
+)
+def test_a_32bit_raspberry_pi_os_fails_with_64bit_advice(
+    tmp_path: Path, system: SystemPaths, machine: str, said: str
+) -> None:
+    """Raspberry Pi OS 32-bit (armhf) boots a 64-bit kernel on a Pi 4/5: the userland decides, not uname."""
+    result = Doctor(usb_config(tmp_path), paths=system, host=HostPlatform(machine, 32)).check_architecture()
+    assert not result.ok
+    assert result.detail.startswith(said) and "pywhispercpp" in result.detail
+    assert "install Raspberry Pi OS (64-bit)" in result.fix
+
+
+def test_an_armv6_pi_is_told_it_cannot_run_voxkey(tmp_path: Path, system: SystemPaths) -> None:
+    result = Doctor(usb_config(tmp_path), paths=system, host=HostPlatform("armv6l", 32)).check_architecture()
+    assert not result.ok and "cannot run a 64-bit OS" in result.fix and "Zero 2 W" in result.fix
+
+
 def test_uinput_check(tmp_path: Path, system: SystemPaths) -> None:
     doctor = Doctor(usb_config(tmp_path, "uinput"), paths=system)
     result = doctor.check_uinput()
@@ -150,7 +175,7 @@ def test_config_error_is_reported_with_its_place(tmp_path: Path, system: SystemP
 
 def test_every_check_returns_a_result(tmp_path: Path, system: SystemPaths) -> None:
     results = Doctor(usb_config(tmp_path, "both"), paths=system).run()
-    assert len(results) == 9
+    assert len(results) == 10
     assert all(r.ok or r.fix for r in results), [r for r in results if not r.ok and not r.fix]
 
 

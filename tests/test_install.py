@@ -351,3 +351,17 @@ def test_install_supports_bookworm_and_trixie() -> None:
     assert older.returncode == 0  # a warning, not a refusal
     assert "warning: made for Raspberry Pi OS / Debian bookworm (12) or trixie (13)" in older.stdout
     assert "Debian GNU/Linux 11 (bullseye)" in older.stdout
+
+
+def test_install_refuses_a_32bit_os_before_anything_else() -> None:
+    for arch in ("armhf", "armel", "i386"):
+        refused = sourced(f"check_architecture {arch}; echo went on")
+        assert refused.returncode == 1 and "went on" not in refused.stdout, refused
+        assert f"this is a 32-bit OS ({arch})" in refused.stderr
+        assert "needs a 64-bit OS" in refused.stderr and "Raspberry Pi OS (64-bit)" in refused.stderr
+    for arch in ("arm64", "amd64"):
+        accepted = sourced(f"check_architecture {arch}; echo went on")
+        assert accepted.returncode == 0 and accepted.stdout == "went on\n", accepted
+    # The first check of an install: a 32-bit Pi hears about it even before "run as root".
+    early = sourced("dpkg() { echo armhf; }; check_system")
+    assert early.returncode == 1 and "needs a 64-bit OS" in early.stderr and "root" not in early.stderr

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import grp
 import os
+import platform
 import pwd
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,26 @@ class SystemPaths:
 
 
 @dataclass(frozen=True)
+class HostPlatform:
+    """What this Python runs on: the kernel's machine name and the userland's pointer size.
+
+    Both matter: a 32-bit Raspberry Pi OS on a Pi 4 or 5 boots a 64-bit kernel (machine ``aarch64``)
+    under a 32-bit userland, and only the userland decides which wheels pip can install.
+    """
+
+    machine: str
+    pointer_bits: int
+
+    @classmethod
+    def current(cls) -> HostPlatform:
+        return cls(platform.machine(), struct.calcsize("P") * 8)
+
+
+SIXTY_FOUR_BIT_MACHINES = frozenset({"aarch64", "arm64", "armv8l", "x86_64", "amd64"})
+"""Kernels that can run a 64-bit userland (``armv8l``: a 64-bit CPU reported to 32-bit code)."""
+
+
+@dataclass(frozen=True)
 class CheckResult:
     name: str
     ok: bool
@@ -50,6 +72,7 @@ class Doctor:
     config: Config
     config_error: ConfigError | None = None
     paths: SystemPaths = field(default_factory=SystemPaths)
+    host: HostPlatform = field(default_factory=HostPlatform.current)
 
     @property
     def transport(self) -> str:
@@ -64,6 +87,7 @@ class Doctor:
     def checks(self) -> list[Callable[[], CheckResult]]:
         return [
             self.check_config,
+            self.check_architecture,
             self.check_model,
             self.check_audio,
             self.check_udc,
@@ -91,6 +115,25 @@ class Doctor:
             return CheckResult("config", False, str(self.config_error), "edit the file at the line shown")
         where = self.config.source or "built-in defaults (no config file)"
         return CheckResult("config", True, f"{where}: valid")
+
+    def check_architecture(self) -> CheckResult:
+        """pywhispercpp, voxkey's speech recognition, has wheels for 64-bit ARM and x86 only."""
+        host = self.host
+        if host.pointer_bits >= 64:
+            return CheckResult("architecture", True, f"64-bit ({host.machine})")
+        where = "on a 64-bit kernel, " if host.machine in SIXTY_FOUR_BIT_MACHINES else ""
+        detail = (
+            f"32-bit OS ({where}{host.machine}, {host.pointer_bits}-bit Python): pywhispercpp, voxkey's speech "
+            "recognition, has no build for it"
+        )
+        if host.machine.startswith("armv6"):
+            fix = "this Pi (ARMv6: Pi 1, Zero, Zero W) cannot run a 64-bit OS: use a Pi Zero 2 W, 3, 4 or 5"
+        else:
+            fix = (
+                "install Raspberry Pi OS (64-bit) with Raspberry Pi Imager (every Pi from the 3 and the Zero 2 W on "
+                "runs it), then install.sh again"
+            )
+        return CheckResult("architecture", False, detail, fix)
 
     def check_model(self) -> CheckResult:
         name = self.config.asr.model
@@ -289,9 +332,12 @@ def _access_result(name: str, device: Path, group: str, how: str) -> CheckResult
 
 
 def run_checks(
-    config: Config, config_error: ConfigError | None = None, paths: SystemPaths | None = None
+    config: Config,
+    config_error: ConfigError | None = None,
+    paths: SystemPaths | None = None,
+    host: HostPlatform | None = None,
 ) -> list[CheckResult]:
-    return Doctor(config, config_error, paths or SystemPaths()).run()
+    return Doctor(config, config_error, paths or SystemPaths(), host or HostPlatform.current()).run()
 
 
 def format_results(results: list[CheckResult]) -> str:
