@@ -134,15 +134,53 @@ check_system() {
     [[ -f $SOURCE_DIR/pyproject.toml ]] || die "run install.sh from a voxkey checkout ($SOURCE_DIR has no pyproject.toml)"
 }
 
+# The board's name from the device tree ("Raspberry Pi 5 Model B Rev 1.0"); empty off a Pi.
+board_model() {
+    local file=$1
+    if [[ -r $file ]]; then
+        tr -d '\0' <"$file"
+    fi
+}
+
+# The Pi 5 family (Pi 5, Pi 500, Compute Module 5) has its GPIO on the RP1 chip: of gpiozero's
+# backends only lgpio drives it.
+is_pi5() {
+    case $1 in
+    "Raspberry Pi 5"* | "Raspberry Pi Compute Module 5"*) return 0 ;;
+    *) return 1 ;;
+    esac
+}
+
+apt_knows() { apt-cache show "$1" >/dev/null 2>&1; }
+
+# The apt package for gpiozero's pin backend, printed: python3-lgpio wherever apt knows it (Raspberry
+# Pi OS's own archive has it; the venv sees system packages). Debian has none and PyPI's lgpio has no
+# aarch64 wheel for Python 3.13, so on a Pi 5, where nothing else drives the GPIO, its absence
+# stops the install here rather than the button at run time.
+gpio_package() {
+    local model=$1
+    if apt_knows python3-lgpio; then
+        echo python3-lgpio
+    elif is_pi5 "$model" && ! python3 -c 'import lgpio' 2>/dev/null; then
+        die "this is a $model: its GPIO (the button, the LEDs) needs lgpio, and apt has no python3-lgpio." \
+            "Raspberry Pi OS has it in its own archive (archive.raspberrypi.com): install on Raspberry Pi OS," \
+            "or add that archive to apt's sources, or install lgpio for the system's python3; then run install.sh again"
+    fi
+}
+
 install_apt_packages() {
     if [[ ${VOXKEY_SKIP_APT:-0} == 1 ]]; then
         say "skipping apt packages (VOXKEY_SKIP_APT=1)"
         return
     fi
-    local packages=("${APT_PACKAGES[@]}")
-    # Raspberry Pi OS packages lgpio (gpiozero's backend on a Pi 5); the venv sees it.
-    if apt-cache show python3-lgpio >/dev/null 2>&1; then
-        packages+=(python3-lgpio)
+    local packages=("${APT_PACKAGES[@]}") model gpio
+    model=$(board_model /proc/device-tree/model)
+    if is_pi5 "$model" && ! apt_knows python3-lgpio; then
+        apt-get update -qq # a fresh image may not have package lists yet
+    fi
+    gpio=$(gpio_package "$model")
+    if [[ -n $gpio ]]; then
+        packages+=("$gpio")
     fi
     if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
         say "installing apt packages: ${packages[*]}"

@@ -365,3 +365,42 @@ def test_install_refuses_a_32bit_os_before_anything_else() -> None:
     # The first check of an install: a 32-bit Pi hears about it even before "run as root".
     early = sourced("dpkg() { echo armhf; }; check_system")
     assert early.returncode == 1 and "needs a 64-bit OS" in early.stderr and "root" not in early.stderr
+
+
+PI5 = "Raspberry Pi 5 Model B Rev 1.0"
+PI4 = "Raspberry Pi 4 Model B Rev 1.5"
+
+
+def test_install_reads_the_board_model_from_the_device_tree() -> None:
+    # As /proc/device-tree/model: NUL-terminated.
+    read = sourced(f"board_model <(printf '{PI5}\\0'); echo '|'; board_model /nonexistent/model; echo '|'")
+    assert read.returncode == 0 and read.stdout == f"{PI5}|\n|\n", read
+    for board in (PI5, "Raspberry Pi 500 Rev 1.0", "Raspberry Pi Compute Module 5 Rev 1.0"):
+        assert sourced(f"is_pi5 '{board}'").returncode == 0, board
+    for board in (PI4, "Raspberry Pi Zero 2 W Rev 1.0", ""):
+        assert sourced(f"is_pi5 '{board}'").returncode == 1, board
+
+
+def test_install_takes_lgpio_from_apt_where_apt_has_it() -> None:
+    for board in (PI5, PI4):
+        chosen = sourced(f"apt_knows() {{ [[ $1 == python3-lgpio ]]; }}; gpio_package '{board}'")
+        assert chosen.returncode == 0 and chosen.stdout == "python3-lgpio\n", chosen
+
+
+NO_LGPIO = "apt_knows() { return 1; }; python3() { return 1; };"
+
+
+def test_install_stops_on_a_pi5_without_lgpio_and_says_what_to_do() -> None:
+    refused = sourced(f"{NO_LGPIO} gpio_package '{PI5}'; echo went on")
+    assert refused.returncode == 1 and "went on" not in refused.stdout, refused
+    assert f"this is a {PI5}: its GPIO (the button, the LEDs) needs lgpio" in refused.stderr
+    assert "archive.raspberrypi.com" in refused.stderr and "run install.sh again" in refused.stderr
+
+
+def test_install_needs_no_lgpio_from_apt_on_other_pis_or_where_python3_has_it() -> None:
+    other_pi = sourced(f"{NO_LGPIO} gpio_package '{PI4}'")
+    assert other_pi.returncode == 0 and other_pi.stdout == "", other_pi
+    has_lgpio = sourced(
+        f"apt_knows() {{ return 1; }}; python3() {{ [[ $* == *'import lgpio'* ]]; }}; gpio_package '{PI5}'"
+    )
+    assert has_lgpio.returncode == 0 and has_lgpio.stdout == "", has_lgpio
