@@ -7,10 +7,11 @@
 #   sudo ./install.sh --uninstall [--purge]    remove voxkey (--purge: config, models and user too)
 #
 # What it does: apt packages; a Python venv in /opt/voxkey/venv with voxkey in it;
-# the system user `voxkey` (groups audio, gpio, bluetooth); a udev rule giving
-# /dev/hidg0 to group voxkey; USB device mode (dtoverlay=dwc2 in config.txt,
-# dwc2 + libcomposite in /etc/modules-load.d/voxkey.conf); /etc/voxkey/config.yaml from examples/
-# (never overwritten); the whisper model via `voxkey models download`; the
+# the system user `voxkey` (groups audio, gpio, spi, bluetooth); a udev rule giving
+# /dev/hidg0 to group voxkey; /etc/voxkey/config.yaml from examples/ (never
+# overwritten); USB device mode (dtoverlay=dwc2 in config.txt, dwc2 + libcomposite
+# in /etc/modules-load.d/voxkey.conf); with leds.kind apa102, spidev and
+# dtparam=spi=on in config.txt; the whisper model via `voxkey models download`; the
 # systemd units, enabled. Every step checks first, so a second run changes
 # nothing and an interrupted run can simply be repeated.
 #
@@ -197,7 +198,7 @@ ensure_group() {
 
 install_user() {
     local group
-    for group in voxkey gpio bluetooth audio; do
+    for group in voxkey gpio spi bluetooth audio; do
         ensure_group "$group"
     done
     if ! id "$USER_NAME" >/dev/null 2>&1; then
@@ -205,7 +206,7 @@ install_user() {
         useradd --system --gid voxkey --home-dir "$STATE_DIR" --no-create-home --shell /usr/sbin/nologin \
             --comment "voxkey voice keyboard" "$USER_NAME"
     fi
-    usermod -aG audio,gpio,bluetooth "$USER_NAME"
+    usermod -aG audio,gpio,spi,bluetooth "$USER_NAME"
 }
 
 install_venv() {
@@ -251,18 +252,52 @@ boot_config_file() {
     done
 }
 
-install_usb_device_mode() {
-    local config_txt
+# config.txt: USB device mode always, SPI when the config drives APA102 LEDs (argument 1); one
+# marked block holds whichever of the two the file does not already have.
+install_boot_config() {
+    local wants_spi=$1 config_txt lines=() enabled=()
     config_txt=$(boot_config_file)
     if [[ -z $config_txt ]]; then
         say "no Raspberry Pi config.txt found: skipping dtoverlay=dwc2 (USB gadget mode needs it on a Pi)"
-    elif has_own_line "$config_txt" '^[[:space:]]*dtoverlay=dwc2'; then
+        if [[ $wants_spi == 1 ]]; then
+            say "no Raspberry Pi config.txt found: skipping dtparam=spi=on (the APA102 LEDs need it on a Pi)"
+        fi
+        return
+    fi
+    if has_own_line "$config_txt" '^[[:space:]]*dtoverlay=dwc2'; then
         say "$config_txt already enables dwc2"
-    elif ! ensure_block "$config_txt" "[all]" "dtoverlay=dwc2,dr_mode=peripheral"; then
-        say "enabled USB device mode in $config_txt"
+    else
+        lines+=("dtoverlay=dwc2,dr_mode=peripheral")
+        enabled+=("USB device mode")
+    fi
+    if [[ $wants_spi == 1 ]]; then
+        if has_own_line "$config_txt" '^[[:space:]]*dtparam=spi=on'; then
+            say "$config_txt already enables SPI"
+        else
+            lines+=("dtparam=spi=on")
+            enabled+=("SPI (APA102 LEDs)")
+        fi
+    fi
+    if [[ ${#lines[@]} -eq 0 ]]; then
+        remove_block "$config_txt"
+    elif ! ensure_block "$config_txt" "[all]" "${lines[@]}"; then
+        say "enabled ${enabled[0]}${enabled[1]:+ and ${enabled[1]}} in $config_txt"
         REBOOT_NEEDED=1
     fi
-    install_modules_conf
+}
+
+configured_led_kind() {
+    "$VENV/bin/python" -c 'from voxkey import config; print(config.load("/etc/voxkey/config.yaml").leds.kind)'
+}
+
+# leds.kind apa102 (a mic HAT's APA102/DotStar LEDs) writes to /dev/spidev* through the Python module
+# spidev, which only that LED kind needs: it comes with voxkey's "apa102" extra, into the venv.
+install_spidev() {
+    if "$VENV/bin/python" -c 'import spidev' 2>/dev/null; then
+        return
+    fi
+    say "installing spidev for the APA102 LEDs"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${SOURCE_DIR}[apa102]"
 }
 
 # dwc2 (the USB device controller) and libcomposite (configfs gadgets) load at boot from our own
@@ -350,7 +385,7 @@ start_units() {
         return
     fi
     if [[ $REBOOT_NEEDED == 1 ]]; then
-        say "USB device mode was just enabled: reboot to start voxkey (sudo reboot)"
+        say "config.txt was just changed (USB device mode, SPI): reboot to start voxkey (sudo reboot)"
         return
     fi
     systemctl restart voxkey-gadget.service || say "warning: the USB gadget did not come up; see: voxkey doctor"
@@ -366,8 +401,14 @@ do_install() {
     install_venv
     install_gadget_files
     install_udev_rule
-    install_usb_device_mode
     install_config "$example"
+    local wants_spi=0
+    if [[ $(configured_led_kind) == apa102 ]]; then
+        wants_spi=1
+        install_spidev
+    fi
+    install_boot_config "$wants_spi"
+    install_modules_conf
     install_model "$model_from" "$no_model"
     install_units
     start_units "$no_start"

@@ -14,7 +14,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from voxkey import config as config_module
 from voxkey.asr import AsrSettings
 from voxkey.cli import main
-from voxkey.config import ButtonSettings, Config, LedSettings, OutputSettings, UsbSettings
+from voxkey.config import Apa102Settings, ButtonSettings, Config, LedSettings, OutputSettings, UsbSettings
 from voxkey.doctor import CheckResult, Doctor, HostPlatform, SystemPaths, format_results
 from voxkey.errors import ConfigError
 
@@ -253,6 +253,19 @@ def test_pin_factory_check_is_not_used_with_a_terminal_button(tmp_path: Path, sy
     assert not Doctor(config, paths=system).check_pin_factory().used
 
 
+def test_spi_check_for_apa102_leds(tmp_path: Path, system: SystemPaths) -> None:
+    assert not Doctor(usb_config(tmp_path), paths=system).check_spi().used  # leds.kind led
+    config = dataclasses.replace(
+        usb_config(tmp_path), leds=LedSettings(kind="apa102", apa102=Apa102Settings(spi_bus=0, spi_device=1))
+    )
+    missing = Doctor(config, paths=system).check_spi()
+    assert not missing.ok and missing.detail.startswith(f"{system.dev / 'spidev0.1'} does not exist")
+    assert "dtparam=spi=on" in missing.fix
+    (system.dev / "spidev0.1").touch()
+    found = Doctor(config, paths=system).check_spi()
+    assert found.ok and found.detail == f"{system.dev / 'spidev0.1'} is readable and writable"
+
+
 def test_uinput_check(tmp_path: Path, system: SystemPaths) -> None:
     doctor = Doctor(usb_config(tmp_path, "uinput"), paths=system)
     result = doctor.check_uinput()
@@ -278,7 +291,7 @@ def test_config_error_is_reported_with_its_place(tmp_path: Path, system: SystemP
 
 def test_every_check_returns_a_result(tmp_path: Path, system: SystemPaths) -> None:
     results = Doctor(usb_config(tmp_path, "both"), paths=system).run()
-    assert len(results) == 11
+    assert len(results) == 12
     assert all(r.ok or r.fix for r in results), [r for r in results if not r.ok and not r.fix]
 
 

@@ -197,7 +197,7 @@ def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     assert box.sh("/opt/voxkey/venv/bin/voxkey --version").stdout.startswith("voxkey ")
     assert box.exists("/usr/local/bin/voxkey")
     groups = box.sh("id -nG voxkey").stdout.split()
-    assert {"voxkey", "audio", "gpio", "bluetooth"} <= set(groups)
+    assert {"voxkey", "audio", "gpio", "spi", "bluetooth"} <= set(groups)
     assert box.sh("getent passwd voxkey").stdout.strip().endswith(":/var/lib/voxkey:/usr/sbin/nologin")
     assert 'SUBSYSTEM=="hidg", KERNEL=="hidg[0-9]*", GROUP="voxkey", MODE="0660"' in box.read(
         "/etc/udev/rules.d/70-voxkey.rules"
@@ -251,6 +251,18 @@ def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     assert "keeping the existing /etc/voxkey/config.yaml" in second
     assert "model tiny.en-q8_0 already in /var/lib/voxkey/models" in second
     assert "enabled USB device mode" not in second
+
+    # A config switched to a mic HAT's APA102 LEDs: spidev in the venv and SPI on in config.txt, once.
+    box.sh("sed -i 's/^  kind: led .*/  kind: apa102/' /etc/voxkey/config.yaml")
+    apa102 = box.sh("/usr/src/voxkey/install.sh --model-from /media/models", timeout=1800).stdout
+    assert "installing spidev for the APA102 LEDs" in apa102
+    assert "SPI (APA102 LEDs) in /boot/firmware/config.txt" in apa102
+    config_txt = box.read("/boot/firmware/config.txt")
+    assert config_txt.count("dtparam=spi=on") == 1 and config_txt.count("dtoverlay=dwc2,dr_mode=peripheral") == 1
+    box.sh("/opt/voxkey/venv/bin/python -c 'import spidev'")
+    again = box.sh("/usr/src/voxkey/install.sh --model-from /media/models", timeout=1800).stdout
+    assert "enabled" not in again and "installing spidev" not in again
+    assert box.read("/boot/firmware/config.txt") == config_txt
 
     # Uninstall keeps config, models and user; the system files are as before.
     box.sh("/usr/src/voxkey/install.sh --uninstall")

@@ -102,6 +102,7 @@ class Doctor:
             self.check_bluetooth,
             self.check_gpio,
             self.check_pin_factory,
+            self.check_spi,
         ]
 
     def run(self) -> list[CheckResult]:
@@ -360,6 +361,21 @@ class Doctor:
                 "if it is stopped, gpioinfo names the holder)"
             )
         return CheckResult("gpio pins", True, detail)
+
+    def check_spi(self) -> CheckResult:
+        """The SPI device the APA102 LEDs (``leds.kind: apa102``) are written through."""
+        if self.config.leds.kind != "apa102":
+            return CheckResult("spi", True, "not used (leds.kind is not apa102)", used=False)
+        apa102 = self.config.leds.apa102
+        device = self.paths.dev / f"spidev{apa102.spi_bus}.{apa102.spi_device}"
+        if not device.exists():
+            return CheckResult(
+                "spi",
+                False,
+                f"{device} does not exist (SPI is off, or leds.apa102.spi_bus/spi_device is wrong)",
+                "add dtparam=spi=on to config.txt and reboot (install.sh does this for apa102)",
+            )
+        return _access_result("spi", device, "spi", "that a udev rule gives /dev/spidev* to group spi")
 
     def _is_pi5(self) -> bool:
         """The Pi 5 family (Pi 5, Pi 500, Compute Module 5): its GPIO is on the RP1 chip, which only lgpio drives."""
