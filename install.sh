@@ -286,12 +286,17 @@ install_boot_config() {
     fi
 }
 
-configured_led_kind() {
-    "$VENV/bin/python" -c 'from voxkey import config; print(config.load("/etc/voxkey/config.yaml").leds.kind)'
+# "spi" when the config drives APA102 LEDs on the SPI bus (ReSpeaker 2-Mic), "gpio" when on two GPIO
+# pins (Voice Bonnet: nothing to install), else nothing.
+configured_apa102() {
+    "$VENV/bin/python" -c 'from voxkey import config
+leds = config.load("/etc/voxkey/config.yaml").leds
+if leds.kind == "apa102":
+    print("spi" if leds.apa102.uses_spi else "gpio")'
 }
 
-# leds.kind apa102 (a mic HAT's APA102/DotStar LEDs) writes to /dev/spidev* through the Python module
-# spidev, which only that LED kind needs: it comes with voxkey's "apa102" extra, into the venv.
+# APA102 LEDs on the SPI bus are written to /dev/spidev* through the Python module spidev, which
+# nothing else needs: it comes with voxkey's "apa102" extra, into the venv.
 install_spidev() {
     if "$VENV/bin/python" -c 'import spidev' 2>/dev/null; then
         return
@@ -403,7 +408,7 @@ do_install() {
     install_udev_rule
     install_config "$example"
     local wants_spi=0
-    if [[ $(configured_led_kind) == apa102 ]]; then
+    if [[ $(configured_apa102) == spi ]]; then
         wants_spi=1
         install_spidev
     fi

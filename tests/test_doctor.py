@@ -264,6 +264,10 @@ def test_spi_check_for_apa102_leds(tmp_path: Path, system: SystemPaths) -> None:
     (system.dev / "spidev0.1").touch()
     found = Doctor(config, paths=system).check_spi()
     assert found.ok and found.detail == f"{system.dev / 'spidev0.1'} is readable and writable"
+    bonnet = dataclasses.replace(
+        config, leds=LedSettings(kind="apa102", apa102=Apa102Settings(clock_pin=6, data_pin=5))
+    )
+    assert not Doctor(bonnet, paths=system).check_spi().used
 
 
 def test_uinput_check(tmp_path: Path, system: SystemPaths) -> None:

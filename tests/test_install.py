@@ -261,7 +261,7 @@ def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     assert config_txt.count("dtparam=spi=on") == 1 and config_txt.count("dtoverlay=dwc2,dr_mode=peripheral") == 1
     box.sh("/opt/voxkey/venv/bin/python -c 'import spidev'")
     again = box.sh("/usr/src/voxkey/install.sh --model-from /media/models", timeout=1800).stdout
-    assert "enabled" not in again and "installing spidev" not in again
+    assert "SPI (APA102 LEDs)" not in again and "installing spidev" not in again
     assert box.read("/boot/firmware/config.txt") == config_txt
 
     # Uninstall keeps config, models and user; the system files are as before.

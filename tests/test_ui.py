@@ -7,10 +7,12 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from gpiozero.pins.mock import MockFactory
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPin
 
 from voxkey.config import Apa102Settings, ButtonSettings, LedSettings, RgbPins
 from voxkey.errors import HardwareError
@@ -19,6 +21,7 @@ from voxkey.ui import (
     Apa102Leds,
     ButtonEdge,
     GpioButtons,
+    GpioSpiWriter,
     LightState,
     StatusLight,
     TerminalButtons,
@@ -289,6 +292,84 @@ def test_apa102_without_spi_enabled_says_how_to_enable_it(monkeypatch: pytest.Mo
     with pytest.raises(HardwareError, match=r"cannot open /dev/spidev0\.0 for the APA102 LEDs .*dtparam=spi=on"):
         StatusLight(LedSettings(kind="apa102"))
     assert module.devices[0].closed
+
+
+class Wire:
+    """Every level change on the mock pins, in order across pins, as a logic analyser would see them."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, bool]] = []
+        wire = self
+
+        class RecordingPin(MockPin):
+            def _change_state(self, value: bool) -> bool:
+                changed = bool(super()._change_state(value))
+                if changed:
+                    wire.changes.append((self.info.name, value))
+                return changed
+
+        self.pin_class = RecordingPin
+
+    def spi_bits(self, clock: str, data: str) -> list[int]:
+        """SPI mode 0: the data line's level at each rising clock edge."""
+        level, bits = False, []
+        for name, value in list(self.changes):  # a copy: the light's thread may be writing
+            if name == data:
+                level = value
+            elif name == clock and value:
+                bits.append(int(level))
+        return bits
+
+    def spi_bytes(self, clock: str, data: str) -> bytes:
+        """The whole bytes clocked out so far, most significant bit first."""
+        bits = self.spi_bits(clock, data)
+        return bytes(int("".join(map(str, bits[i : i + 8])), 2) for i in range(0, len(bits) - 7, 8))
+
+
+@pytest.fixture
+def wire() -> Iterator[Wire]:
+    recorder = Wire()
+    factory = MockFactory(pin_class=recorder.pin_class)
+    previous = Device.pin_factory
+    Device.pin_factory = factory
+    try:
+        yield recorder
+    finally:
+        factory.reset()
+        Device.pin_factory = previous
+
+
+def test_gpio_spi_clocks_out_bytes_msb_first_on_the_rising_edge(wire: Wire) -> None:
+    writer = GpioSpiWriter(clock_pin=6, data_pin=5)
+    try:
+        writer.writebytes2(bytes([0x00, 0xA6, 0xFF, 0x01]))
+    finally:
+        writer.close()
+    assert len(wire.spi_bits(clock="GPIO6", data="GPIO5")) == 32
+    assert wire.spi_bytes(clock="GPIO6", data="GPIO5") == bytes([0x00, 0xA6, 0xFF, 0x01])
+    assert wire.changes[-1] == ("GPIO6", False)  # the clock rests low
+
+
+def test_voice_bonnet_apa102_leds_on_gpio_pins(wire: Wire) -> None:
+    settings = LedSettings(kind="apa102", brightness=1.0, apa102=Apa102Settings(count=3, clock_pin=6, data_pin=5))
+    light = StatusLight(settings)
+    try:
+        light.show(LightState.PAIRING)
+        blue = START + bytes([0xFF, 255, 0, 0]) * 3 + b"\xff"
+        assert wait_until(lambda: blue in wire.spi_bytes(clock="GPIO6", data="GPIO5"))
+    finally:
+        light.close()
+    dark = START + bytes([0xFF, 0, 0, 0]) * 3 + b"\xff"
+    assert wire.spi_bytes(clock="GPIO6", data="GPIO5").endswith(dark)
+
+
+def test_apa102_gpio_pins_that_cannot_be_used_are_a_hardware_error(pins: MockFactory) -> None:
+    held = StatusLight(LedSettings(kind="led", pin=6))
+    try:
+        with pytest.raises(HardwareError, match="GPIO 6, 5 for the APA102 LEDs"):
+            StatusLight(LedSettings(kind="apa102", apa102=Apa102Settings(clock_pin=6, data_pin=5)))
+    finally:
+        held.close()
 
 
 def single_led_signature(state: LightState) -> tuple[tuple[bool, float], ...]:

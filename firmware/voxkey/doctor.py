@@ -367,6 +367,8 @@ class Doctor:
         if self.config.leds.kind != "apa102":
             return CheckResult("spi", True, "not used (leds.kind is not apa102)", used=False)
         apa102 = self.config.leds.apa102
+        if not apa102.uses_spi:
+            return CheckResult("spi", True, "not used (the APA102 LEDs are on GPIO pins)", used=False)
         device = self.paths.dev / f"spidev{apa102.spi_bus}.{apa102.spi_device}"
         if not device.exists():
             return CheckResult(

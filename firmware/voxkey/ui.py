@@ -297,6 +297,50 @@ def open_spidev(settings: Apa102Settings) -> SpiWriter:
     return spi  # type: ignore[no-any-return]
 
 
+class GpioSpiWriter:
+    """SPI clocked out on two GPIO outputs, for APA102 LEDs wired to pins without an SPI controller (the
+    Adafruit Voice Bonnet's: data GPIO5, clock GPIO6).
+
+    Mode 0, most significant bit first: the data line is set while the clock is low, and the LEDs read
+    it on the clock's rising edge. Through gpiozero a bit costs a few pin writes in Python, far slower
+    than SPI, but a frame for three LEDs is only 136 bits (not measured on a Pi).
+    """
+
+    def __init__(self, clock_pin: int | str, data_pin: int | str) -> None:
+        from gpiozero import DigitalOutputDevice
+
+        self._clock = DigitalOutputDevice(clock_pin)
+        try:
+            self._data = DigitalOutputDevice(data_pin)
+        except Exception:
+            self._clock.close()
+            raise
+
+    def writebytes2(self, data: bytes) -> None:
+        clock, mosi = self._clock, self._data
+        for byte in data:
+            for shift in range(7, -1, -1):
+                mosi.value = (byte >> shift) & 1
+                clock.on()
+                clock.off()
+
+    def close(self) -> None:
+        self._clock.close()
+        self._data.close()
+
+
+def open_apa102_writer(settings: Apa102Settings) -> SpiWriter:
+    """The SPI device the settings name, or the two GPIO pins standing in for one."""
+    if settings.uses_spi:
+        return open_spidev(settings)
+    assert settings.clock_pin is not None and settings.data_pin is not None  # config checks they go together
+    try:
+        return GpioSpiWriter(settings.clock_pin, settings.data_pin)
+    except Exception as exc:  # gpiozero raises many unrelated classes for one cause
+        pins = f"{settings.clock_pin}, {settings.data_pin}"
+        raise _gpio_error("APA102 LEDs (clock, data)", pins, exc) from exc
+
+
 class Apa102Leds:
     """APA102/DotStar LEDs on SPI, all showing one colour (``value``: red, green, blue in 0..1).
 
@@ -344,7 +388,7 @@ class StatusLight:
     bounded so a daemon running for months does not grow.
     """
 
-    def __init__(self, settings: LedSettings, open_spi: SpiOpener = open_spidev) -> None:
+    def __init__(self, settings: LedSettings, open_spi: SpiOpener = open_apa102_writer) -> None:
         self.settings = settings
         self.history: deque[LightState] = deque(maxlen=HISTORY_LENGTH)
         self._device = self._open_device(settings, open_spi)
