@@ -251,6 +251,18 @@ def test_spidev_is_imported_only_for_apa102(pins: MockFactory, monkeypatch: pyte
         StatusLight(LedSettings(kind="apa102"))
 
 
+class BrokenSpi(FakeSpi):
+    def writebytes2(self, data: bytes) -> None:
+        raise OSError(5, "Input/output error")
+
+
+def test_apa102_leds_that_cannot_be_written_are_a_hardware_error_and_release_the_device() -> None:
+    spi = BrokenSpi()
+    with pytest.raises(HardwareError, match="cannot write to the APA102 LEDs"):
+        StatusLight(LedSettings(kind="apa102"), open_spi=lambda settings: spi)
+    assert spi.closed
+
+
 class FakeSpidevModule(types.ModuleType):
     """spidev's interface: SpiDev().open(bus, device), then mode and max_speed_hz."""
 
