@@ -1,4 +1,4 @@
-"""install.sh in a Debian bookworm root made with debootstrap: install, install again, uninstall, purge.
+"""install.sh in Debian bookworm and trixie roots made with debootstrap: install, install again, uninstall, purge.
 
 What a chroot allows is tested for real: apt-get from the Debian mirror, the
 venv with voxkey and its wheels from PyPI, the user and groups, the udev rule,
@@ -43,7 +43,8 @@ def configured_debian_mirror() -> str:
     raise RuntimeError("no Debian mirror configured for apt; set VOXKEY_DEBIAN_MIRROR")
 
 
-TARBALL = CACHE / "bookworm-minbase.tar"
+RELEASES = ("bookworm", "trixie")
+"""Raspberry Pi OS is built on both: trixie today, bookworm on many Pis still."""
 PI_CONFIG_TXT = "# Raspberry Pi OS config.txt\ndtparam=audio=on\ncamera_auto_detect=1\n\n[cm4]\notg_mode=1\n"
 ETC_MODULES = "# /etc/modules: kernel modules to load at boot time.\n\nloop\n"
 OLD_INSTALL_BLOCK = (
@@ -60,26 +61,27 @@ def run(command: list[str], timeout: float = 900, **kwargs: object) -> subproces
     return result  # type: ignore[no-any-return]
 
 
-def make_base_root(root: Path) -> None:
-    """Extract the cached bookworm root, or debootstrap one and cache it."""
+def make_base_root(root: Path, release: str) -> None:
+    """Extract the cached root of RELEASE, or debootstrap one and cache it."""
+    tarball = CACHE / f"{release}-minbase.tar"
     root.mkdir()
-    if TARBALL.is_file():
-        run(["tar", "-xpf", str(TARBALL), "-C", str(root)])
+    if tarball.is_file():
+        run(["tar", "-xpf", str(tarball), "-C", str(root)])
         return
     CACHE.mkdir(parents=True, exist_ok=True)
     run(
         [
             "debootstrap",
             "--variant=minbase",
-            "bookworm",
+            release,
             str(root),
             os.environ.get("VOXKEY_DEBIAN_MIRROR") or configured_debian_mirror(),
         ],
         timeout=1800,
     )
-    partial = TARBALL.with_suffix(".partial")
+    partial = tarball.with_suffix(".partial")
     run(["tar", "-cpf", str(partial), "-C", str(root), "."])
-    partial.rename(TARBALL)
+    partial.rename(tarball)
 
 
 CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
@@ -135,15 +137,15 @@ class Chroot:
         return os.path.lexists(self.root / path.lstrip("/"))
 
 
-@pytest.fixture(scope="module")
-def chroot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chroot]:
+@pytest.fixture(scope="module", params=RELEASES)
+def chroot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chroot]:
     if os.geteuid() != 0:
         pytest.skip("needs root for chroot and mount (CI runs as root)")
     if shutil.which("debootstrap") is None:
         pytest.fail("debootstrap is missing: apt-get install debootstrap")
     base = tmp_path_factory.mktemp("install")
     root = base / "root"
-    make_base_root(root)
+    make_base_root(root, request.param)
     box = Chroot(root)
     try:
         shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
@@ -191,6 +193,7 @@ def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     box = chroot
     first = box.sh("/usr/src/voxkey/install.sh --model-from /media/models", timeout=1800).stdout
     assert "services enabled" in first
+    assert "warning: made for" not in first  # bookworm and trixie are both supported
     assert "enabled USB device mode in /boot/firmware/config.txt" in first
 
     # Everything in place.
