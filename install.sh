@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# voxkey installer for Raspberry Pi OS Bookworm (Debian 12): one command, safe to run again.
+# voxkey installer for Raspberry Pi OS (64-bit) bookworm (Debian 12) or trixie (Debian 13): one command, safe to run again.
 #
 #   sudo ./install.sh                          install or update from this checkout
 #   sudo ./install.sh --config-example bluetooth
@@ -7,10 +7,11 @@
 #   sudo ./install.sh --uninstall [--purge]    remove voxkey (--purge: config, models and user too)
 #
 # What it does: apt packages; a Python venv in /opt/voxkey/venv with voxkey in it;
-# the system user `voxkey` (groups audio, gpio, bluetooth); a udev rule giving
-# /dev/hidg0 to group voxkey; USB device mode (dtoverlay=dwc2 in config.txt,
-# dwc2 + libcomposite in /etc/modules); /etc/voxkey/config.yaml from examples/
-# (never overwritten); the whisper model via `voxkey models download`; the
+# the system user `voxkey` (groups audio, gpio, spi, bluetooth); a udev rule giving
+# /dev/hidg0 to group voxkey; /etc/voxkey/config.yaml from examples/ (never
+# overwritten); USB device mode (dtoverlay=dwc2 in config.txt, dwc2 + libcomposite
+# in /etc/modules-load.d/voxkey.conf); with leds.kind apa102, spidev and
+# dtparam=spi=on in config.txt; the whisper model via `voxkey models download`; the
 # systemd units, enabled. Every step checks first, so a second run changes
 # nothing and an interrupted run can simply be repeated.
 #
@@ -27,7 +28,10 @@ readonly SBIN=/usr/local/sbin
 readonly SHARE=/usr/local/share/voxkey
 readonly UNIT_DIR=/etc/systemd/system
 readonly UDEV_RULE=/etc/udev/rules.d/70-voxkey.rules
-readonly MODULES_FILE=/etc/modules
+readonly MODULES_CONF=/etc/modules-load.d/voxkey.conf
+# Before modules-load.d, install.sh kept a marked block in /etc/modules, which trixie's kmod calls
+# obsolete; an existing block is moved to MODULES_CONF and never written again.
+readonly OLD_MODULES_FILE=/etc/modules
 readonly USER_NAME=voxkey
 readonly BEGIN_MARK="# >>> voxkey (install.sh; removed by install.sh --uninstall) >>>"
 readonly END_MARK="# <<< voxkey <<<"
@@ -36,6 +40,7 @@ readonly APT_PACKAGES=(
     libportaudio2 alsa-utils                        # microphone (sounddevice) and arecord for checks
     bluez dbus                                      # Bluetooth LE keyboard
     systemd                                         # the service (always there on Raspberry Pi OS)
+    procps                                          # kill: `systemctl reload voxkey` (ExecReload=)
     ca-certificates                                 # model download over HTTPS
 )
 
@@ -93,16 +98,75 @@ has_own_line() {
 
 # --- install steps ------------------------------------------------------------------------------
 
+# Raspberry Pi OS today is trixie (Debian 13); many Pis still run bookworm (Debian 12). Both are
+# tested; anything else may work but gets a warning, not a refusal.
+check_release() {
+    local codename=$1 pretty=$2
+    case $codename in
+    bookworm | trixie) ;;
+    *) say "warning: made for Raspberry Pi OS / Debian bookworm (12) or trixie (13), this is ${pretty:-unknown}" ;;
+    esac
+}
+
+# pywhispercpp (whisper.cpp) has wheels for 64-bit ARM and x86 only: on a 32-bit OS pip would try to
+# compile it for a long time and then fail. Checked first, before anything changes.
+check_architecture() {
+    local arch=$1
+    case $arch in
+    arm64 | amd64) ;;
+    armhf | armel | i386)
+        die "this is a 32-bit OS ($arch): voxkey's speech recognition (pywhispercpp) needs a 64-bit OS." \
+            "Install Raspberry Pi OS (64-bit) with Raspberry Pi Imager (every Pi from the 3 and the Zero 2 W on runs it), then run install.sh again"
+        ;;
+    *) say "warning: untested architecture ${arch:-unknown} (voxkey is tested on arm64 and amd64)" ;;
+    esac
+}
+
 check_system() {
+    if command -v dpkg >/dev/null; then
+        check_architecture "$(dpkg --print-architecture)"
+    fi
     [[ $(id -u) -eq 0 ]] || die "run as root: sudo $0"
     if [[ -r /etc/os-release ]]; then
         # shellcheck disable=SC1091 # present on every Debian system, not part of this repository
         . /etc/os-release
-        if [[ ${VERSION_CODENAME:-} != bookworm ]]; then
-            say "warning: made for Raspberry Pi OS / Debian bookworm, this is ${PRETTY_NAME:-unknown}"
-        fi
+        check_release "${VERSION_CODENAME:-}" "${PRETTY_NAME:-}"
     fi
     [[ -f $SOURCE_DIR/pyproject.toml ]] || die "run install.sh from a voxkey checkout ($SOURCE_DIR has no pyproject.toml)"
+}
+
+# The board's name from the device tree ("Raspberry Pi 5 Model B Rev 1.0"); empty off a Pi.
+board_model() {
+    local file=$1
+    if [[ -r $file ]]; then
+        tr -d '\0' <"$file"
+    fi
+}
+
+# The Pi 5 family (Pi 5, Pi 500, Compute Module 5) has its GPIO on the RP1 chip: of gpiozero's
+# backends only lgpio drives it.
+is_pi5() {
+    case $1 in
+    "Raspberry Pi 5"* | "Raspberry Pi Compute Module 5"*) return 0 ;;
+    *) return 1 ;;
+    esac
+}
+
+apt_knows() { apt-cache show "$1" >/dev/null 2>&1; }
+
+# The apt package for gpiozero's pin backend, printed: python3-lgpio wherever apt knows it (Raspberry
+# Pi OS's own archive has it; the venv sees system packages). Debian has none and PyPI's lgpio has no
+# aarch64 wheel for Python 3.13, so on a Pi 5, where nothing else drives the GPIO, its absence
+# stops the install here rather than the button at run time.
+gpio_package() {
+    local model=$1
+    if apt_knows python3-lgpio; then
+        echo python3-lgpio
+    elif is_pi5 "$model" && ! python3 -c 'import lgpio' 2>/dev/null; then
+        die "this is a $model: its GPIO (the button, the LEDs) needs lgpio, and apt has no python3-lgpio." \
+            "Raspberry Pi OS has it in its own archive (archive.raspberrypi.com): install on Raspberry Pi OS," \
+            "or add that archive to apt's sources, or install lgpio for the system's python3; then run install.sh again"
+    fi
 }
 
 install_apt_packages() {
@@ -110,10 +174,14 @@ install_apt_packages() {
         say "skipping apt packages (VOXKEY_SKIP_APT=1)"
         return
     fi
-    local packages=("${APT_PACKAGES[@]}")
-    # Raspberry Pi OS packages lgpio (gpiozero's backend on a Pi 5); the venv sees it.
-    if apt-cache show python3-lgpio >/dev/null 2>&1; then
-        packages+=(python3-lgpio)
+    local packages=("${APT_PACKAGES[@]}") model gpio
+    model=$(board_model /proc/device-tree/model)
+    if is_pi5 "$model" && ! apt_knows python3-lgpio; then
+        apt-get update -qq # a fresh image may not have package lists yet
+    fi
+    gpio=$(gpio_package "$model")
+    if [[ -n $gpio ]]; then
+        packages+=("$gpio")
     fi
     if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
         say "installing apt packages: ${packages[*]}"
@@ -130,7 +198,7 @@ ensure_group() {
 
 install_user() {
     local group
-    for group in voxkey gpio bluetooth audio; do
+    for group in voxkey gpio spi bluetooth audio; do
         ensure_group "$group"
     done
     if ! id "$USER_NAME" >/dev/null 2>&1; then
@@ -138,7 +206,7 @@ install_user() {
         useradd --system --gid voxkey --home-dir "$STATE_DIR" --no-create-home --shell /usr/sbin/nologin \
             --comment "voxkey voice keyboard" "$USER_NAME"
     fi
-    usermod -aG audio,gpio,bluetooth "$USER_NAME"
+    usermod -aG audio,gpio,spi,bluetooth "$USER_NAME"
 }
 
 install_venv() {
@@ -184,24 +252,79 @@ boot_config_file() {
     done
 }
 
-install_usb_device_mode() {
-    local config_txt modules=()
+# config.txt: USB device mode always, SPI when the config drives APA102 LEDs (argument 1); one
+# marked block holds whichever of the two the file does not already have.
+install_boot_config() {
+    local wants_spi=$1 config_txt lines=() enabled=()
     config_txt=$(boot_config_file)
     if [[ -z $config_txt ]]; then
         say "no Raspberry Pi config.txt found: skipping dtoverlay=dwc2 (USB gadget mode needs it on a Pi)"
-    elif has_own_line "$config_txt" '^[[:space:]]*dtoverlay=dwc2'; then
+        if [[ $wants_spi == 1 ]]; then
+            say "no Raspberry Pi config.txt found: skipping dtparam=spi=on (the APA102 LEDs need it on a Pi)"
+        fi
+        return
+    fi
+    if has_own_line "$config_txt" '^[[:space:]]*dtoverlay=dwc2'; then
         say "$config_txt already enables dwc2"
-    elif ! ensure_block "$config_txt" "[all]" "dtoverlay=dwc2,dr_mode=peripheral"; then
-        say "enabled USB device mode in $config_txt"
+    else
+        lines+=("dtoverlay=dwc2,dr_mode=peripheral")
+        enabled+=("USB device mode")
+    fi
+    if [[ $wants_spi == 1 ]]; then
+        if has_own_line "$config_txt" '^[[:space:]]*dtparam=spi=on'; then
+            say "$config_txt already enables SPI"
+        else
+            lines+=("dtparam=spi=on")
+            enabled+=("SPI (APA102 LEDs)")
+        fi
+    fi
+    if [[ ${#lines[@]} -eq 0 ]]; then
+        remove_block "$config_txt"
+    elif ! ensure_block "$config_txt" "[all]" "${lines[@]}"; then
+        say "enabled ${enabled[0]}${enabled[1]:+ and ${enabled[1]}} in $config_txt"
         REBOOT_NEEDED=1
     fi
-    has_own_line "$MODULES_FILE" '^[[:space:]]*dwc2([[:space:]]|$)' || modules+=(dwc2)
-    has_own_line "$MODULES_FILE" '^[[:space:]]*libcomposite([[:space:]]|$)' || modules+=(libcomposite)
-    touch "$MODULES_FILE"
-    if [[ ${#modules[@]} -eq 0 ]]; then
-        remove_block "$MODULES_FILE"
-    elif ! ensure_block "$MODULES_FILE" "${modules[@]}"; then
-        say "added ${modules[*]} to $MODULES_FILE"
+}
+
+# "spi" when the config drives APA102 LEDs on the SPI bus (ReSpeaker 2-Mic), "gpio" when on two GPIO
+# pins (Voice Bonnet: nothing to install), else nothing.
+configured_apa102() {
+    "$VENV/bin/python" -c 'from voxkey import config
+leds = config.load("/etc/voxkey/config.yaml").leds
+if leds.kind == "apa102":
+    print("spi" if leds.apa102.uses_spi else "gpio")'
+}
+
+# APA102 LEDs on the SPI bus are written to /dev/spidev* through the Python module spidev, which
+# nothing else needs: it comes with voxkey's "apa102" extra, into the venv.
+install_spidev() {
+    if "$VENV/bin/python" -c 'import spidev' 2>/dev/null; then
+        return
+    fi
+    say "installing spidev for the APA102 LEDs"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${SOURCE_DIR}[apa102]"
+}
+
+# dwc2 (the USB device controller) and libcomposite (configfs gadgets) load at boot from our own
+# modules-load.d file, on bookworm and trixie alike; a block an older install.sh left in /etc/modules
+# moves there (the modules already load at boot then, so that alone needs no reboot).
+install_modules_conf() {
+    local content migrated=0
+    content=$(printf '%s\n' "# voxkey: USB keyboard gadget (install.sh; removed by install.sh --uninstall)" dwc2 libcomposite)
+    if [[ -f $OLD_MODULES_FILE ]] && grep -qxF "$BEGIN_MARK" "$OLD_MODULES_FILE"; then
+        remove_block "$OLD_MODULES_FILE"
+        migrated=1
+    fi
+    if [[ -f $MODULES_CONF ]] && [[ $(cat "$MODULES_CONF") == "$content" ]]; then
+        [[ $migrated == 0 ]] || say "removed the old voxkey block from $OLD_MODULES_FILE ($MODULES_CONF has it)"
+        return
+    fi
+    install -d "$(dirname "$MODULES_CONF")"
+    printf '%s\n' "$content" >"$MODULES_CONF"
+    if [[ $migrated == 1 ]]; then
+        say "moved dwc2, libcomposite from $OLD_MODULES_FILE to $MODULES_CONF"
+    else
+        say "added dwc2, libcomposite to $MODULES_CONF"
         REBOOT_NEEDED=1
     fi
 }
@@ -267,7 +390,7 @@ start_units() {
         return
     fi
     if [[ $REBOOT_NEEDED == 1 ]]; then
-        say "USB device mode was just enabled: reboot to start voxkey (sudo reboot)"
+        say "config.txt was just changed (USB device mode, SPI): reboot to start voxkey (sudo reboot)"
         return
     fi
     systemctl restart voxkey-gadget.service || say "warning: the USB gadget did not come up; see: voxkey doctor"
@@ -283,8 +406,14 @@ do_install() {
     install_venv
     install_gadget_files
     install_udev_rule
-    install_usb_device_mode
     install_config "$example"
+    local wants_spi=0
+    if [[ $(configured_apa102) == spi ]]; then
+        wants_spi=1
+        install_spidev
+    fi
+    install_boot_config "$wants_spi"
+    install_modules_conf
     install_model "$model_from" "$no_model"
     install_units
     start_units "$no_start"
@@ -309,7 +438,8 @@ do_uninstall() {
     fi
     rm -f "$UDEV_RULE" "$SBIN/voxkey-gadget" /usr/local/bin/voxkey
     rm -rf "$SHARE" "$PREFIX"
-    remove_block "$MODULES_FILE"
+    rm -f "$MODULES_CONF"
+    remove_block "$OLD_MODULES_FILE"
     config_txt=$(boot_config_file)
     if [[ -n $config_txt ]]; then
         remove_block "$config_txt"
@@ -359,4 +489,7 @@ main() {
     fi
 }
 
-main "$@"
+# Sourced (tests call single functions), the script only defines them.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi

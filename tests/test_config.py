@@ -269,3 +269,26 @@ def test_cli_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert f"{bad}:2: output.transport must be one of" in err
     assert "'carrier-pigeon'" in err
+
+
+def test_apa102_leds_are_read_and_their_mistakes_located(tmp_path: Path) -> None:
+    text = "leds:\n  kind: apa102\n  brightness: 0.2\n  apa102:\n    count: 3\n    spi_bus: 0\n    spi_device: 1\n"
+    loaded = config.load(write(tmp_path, text))
+    assert loaded.leds.kind == "apa102" and loaded.leds.brightness == 0.2
+    assert (loaded.leds.apa102.count, loaded.leds.apa102.spi_bus, loaded.leds.apa102.spi_device) == (3, 0, 1)
+    assert loaded.leds.apa102.uses_spi
+    default = config.loads("leds:\n  kind: apa102\n").leds.apa102
+    assert default.count == 3 and default.uses_spi  # the ReSpeaker 2-Mic HAT's three, on SPI
+    bonnet = config.loads("leds:\n  kind: apa102\n  apa102: {clock_pin: 6, data_pin: 5}\n").leds.apa102
+    assert (bonnet.clock_pin, bonnet.data_pin, bonnet.uses_spi) == (6, 5, False)
+    for wrong, line, fragment in [
+        ("leds:\n  apa102:\n    count: 0\n", 3, "count must be 1 to 1024 LEDs, not 0"),
+        ("leds:\n  apa102:\n    spi_device: -1\n", 3, "spi_device must be 0 or more, not -1"),
+        ("leds:\n  apa102:\n    spi_bus: zero\n", 3, "leds.apa102.spi_bus must be a whole number, not 'zero'"),
+        ("leds:\n  apa102:\n    cont: 3\n", 3, "unknown setting 'cont' in leds.apa102 (did you mean 'count'?)"),
+        ("leds:\n  apa102:\n    clock_pin: 6\n", 3, "clock_pin and data_pin go together"),
+        ("leds:\n  apa102: {clock_pin: 5, data_pin: 5}\n", 2, "clock_pin and data_pin must differ, not both 5"),
+    ]:
+        error = error_of(tmp_path, wrong)
+        assert error.where == f"{tmp_path / 'config.yaml'}:{line}", (wrong, error)
+        assert fragment in str(error), (wrong, error)

@@ -744,7 +744,7 @@ def test_bad_config_stops_start_up_with_file_and_line(tmp_path: Path, capsys: py
     bad.write_text("button:\n  source: terminal\n  mode: hold\nleds:\n  kind: blinky\n")
     assert main(["run", "--config", str(bad), "--audio-file", str(JFK)]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"voxkey: error: {bad}:5: leds.kind must be one of none, led, pwm, rgb, not 'blinky'"
+    assert err.strip() == f"voxkey: error: {bad}:5: leds.kind must be one of none, led, pwm, rgb, apa102, not 'blinky'"
 
 
 def test_readme_quick_start_prints_the_jfk_sentence(transcribed: Callable[[Path], str]) -> None:

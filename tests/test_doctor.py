@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from gpiozero import LED, Button, Device
+from gpiozero.pins.mock import MockFactory, MockPin
 
 from voxkey import config as config_module
 from voxkey.asr import AsrSettings
 from voxkey.cli import main
-from voxkey.config import ButtonSettings, Config, LedSettings, OutputSettings, UsbSettings
-from voxkey.doctor import CheckResult, Doctor, SystemPaths, format_results
+from voxkey.config import Apa102Settings, ButtonSettings, Config, LedSettings, OutputSettings, UsbSettings
+from voxkey.doctor import CheckResult, Doctor, HostPlatform, SystemPaths, format_results
 from voxkey.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,6 +129,147 @@ def test_gpio_checks(tmp_path: Path, system: SystemPaths) -> None:
     assert not Doctor(pc, paths=system).check_gpio().used
 
 
+@pytest.mark.parametrize("machine", ["aarch64", "x86_64"])
+def test_a_64bit_os_passes_the_architecture_check(tmp_path: Path, system: SystemPaths, machine: str) -> None:
+    result = Doctor(usb_config(tmp_path), paths=system, host=HostPlatform(machine, 64)).check_architecture()
+    assert result.ok and result.detail == f"64-bit ({machine})"
+
+
+@pytest.mark.parametrize(
+    ("machine", "said"),
+    [("armv7l", "32-bit OS (armv7l, 32-bit Python)"), ("aarch64", "32-bit OS (on a 64-bit kernel, aarch64")],
+)
+def test_a_32bit_raspberry_pi_os_fails_with_64bit_advice(
+    tmp_path: Path, system: SystemPaths, machine: str, said: str
+) -> None:
+    """Raspberry Pi OS 32-bit (armhf) boots a 64-bit kernel on a Pi 4/5: the userland decides, not uname."""
+    result = Doctor(usb_config(tmp_path), paths=system, host=HostPlatform(machine, 32)).check_architecture()
+    assert not result.ok
+    assert result.detail.startswith(said) and "pywhispercpp" in result.detail
+    assert "install Raspberry Pi OS (64-bit)" in result.fix
+
+
+def test_an_armv6_pi_is_told_it_cannot_run_voxkey(tmp_path: Path, system: SystemPaths) -> None:
+    result = Doctor(usb_config(tmp_path), paths=system, host=HostPlatform("armv6l", 32)).check_architecture()
+    assert not result.ok and "cannot run a 64-bit OS" in result.fix and "Zero 2 W" in result.fix
+
+
+def gpio_button_config(tmp_path: Path, pin: int = 17, cancel_pin: int | None = 22) -> Config:
+    return dataclasses.replace(usb_config(tmp_path), button=ButtonSettings(pin=pin, cancel_pin=cancel_pin))
+
+
+def pi5(paths: SystemPaths) -> SystemPaths:
+    """The device tree of a Pi 5 (the model string ends in a NUL byte, as in /proc/device-tree/model)."""
+    model = paths.dev.parent / "proc/device-tree/model"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"Raspberry Pi 5 Model B Rev 1.0\0")
+    return dataclasses.replace(paths, device_tree_model=model)
+
+
+@pytest.fixture
+def no_active_pin_factory() -> Iterator[None]:
+    """No gpiozero device made yet, as in the doctor's own process: gpiozero has not chosen a factory."""
+    previous = Device.pin_factory
+    Device.pin_factory = None
+    try:
+        yield
+    finally:
+        Device.pin_factory = previous
+
+
+def test_pin_factory_check_names_the_active_factory_and_opens_the_button_pins(
+    tmp_path: Path, system: SystemPaths, pins: MockFactory
+) -> None:
+    result = Doctor(gpio_button_config(tmp_path), paths=system).check_pin_factory()
+    assert result.ok, result
+    assert result.detail == "pin factory mock (active); button pins open: GPIO 17, GPIO 22"
+    Button(17).close()  # released again: the daemon can take it
+    Button(22).close()
+
+
+def test_a_button_pin_the_factory_cannot_open_fails(tmp_path: Path, system: SystemPaths, pins: MockFactory) -> None:
+    result = Doctor(gpio_button_config(tmp_path, pin=99), paths=system).check_pin_factory()
+    assert not result.ok
+    assert result.detail.startswith("pin factory mock (active): cannot open GPIO 99: PinInvalidPin")
+    assert "button.pin" in result.fix
+    on_a_pi5 = Doctor(gpio_button_config(tmp_path, pin=99), paths=pi5(system)).check_pin_factory()
+    assert not on_a_pi5.ok and "sudo apt install python3-lgpio" in on_a_pi5.fix  # mock is not lgpio
+
+
+def test_a_button_pin_held_elsewhere_is_reported_in_use(tmp_path: Path, system: SystemPaths, pins: MockFactory) -> None:
+    held = LED(22)  # as the running service holds the button
+    try:
+        result = Doctor(gpio_button_config(tmp_path), paths=system).check_pin_factory()
+    finally:
+        held.close()
+    assert result.ok, result
+    assert "button pins open: GPIO 17; in use: GPIO 22 (the running voxkey service holds its button" in result.detail
+
+
+class BusyPin(MockPin):
+    """A line another process has claimed: lgpio says "GPIO busy" when it is opened."""
+
+    def __init__(self, factory: Any, info: Any) -> None:
+        raise OSError("GPIO busy")
+
+
+def test_a_line_another_process_holds_is_in_use_not_broken(tmp_path: Path, system: SystemPaths) -> None:
+    previous = Device.pin_factory
+    Device.pin_factory = MockFactory(pin_class=BusyPin)
+    try:
+        result = Doctor(gpio_button_config(tmp_path, cancel_pin=None), paths=system).check_pin_factory()
+    finally:
+        Device.pin_factory.reset()
+        Device.pin_factory = previous
+    assert result.ok and result.detail.startswith("pin factory mock (active); in use: GPIO 17 ("), result
+
+
+def test_without_an_active_factory_the_check_uses_the_one_gpiozero_would_pick(
+    tmp_path: Path, system: SystemPaths, no_active_pin_factory: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    result = Doctor(gpio_button_config(tmp_path), paths=system).check_pin_factory()
+    assert result.ok and result.detail.startswith("pin factory mock (would be used); button pins open"), result
+    assert Device.pin_factory is None  # looked at, not installed
+
+
+def test_no_usable_pin_factory_on_a_pi5_says_to_install_lgpio(
+    tmp_path: Path, system: SystemPaths, no_active_pin_factory: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "no-such-backend")
+    result = Doctor(gpio_button_config(tmp_path), paths=pi5(system)).check_pin_factory()
+    assert not result.ok
+    assert (
+        result.detail.startswith("no gpiozero pin factory works (BadPinFactory: ")
+        and "no-such-backend" in result.detail
+    )
+    assert result.fix.startswith("a Pi 5 needs lgpio: sudo apt install python3-lgpio")
+    elsewhere = Doctor(gpio_button_config(tmp_path), paths=system).check_pin_factory()
+    assert not elsewhere.ok and not elsewhere.fix.startswith("a Pi 5")
+
+
+def test_pin_factory_check_is_not_used_with_a_terminal_button(tmp_path: Path, system: SystemPaths) -> None:
+    config = dataclasses.replace(usb_config(tmp_path), button=ButtonSettings(source="terminal"))
+    assert not Doctor(config, paths=system).check_pin_factory().used
+
+
+def test_spi_check_for_apa102_leds(tmp_path: Path, system: SystemPaths) -> None:
+    assert not Doctor(usb_config(tmp_path), paths=system).check_spi().used  # leds.kind led
+    config = dataclasses.replace(
+        usb_config(tmp_path), leds=LedSettings(kind="apa102", apa102=Apa102Settings(spi_bus=0, spi_device=1))
+    )
+    missing = Doctor(config, paths=system).check_spi()
+    assert not missing.ok and missing.detail.startswith(f"{system.dev / 'spidev0.1'} does not exist")
+    assert "dtparam=spi=on" in missing.fix
+    (system.dev / "spidev0.1").touch()
+    found = Doctor(config, paths=system).check_spi()
+    assert found.ok and found.detail == f"{system.dev / 'spidev0.1'} is readable and writable"
+    bonnet = dataclasses.replace(
+        config, leds=LedSettings(kind="apa102", apa102=Apa102Settings(clock_pin=6, data_pin=5))
+    )
+    assert not Doctor(bonnet, paths=system).check_spi().used
+
+
 def test_uinput_check(tmp_path: Path, system: SystemPaths) -> None:
     doctor = Doctor(usb_config(tmp_path, "uinput"), paths=system)
     result = doctor.check_uinput()
@@ -150,7 +295,7 @@ def test_config_error_is_reported_with_its_place(tmp_path: Path, system: SystemP
 
 def test_every_check_returns_a_result(tmp_path: Path, system: SystemPaths) -> None:
     results = Doctor(usb_config(tmp_path, "both"), paths=system).run()
-    assert len(results) == 9
+    assert len(results) == 12
     assert all(r.ok or r.fix for r in results), [r for r in results if not r.ok and not r.fix]
 
 

@@ -1,8 +1,9 @@
-"""install.sh in a Debian bookworm root made with debootstrap: install, install again, uninstall, purge.
+"""install.sh in Debian bookworm and trixie roots made with debootstrap: install, install again, uninstall, purge.
 
 What a chroot allows is tested for real: apt-get from the Debian mirror, the
 venv with voxkey and its wheels from PyPI, the user and groups, the udev rule,
-config.txt and /etc/modules edits, the model, the units enabled (symlinks), and
+config.txt and modules-load.d edits (moving an older install's /etc/modules
+block), the model, the units enabled (symlinks), and
 the installed voxkey transcribing a recording as the service user. What needs
 a booted Pi is not: udev applying the rule, systemd starting the units, dwc2.
 
@@ -42,8 +43,13 @@ def configured_debian_mirror() -> str:
     raise RuntimeError("no Debian mirror configured for apt; set VOXKEY_DEBIAN_MIRROR")
 
 
-TARBALL = CACHE / "bookworm-minbase.tar"
+RELEASES = ("bookworm", "trixie")
+"""Raspberry Pi OS is built on both: trixie today, bookworm on many Pis still."""
 PI_CONFIG_TXT = "# Raspberry Pi OS config.txt\ndtparam=audio=on\ncamera_auto_detect=1\n\n[cm4]\notg_mode=1\n"
+ETC_MODULES = "# /etc/modules: kernel modules to load at boot time.\n\nloop\n"
+OLD_INSTALL_BLOCK = (
+    "# >>> voxkey (install.sh; removed by install.sh --uninstall) >>>\ndwc2\nlibcomposite\n# <<< voxkey <<<\n"
+)
 SOURCE_IGNORE = shutil.ignore_patterns(
     ".git", "__pycache__", "*.egg-info", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "build"
 )
@@ -55,26 +61,27 @@ def run(command: list[str], timeout: float = 900, **kwargs: object) -> subproces
     return result  # type: ignore[no-any-return]
 
 
-def make_base_root(root: Path) -> None:
-    """Extract the cached bookworm root, or debootstrap one and cache it."""
+def make_base_root(root: Path, release: str) -> None:
+    """Extract the cached root of RELEASE, or debootstrap one and cache it."""
+    tarball = CACHE / f"{release}-minbase.tar"
     root.mkdir()
-    if TARBALL.is_file():
-        run(["tar", "-xpf", str(TARBALL), "-C", str(root)])
+    if tarball.is_file():
+        run(["tar", "-xpf", str(tarball), "-C", str(root)])
         return
     CACHE.mkdir(parents=True, exist_ok=True)
     run(
         [
             "debootstrap",
             "--variant=minbase",
-            "bookworm",
+            release,
             str(root),
             os.environ.get("VOXKEY_DEBIAN_MIRROR") or configured_debian_mirror(),
         ],
         timeout=1800,
     )
-    partial = TARBALL.with_suffix(".partial")
+    partial = tarball.with_suffix(".partial")
     run(["tar", "-cpf", str(partial), "-C", str(root), "."])
-    partial.rename(TARBALL)
+    partial.rename(tarball)
 
 
 CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
@@ -130,21 +137,23 @@ class Chroot:
         return os.path.lexists(self.root / path.lstrip("/"))
 
 
-@pytest.fixture(scope="module")
-def chroot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chroot]:
+@pytest.fixture(scope="module", params=RELEASES)
+def chroot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chroot]:
     if os.geteuid() != 0:
         pytest.skip("needs root for chroot and mount (CI runs as root)")
     if shutil.which("debootstrap") is None:
         pytest.fail("debootstrap is missing: apt-get install debootstrap")
     base = tmp_path_factory.mktemp("install")
     root = base / "root"
-    make_base_root(root)
+    make_base_root(root, request.param)
     box = Chroot(root)
     try:
         shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
         box.trust_host_ca()
         (root / "boot" / "firmware").mkdir(parents=True, exist_ok=True)
         (root / "boot" / "firmware" / "config.txt").write_text(PI_CONFIG_TXT)
+        # What an install.sh before modules-load.d left behind: its block in /etc/modules.
+        (root / "etc" / "modules").write_text(ETC_MODULES + OLD_INSTALL_BLOCK)
         shutil.copytree(REPO, root / "usr" / "src" / "voxkey", ignore=SOURCE_IGNORE)
         for cache in ("apt-archives", "pip"):
             (CACHE / cache / "partial").mkdir(parents=True, exist_ok=True)
@@ -168,6 +177,7 @@ INSTALLED_FILES = [
     "/etc/systemd/system/voxkey-gadget.service",
     "/etc/voxkey/config.yaml",
     "/etc/modules",
+    "/etc/modules-load.d/voxkey.conf",
     "/boot/firmware/config.txt",
     "/usr/local/sbin/voxkey-gadget",
     "/usr/local/share/voxkey/keyboard-report-descriptor.hex",
@@ -183,13 +193,14 @@ def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     box = chroot
     first = box.sh("/usr/src/voxkey/install.sh --model-from /media/models", timeout=1800).stdout
     assert "services enabled" in first
+    assert "warning: made for" not in first  # bookworm and trixie are both supported
     assert "enabled USB device mode in /boot/firmware/config.txt" in first
 
     # Everything in place.
     assert box.sh("/opt/voxkey/venv/bin/voxkey --version").stdout.startswith("voxkey ")
     assert box.exists("/usr/local/bin/voxkey")
     groups = box.sh("id -nG voxkey").stdout.split()
-    assert {"voxkey", "audio", "gpio", "bluetooth"} <= set(groups)
+    assert {"voxkey", "audio", "gpio", "spi", "bluetooth"} <= set(groups)
     assert box.sh("getent passwd voxkey").stdout.strip().endswith(":/var/lib/voxkey:/usr/sbin/nologin")
     assert 'SUBSYSTEM=="hidg", KERNEL=="hidg[0-9]*", GROUP="voxkey", MODE="0660"' in box.read(
         "/etc/udev/rules.d/70-voxkey.rules"
@@ -198,12 +209,17 @@ def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     assert config_txt.startswith(PI_CONFIG_TXT)
     assert config_txt.count("dtoverlay=dwc2,dr_mode=peripheral") == 1
     assert config_txt.index("[all]") > config_txt.index("[cm4]")  # our line is not under a model filter
-    modules = box.read("/etc/modules").split("\n")
+    assert "moved dwc2, libcomposite from /etc/modules to /etc/modules-load.d/voxkey.conf" in first
+    assert box.read("/etc/modules") == ETC_MODULES  # the old block is gone, the rest untouched
+    modules = box.read("/etc/modules-load.d/voxkey.conf").split("\n")
     assert "dwc2" in modules and "libcomposite" in modules
     assert box.read("/etc/voxkey/config.yaml") == (REPO / "examples" / "usb.yaml").read_text()
     for unit in ("voxkey.service", "voxkey-gadget.service"):
         link = box.root / "etc/systemd/system/multi-user.target.wants" / unit
         assert link.is_symlink(), f"{unit} is not enabled"
+    # Every command the installed units run is installed too (ExecReload's kill: procps, not in minbase).
+    units = "/etc/systemd/system/voxkey.service /etc/systemd/system/voxkey-gadget.service"
+    assert box.sh(f"systemd-analyze verify {units} 2>&1").stdout == ""
     model = box.sh("stat -c '%U %a' /var/lib/voxkey/models/ggml-tiny.en-q8_0.bin").stdout.split()
     assert model == ["voxkey", "644"]
     assert box.sh("voxkey config check /etc/voxkey/config.yaml").stdout.startswith("/etc/voxkey/config.yaml: ok")
@@ -239,10 +255,23 @@ def test_install_reinstall_uninstall_purge(chroot: Chroot) -> None:
     assert "model tiny.en-q8_0 already in /var/lib/voxkey/models" in second
     assert "enabled USB device mode" not in second
 
+    # A config switched to a mic HAT's APA102 LEDs: spidev in the venv and SPI on in config.txt, once.
+    box.sh("sed -i 's/^  kind: led .*/  kind: apa102/' /etc/voxkey/config.yaml")
+    apa102 = box.sh("/usr/src/voxkey/install.sh --model-from /media/models", timeout=1800).stdout
+    assert "installing spidev for the APA102 LEDs" in apa102
+    assert "SPI (APA102 LEDs) in /boot/firmware/config.txt" in apa102
+    config_txt = box.read("/boot/firmware/config.txt")
+    assert config_txt.count("dtparam=spi=on") == 1 and config_txt.count("dtoverlay=dwc2,dr_mode=peripheral") == 1
+    box.sh("/opt/voxkey/venv/bin/python -c 'import spidev'")
+    again = box.sh("/usr/src/voxkey/install.sh --model-from /media/models", timeout=1800).stdout
+    assert "SPI (APA102 LEDs)" not in again and "installing spidev" not in again
+    assert box.read("/boot/firmware/config.txt") == config_txt
+
     # Uninstall keeps config, models and user; the system files are as before.
     box.sh("/usr/src/voxkey/install.sh --uninstall")
     assert box.read("/boot/firmware/config.txt") == PI_CONFIG_TXT
-    assert "dwc2" not in box.read("/etc/modules").split("\n")
+    assert box.read("/etc/modules") == ETC_MODULES
+    assert not box.exists("/etc/modules-load.d/voxkey.conf")
     for gone in (
         "/opt/voxkey",
         "/etc/systemd/system/voxkey.service",
@@ -303,3 +332,90 @@ def test_install_script_usage() -> None:
     assert helped.returncode == 0 and "--uninstall" in helped.stdout
     wrong = subprocess.run(["bash", str(REPO / "install.sh"), "--frobnicate"], capture_output=True, text=True)
     assert wrong.returncode == 2
+
+
+# --- single functions of install.sh (sourced, it only defines them): decisions that need no chroot ---------
+
+
+def sourced(script: str) -> subprocess.CompletedProcess[str]:
+    """Run SCRIPT in bash after sourcing install.sh, so one function's decision is tested without installing.
+
+    As root it runs as nobody: should sourcing ever run the installer itself, install.sh refuses
+    ("run as root") instead of installing on the machine running the tests.
+    """
+    as_nobody = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+    return subprocess.run(
+        [*as_nobody, "bash", "-c", f'source "$1"; {script}', "sourced-by-test", str(REPO / "install.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_sourcing_install_sh_only_defines_functions() -> None:
+    result = sourced("declare -F check_release >/dev/null && echo defined")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "defined\n" and result.stderr == ""
+
+
+def test_install_supports_bookworm_and_trixie() -> None:
+    for codename in ("bookworm", "trixie"):
+        supported = sourced(f"check_release {codename} 'Debian {codename}'")
+        assert supported.returncode == 0 and supported.stdout == "", supported
+    older = sourced("check_release bullseye 'Debian GNU/Linux 11 (bullseye)'")
+    assert older.returncode == 0  # a warning, not a refusal
+    assert "warning: made for Raspberry Pi OS / Debian bookworm (12) or trixie (13)" in older.stdout
+    assert "Debian GNU/Linux 11 (bullseye)" in older.stdout
+
+
+def test_install_refuses_a_32bit_os_before_anything_else() -> None:
+    for arch in ("armhf", "armel", "i386"):
+        refused = sourced(f"check_architecture {arch}; echo went on")
+        assert refused.returncode == 1 and "went on" not in refused.stdout, refused
+        assert f"this is a 32-bit OS ({arch})" in refused.stderr
+        assert "needs a 64-bit OS" in refused.stderr and "Raspberry Pi OS (64-bit)" in refused.stderr
+    for arch in ("arm64", "amd64"):
+        accepted = sourced(f"check_architecture {arch}; echo went on")
+        assert accepted.returncode == 0 and accepted.stdout == "went on\n", accepted
+    # The first check of an install: a 32-bit Pi hears about it even before "run as root".
+    early = sourced("dpkg() { echo armhf; }; check_system")
+    assert early.returncode == 1 and "needs a 64-bit OS" in early.stderr and "root" not in early.stderr
+
+
+PI5 = "Raspberry Pi 5 Model B Rev 1.0"
+PI4 = "Raspberry Pi 4 Model B Rev 1.5"
+
+
+def test_install_reads_the_board_model_from_the_device_tree() -> None:
+    # As /proc/device-tree/model: NUL-terminated.
+    read = sourced(f"board_model <(printf '{PI5}\\0'); echo '|'; board_model /nonexistent/model; echo '|'")
+    assert read.returncode == 0 and read.stdout == f"{PI5}|\n|\n", read
+    for board in (PI5, "Raspberry Pi 500 Rev 1.0", "Raspberry Pi Compute Module 5 Rev 1.0"):
+        assert sourced(f"is_pi5 '{board}'").returncode == 0, board
+    for board in (PI4, "Raspberry Pi Zero 2 W Rev 1.0", ""):
+        assert sourced(f"is_pi5 '{board}'").returncode == 1, board
+
+
+def test_install_takes_lgpio_from_apt_where_apt_has_it() -> None:
+    for board in (PI5, PI4):
+        chosen = sourced(f"apt_knows() {{ [[ $1 == python3-lgpio ]]; }}; gpio_package '{board}'")
+        assert chosen.returncode == 0 and chosen.stdout == "python3-lgpio\n", chosen
+
+
+NO_LGPIO = "apt_knows() { return 1; }; python3() { return 1; };"
+
+
+def test_install_stops_on_a_pi5_without_lgpio_and_says_what_to_do() -> None:
+    refused = sourced(f"{NO_LGPIO} gpio_package '{PI5}'; echo went on")
+    assert refused.returncode == 1 and "went on" not in refused.stdout, refused
+    assert f"this is a {PI5}: its GPIO (the button, the LEDs) needs lgpio" in refused.stderr
+    assert "archive.raspberrypi.com" in refused.stderr and "run install.sh again" in refused.stderr
+
+
+def test_install_needs_no_lgpio_from_apt_on_other_pis_or_where_python3_has_it() -> None:
+    other_pi = sourced(f"{NO_LGPIO} gpio_package '{PI4}'")
+    assert other_pi.returncode == 0 and other_pi.stdout == "", other_pi
+    has_lgpio = sourced(
+        f"apt_knows() {{ return 1; }}; python3() {{ [[ $* == *'import lgpio'* ]]; }}; gpio_package '{PI5}'"
+    )
+    assert has_lgpio.returncode == 0 and has_lgpio.stdout == "", has_lgpio

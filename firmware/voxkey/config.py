@@ -48,7 +48,7 @@ CONFIG_ENV = "VOXKEY_CONFIG"
 TriggerMode = Literal["hold", "toggle", "auto"]
 ButtonSource = Literal["gpio", "terminal"]
 EjectGesture = Literal["off", "triple-tap", "cancel-button"]
-LedKind = Literal["none", "led", "pwm", "rgb"]
+LedKind = Literal["none", "led", "pwm", "rgb", "apa102"]
 TransportName = Literal["usb", "bluetooth", "both", "terminal", "uinput"]
 
 
@@ -130,12 +130,43 @@ class RgbPins:
 
 
 @dataclass(frozen=True)
+class Apa102Settings:
+    """APA102/DotStar LEDs on SPI (``/dev/spidev<spi_bus>.<spi_device>``), as on the ReSpeaker 2-Mic HAT,
+    or on two GPIO pins (``clock_pin``, ``data_pin``), as on the Adafruit Voice Bonnet (6 and 5), which
+    are not SPI pins: all ``count`` LEDs show the state's colour; ``leds.brightness`` is their 5-bit
+    global brightness."""
+
+    count: int = 3
+    spi_bus: int = 0
+    spi_device: int = 0
+    clock_pin: int | str | None = None
+    data_pin: int | str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.count <= 1024:
+            raise ValueError(f"count must be 1 to 1024 LEDs, not {self.count}")
+        for name in ("spi_bus", "spi_device"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
+        if (self.clock_pin is None) != (self.data_pin is None):
+            raise ValueError("clock_pin and data_pin go together (both for LEDs on GPIO pins, neither for SPI)")
+        if self.clock_pin is not None and self.clock_pin == self.data_pin:
+            raise ValueError(f"clock_pin and data_pin must differ, not both {self.clock_pin}")
+
+    @property
+    def uses_spi(self) -> bool:
+        """On the SPI bus (dtparam=spi=on, spidev), not clocked out on two GPIO pins."""
+        return self.clock_pin is None
+
+
+@dataclass(frozen=True)
 class LedSettings:
-    """Status light: one LED (on/off), one dimmable LED, or an RGB LED."""
+    """Status light: one LED (on/off), one dimmable LED, an RGB LED, or a mic HAT's APA102 LEDs."""
 
     kind: LedKind = "led"
     pin: int | str = 27
     rgb: RgbPins = field(default_factory=RgbPins)
+    apa102: Apa102Settings = field(default_factory=Apa102Settings)
     active_high: bool = True
     brightness: float = 1.0
 

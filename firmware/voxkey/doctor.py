@@ -2,9 +2,11 @@
 
 A check looks at the system the way the daemon would use it (the same config,
 the same device paths) but never takes anything over: it does not open the
-microphone stream, bind the gadget or claim GPIO lines, so it is safe to run
-while the service is running. Checks that do not apply to the configured
-transport or button are reported as "not used" instead of failing.
+microphone stream or bind the gadget, and it claims the button's GPIO lines only
+for a moment (an input, as the daemon opens it), reporting a line the running
+service holds as in use rather than failing, so it is safe to run while the
+service is running. Checks that do not apply to the configured transport or
+button are reported as "not used" instead of failing.
 
 Kernel and device paths come from ``SystemPaths`` so tests can point them at
 a temporary tree shaped like sysfs and /dev.
@@ -14,10 +16,14 @@ from __future__ import annotations
 
 import grp
 import os
+import platform
 import pwd
+import struct
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from voxkey.config import Config
 from voxkey.errors import ConfigError, ModelError
@@ -34,6 +40,27 @@ class SystemPaths:
     rfkill_class: Path = Path("/sys/class/rfkill")
     dev: Path = Path("/dev")
     boot_config: tuple[Path, ...] = (Path("/boot/firmware/config.txt"), Path("/boot/config.txt"))
+    device_tree_model: Path = Path("/proc/device-tree/model")
+
+
+@dataclass(frozen=True)
+class HostPlatform:
+    """What this Python runs on: the kernel's machine name and the userland's pointer size.
+
+    Both matter: a 32-bit Raspberry Pi OS on a Pi 4 or 5 boots a 64-bit kernel (machine ``aarch64``)
+    under a 32-bit userland, and only the userland decides which wheels pip can install.
+    """
+
+    machine: str
+    pointer_bits: int
+
+    @classmethod
+    def current(cls) -> HostPlatform:
+        return cls(platform.machine(), struct.calcsize("P") * 8)
+
+
+SIXTY_FOUR_BIT_MACHINES = frozenset({"aarch64", "arm64", "armv8l", "x86_64", "amd64"})
+"""Kernels that can run a 64-bit userland (``armv8l``: a 64-bit CPU reported to 32-bit code)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +77,7 @@ class Doctor:
     config: Config
     config_error: ConfigError | None = None
     paths: SystemPaths = field(default_factory=SystemPaths)
+    host: HostPlatform = field(default_factory=HostPlatform.current)
 
     @property
     def transport(self) -> str:
@@ -64,6 +92,7 @@ class Doctor:
     def checks(self) -> list[Callable[[], CheckResult]]:
         return [
             self.check_config,
+            self.check_architecture,
             self.check_model,
             self.check_audio,
             self.check_udc,
@@ -72,6 +101,8 @@ class Doctor:
             self.check_uinput,
             self.check_bluetooth,
             self.check_gpio,
+            self.check_pin_factory,
+            self.check_spi,
         ]
 
     def run(self) -> list[CheckResult]:
@@ -91,6 +122,25 @@ class Doctor:
             return CheckResult("config", False, str(self.config_error), "edit the file at the line shown")
         where = self.config.source or "built-in defaults (no config file)"
         return CheckResult("config", True, f"{where}: valid")
+
+    def check_architecture(self) -> CheckResult:
+        """pywhispercpp, voxkey's speech recognition, has wheels for 64-bit ARM and x86 only."""
+        host = self.host
+        if host.pointer_bits >= 64:
+            return CheckResult("architecture", True, f"64-bit ({host.machine})")
+        where = "on a 64-bit kernel, " if host.machine in SIXTY_FOUR_BIT_MACHINES else ""
+        detail = (
+            f"32-bit OS ({where}{host.machine}, {host.pointer_bits}-bit Python): pywhispercpp, voxkey's speech "
+            "recognition, has no build for it"
+        )
+        if host.machine.startswith("armv6"):
+            fix = "this Pi (ARMv6: Pi 1, Zero, Zero W) cannot run a 64-bit OS: use a Pi Zero 2 W, 3, 4 or 5"
+        else:
+            fix = (
+                "install Raspberry Pi OS (64-bit) with Raspberry Pi Imager (every Pi from the 3 and the Zero 2 W on "
+                "runs it), then install.sh again"
+            )
+        return CheckResult("architecture", False, detail, fix)
 
     def check_model(self) -> CheckResult:
         name = self.config.asr.model
@@ -176,7 +226,7 @@ class Doctor:
                 "usb gadget",
                 False,
                 f"{self.paths.configfs}/usb_gadget is missing (libcomposite not loaded)",
-                "sudo modprobe libcomposite, and add libcomposite to /etc/modules",
+                "sudo modprobe libcomposite; install.sh loads it at boot from /etc/modules-load.d/voxkey.conf",
             )
         if not gadget.is_dir():
             return CheckResult("usb gadget", False, f"{gadget} does not exist", "sudo systemctl start voxkey-gadget")
@@ -258,6 +308,158 @@ class Doctor:
             "gpio", True, f"{', '.join(c.name for c in chips)} accessible; button on GPIO {', '.join(pins)}"
         )
 
+    def check_pin_factory(self) -> CheckResult:
+        """Which gpiozero backend drives the pins (active, or the one gpiozero would pick), and whether it
+        opens the button's pins.
+
+        A Pi 5's GPIO needs lgpio; without it gpiozero falls back to backends that fail only when a pin is
+        used, so the daemon would stop at start. Opening the pins now finds that before a press does.
+        """
+        if self.config.button.source != "gpio":
+            return CheckResult("gpio pins", True, "not used (terminal button)", used=False)
+        factory, active, fallbacks = _pin_factory()
+        if factory is None:
+            return CheckResult(
+                "gpio pins", False, f"no gpiozero pin factory works ({'; '.join(fallbacks)})", self._lgpio_fix()
+            )
+        try:
+            name = f"{_factory_name(factory)} ({'active' if active else 'would be used'})"
+            if fallbacks:
+                name += f", after {'; '.join(fallbacks)}"
+            return self._open_button_pins(factory, name)
+        finally:
+            if not active:
+                factory.close()
+
+    def _open_button_pins(self, factory: Any, name: str) -> CheckResult:
+        button = self.config.button
+        pins = [button.pin] if button.cancel_pin is None else [button.pin, button.cancel_pin]
+        in_use: list[str] = []
+        for pin in pins:
+            problem = _open_input(factory, pin, button.pull_up)
+            if problem is None:
+                continue
+            if _is_in_use(problem):
+                in_use.append(f"GPIO {pin}")
+                continue
+            fix = "check button.pin and button.cancel_pin (BCM numbers: hardware/wiring.md)"
+            if self._is_pi5() and _factory_name(factory) != "lgpio":
+                fix = self._lgpio_fix()
+            return CheckResult(
+                "gpio pins",
+                False,
+                f"pin factory {name}: cannot open GPIO {pin}: {type(problem).__name__}: {problem}",
+                fix,
+            )
+        opened = [f"GPIO {pin}" for pin in pins if f"GPIO {pin}" not in in_use]
+        detail = f"pin factory {name}"
+        if opened:
+            detail += f"; button pins open: {', '.join(opened)}"
+        if in_use:
+            detail += (
+                f"; in use: {', '.join(in_use)} (the running voxkey service holds its button; "
+                "if it is stopped, gpioinfo names the holder)"
+            )
+        return CheckResult("gpio pins", True, detail)
+
+    def check_spi(self) -> CheckResult:
+        """The SPI device the APA102 LEDs (``leds.kind: apa102``) are written through."""
+        if self.config.leds.kind != "apa102":
+            return CheckResult("spi", True, "not used (leds.kind is not apa102)", used=False)
+        apa102 = self.config.leds.apa102
+        if not apa102.uses_spi:
+            return CheckResult("spi", True, "not used (the APA102 LEDs are on GPIO pins)", used=False)
+        device = self.paths.dev / f"spidev{apa102.spi_bus}.{apa102.spi_device}"
+        if not device.exists():
+            return CheckResult(
+                "spi",
+                False,
+                f"{device} does not exist (SPI is off, or leds.apa102.spi_bus/spi_device is wrong)",
+                "add dtparam=spi=on to config.txt and reboot (install.sh does this for apa102)",
+            )
+        return _access_result("spi", device, "spi", "that a udev rule gives /dev/spidev* to group spi")
+
+    def _is_pi5(self) -> bool:
+        """The Pi 5 family (Pi 5, Pi 500, Compute Module 5): its GPIO is on the RP1 chip, which only lgpio drives."""
+        model = _read_model(self.paths.device_tree_model)
+        return model.startswith(("Raspberry Pi 5", "Raspberry Pi Compute Module 5"))
+
+    def _lgpio_fix(self) -> str:
+        if self._is_pi5():
+            return (
+                "a Pi 5 needs lgpio: sudo apt install python3-lgpio (Raspberry Pi OS's archive has it; install.sh "
+                "installs it), then sudo systemctl restart voxkey"
+            )
+        return "install a gpiozero pin backend: sudo apt install python3-lgpio (or python3-rpi-lgpio / RPi.GPIO)"
+
+
+PIN_FACTORY_NAMES = {
+    "LGPIOFactory": "lgpio",
+    "RPiGPIOFactory": "rpigpio",
+    "PiGPIOFactory": "pigpio",
+    "NativeFactory": "native",
+    "MockFactory": "mock",
+}
+
+
+def _factory_name(factory: Any) -> str:
+    """gpiozero's own name for the factory (what GPIOZERO_PIN_FACTORY takes)."""
+    cls_name = type(factory).__name__
+    return PIN_FACTORY_NAMES.get(cls_name, cls_name)
+
+
+def _pin_factory() -> tuple[Any, bool, list[str]]:
+    """(factory, whether it is the active one, why gpiozero fell back from the ones it tried first).
+
+    The active factory is gpiozero's ``Device.pin_factory``; without one, the factory gpiozero would pick
+    (``GPIOZERO_PIN_FACTORY``, else lgpio, rpigpio, pigpio, native) is made for this check only and not
+    installed, so the doctor changes nothing in gpiozero's state.
+    """
+    try:
+        from gpiozero import Device
+    except ImportError as exc:
+        return None, False, [f"gpiozero is not installed: {exc}"]
+    if Device.pin_factory is not None:
+        return Device.pin_factory, True, []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            factory = Device._default_pin_factory()
+        except Exception as exc:  # gpiozero raises many unrelated classes for one cause
+            return None, False, [*_messages(caught), f"{type(exc).__name__}: {exc}"]
+    return factory, False, _messages(caught)
+
+
+def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message).rstrip(".") for w in caught]
+
+
+def _open_input(factory: Any, pin: int | str, pull_up: bool) -> Exception | None:
+    """Open PIN as the daemon's button does (an input with the configured pull) and release it at once."""
+    from gpiozero import InputDevice
+
+    try:
+        device = InputDevice(pin, pull_up=pull_up, pin_factory=factory)
+    except Exception as exc:  # gpiozero and its backends raise many unrelated classes
+        return exc
+    device.close()
+    return None
+
+
+def _is_in_use(problem: Exception) -> bool:
+    """Held by another device of this process (gpiozero) or by another process (the backend says busy)."""
+    from gpiozero.exc import GPIOPinInUse
+
+    return isinstance(problem, GPIOPinInUse) or "busy" in str(problem).lower()
+
+
+def _read_model(path: Path) -> str:
+    """The device tree's model string ends in a NUL byte."""
+    try:
+        return path.read_bytes().rstrip(b"\0").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
 
 def _read(path: Path) -> str | None:
     try:
@@ -289,9 +491,12 @@ def _access_result(name: str, device: Path, group: str, how: str) -> CheckResult
 
 
 def run_checks(
-    config: Config, config_error: ConfigError | None = None, paths: SystemPaths | None = None
+    config: Config,
+    config_error: ConfigError | None = None,
+    paths: SystemPaths | None = None,
+    host: HostPlatform | None = None,
 ) -> list[CheckResult]:
-    return Doctor(config, config_error, paths or SystemPaths()).run()
+    return Doctor(config, config_error, paths or SystemPaths(), host or HostPlatform.current()).run()
 
 
 def format_results(results: list[CheckResult]) -> str:

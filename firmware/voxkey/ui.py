@@ -26,7 +26,8 @@ long press         held ≥ ``long_press_s`` and nothing was said: Bluetooth pai
                    mode (a press leaves it)
 =================  =========================================================
 
-Light patterns (``PATTERNS``), distinct on a single LED; an RGB LED adds colour:
+Light patterns (``PATTERNS``), distinct on a single LED; an RGB LED, or a mic HAT's APA102/DotStar LEDs
+(``leds.kind: apa102``, all of them the same colour), adds colour:
 
 =================  ===================================  ========
 state              single LED                           RGB
@@ -67,7 +68,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, Protocol
 
-from voxkey.config import ButtonSettings, LedSettings
+from voxkey.config import Apa102Settings, ButtonSettings, LedSettings
 from voxkey.errors import HardwareError
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,132 @@ PATTERNS: dict[LightState, Pattern] = {
 """The documented patterns (module docstring); tests check states against this table."""
 
 
+class SpiWriter(Protocol):
+    """What the APA102 LEDs need of an SPI device: spidev's ``SpiDev`` has these."""
+
+    def writebytes2(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+SpiOpener = Callable[[Apa102Settings], SpiWriter]
+
+APA102_SPI_HZ = 4_000_000
+"""Far below the LEDs' limit (~20 MHz), for the HATs' traces; a frame for three LEDs (136 bits) still takes ~35 µs."""
+
+
+def open_spidev(settings: Apa102Settings) -> SpiWriter:
+    """``/dev/spidev<bus>.<device>`` through spidev, imported only here: only apa102 needs it."""
+    device = f"/dev/spidev{settings.spi_bus}.{settings.spi_device}"
+    try:
+        import spidev
+    except ImportError as exc:
+        raise HardwareError(
+            f"leds.kind apa102 needs the Python module spidev ({exc}): run install.sh again (it installs it for "
+            "apa102), or pip install spidev"
+        ) from exc
+    spi = spidev.SpiDev()
+    try:
+        spi.open(settings.spi_bus, settings.spi_device)
+        spi.mode = 0
+        spi.max_speed_hz = APA102_SPI_HZ
+    except OSError as exc:
+        spi.close()
+        raise HardwareError(
+            f"cannot open {device} for the APA102 LEDs ({exc}); SPI must be on: dtparam=spi=on in config.txt and a "
+            "reboot (install.sh does this for apa102), and voxkey's user in group spi; run 'voxkey doctor'"
+        ) from exc
+    return spi  # type: ignore[no-any-return]
+
+
+class GpioSpiWriter:
+    """SPI clocked out on two GPIO outputs, for APA102 LEDs wired to pins without an SPI controller (the
+    Adafruit Voice Bonnet's: data GPIO5, clock GPIO6).
+
+    Mode 0, most significant bit first: the data line is set while the clock is low, and the LEDs read
+    it on the clock's rising edge. Through gpiozero a bit costs a few pin writes in Python, far slower
+    than SPI, but a frame for three LEDs is only 136 bits (not measured on a Pi).
+    """
+
+    def __init__(self, clock_pin: int | str, data_pin: int | str) -> None:
+        from gpiozero import DigitalOutputDevice
+
+        self._clock = DigitalOutputDevice(clock_pin)
+        try:
+            self._data = DigitalOutputDevice(data_pin)
+        except Exception:
+            self._clock.close()
+            raise
+
+    def writebytes2(self, data: bytes) -> None:
+        clock, mosi = self._clock, self._data
+        for byte in data:
+            for shift in range(7, -1, -1):
+                mosi.value = (byte >> shift) & 1
+                clock.on()
+                clock.off()
+
+    def close(self) -> None:
+        self._clock.close()
+        self._data.close()
+
+
+def open_apa102_writer(settings: Apa102Settings) -> SpiWriter:
+    """The SPI device the settings name, or the two GPIO pins standing in for one."""
+    if settings.uses_spi:
+        return open_spidev(settings)
+    assert settings.clock_pin is not None and settings.data_pin is not None  # config checks they go together
+    try:
+        return GpioSpiWriter(settings.clock_pin, settings.data_pin)
+    except Exception as exc:  # gpiozero raises many unrelated classes for one cause
+        pins = f"{settings.clock_pin}, {settings.data_pin}"
+        raise _gpio_error("APA102 LEDs (clock, data)", pins, exc) from exc
+
+
+class Apa102Leds:
+    """APA102/DotStar LEDs on SPI (or two GPIO pins standing in), all showing one colour (``value``: red,
+    green, blue in 0..1).
+
+    Each update is one SPI write of the whole chain (APA102 datasheet): a start frame of 32 zero bits;
+    per LED ``0b111`` and the 5-bit global brightness, then blue, green, red; an end frame of one bits,
+    at least half a bit per LED because each LED passes the clock on half a cycle late. The end frame
+    is whole bytes of ones, ceil(count / 16) of them: shorter than an LED frame (32 bits) for up to 48
+    LEDs, so an LED further down the chain than ``count`` never latches it as full white.
+    """
+
+    def __init__(self, settings: Apa102Settings, brightness: float, spi: SpiWriter) -> None:
+        self.count = settings.count
+        self.global_brightness = max(1, round(31 * brightness))
+        self._spi = spi
+        self._value = (0.0, 0.0, 0.0)
+        try:
+            self.value = (0.0, 0.0, 0.0)  # dark until the first state: the LEDs keep whatever they showed
+        except Exception:
+            spi.close()
+            raise
+
+    def frame(self, color: tuple[float, float, float]) -> bytes:
+        red, green, blue = (round(255 * min(max(c, 0.0), 1.0)) for c in color)
+        led = bytes((0xE0 | self.global_brightness, blue, green, red))
+        return bytes(4) + led * self.count + b"\xff" * ((self.count + 15) // 16)
+
+    @property
+    def value(self) -> tuple[float, float, float]:
+        return self._value
+
+    @value.setter
+    def value(self, color: tuple[float, float, float]) -> None:
+        self._spi.writebytes2(self.frame(color))
+        self._value = color
+
+    def close(self) -> None:
+        """Dark, then the SPI device released: the LEDs keep their last frame otherwise."""
+        try:
+            self.value = (0.0, 0.0, 0.0)
+        finally:
+            self._spi.close()
+
+
 class StatusLight:
     """Plays the pattern of the current state on the configured LED, from one background thread.
 
@@ -266,10 +393,10 @@ class StatusLight:
     bounded so a daemon running for months does not grow.
     """
 
-    def __init__(self, settings: LedSettings) -> None:
+    def __init__(self, settings: LedSettings, open_spi: SpiOpener = open_apa102_writer) -> None:
         self.settings = settings
         self.history: deque[LightState] = deque(maxlen=HISTORY_LENGTH)
-        self._device = self._open_device(settings)
+        self._device = self._open_device(settings, open_spi)
         self._state = LightState.IDLE
         self._overlay: LightState | None = None
         self._generation = 0
@@ -279,9 +406,14 @@ class StatusLight:
         self._thread.start()
 
     @staticmethod
-    def _open_device(settings: LedSettings) -> Any:
+    def _open_device(settings: LedSettings, open_spi: SpiOpener) -> Any:
         if settings.kind == "none":
             return None
+        if settings.kind == "apa102":
+            try:
+                return Apa102Leds(settings.apa102, settings.brightness, open_spi(settings.apa102))
+            except OSError as exc:
+                raise HardwareError(f"cannot write to the APA102 LEDs ({exc}); run 'voxkey doctor'") from exc
         from gpiozero import LED, PWMLED, RGBLED
 
         pins: Sequence[int | str] = (
@@ -344,6 +476,8 @@ class StatusLight:
         try:
             if kind == "rgb":
                 device.value = tuple(c * scaled for c in color)
+            elif kind == "apa102":  # brightness is the LEDs' own 5-bit global brightness
+                device.value = tuple(c * level for c in color)
             elif kind == "pwm":
                 device.value = scaled
             else:
