@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -26,10 +27,10 @@ from tests.speech_fixtures import (
     white_noise,
     word_error_rate,
 )
-from voxkey.asr import AsrSettings, WhisperEngine, audio_ctx_for, looks_looped
+from voxkey.asr import AsrSettings, WhisperEngine, audio_ctx_for, looks_looped, trim_loop
 from voxkey.audio import SAMPLE_RATE, AudioSettings, WavFileSource
 from voxkey.cli import main as voxkey_main
-from voxkey.dictation import DictationSession, PhraseResult, transcribe_file, transcribe_samples
+from voxkey.dictation import DictationSession, PhraseResult, repeats_end_of, transcribe_file, transcribe_samples
 from voxkey.errors import AudioError, ConfigError
 from voxkey.text.cleanup import clean_phrase
 
@@ -124,7 +125,7 @@ def test_streaming_gives_the_same_text_as_the_whole_recording(tiny_engine: Whisp
             session.feed(block)
         before_finish = len(done_while_streaming)
         streamed = session.finish()
-    assert session.result is not None and len(session.result.phrases) == 3
+    assert session.result is not None and len(session.result.phrases) >= 3
     assert before_finish >= 1  # earlier phrases were transcribed while audio was still coming in
     assert normalise(streamed) == normalise(whole)
 
@@ -200,7 +201,8 @@ def test_initial_prompt_steers_spelling(speech_tmp: Path) -> None:
 
 
 def test_audio_ctx_sizing() -> None:
-    assert audio_ctx_for(16000, 1.0) == 128
+    assert audio_ctx_for(16000, 1.0) == 256  # whole blocks of 256: any other size made the text history-dependent
+    assert audio_ctx_for(16000 * 6, 0.5) == 512
     assert audio_ctx_for(16000 * 40, 1.0) == 1500
 
 
@@ -229,6 +231,67 @@ def test_a_dictation_of_four_sentences_streams_into_the_right_text(tiny_engine: 
     texts = {u.id: u.text for u in manifest()}
     wer = word_error_rate([" ".join(texts[i] for i in parts)], [session.finish()])
     assert wer <= PINNED_DICTATION_WER, wer
+
+
+def test_same_audio_same_text_however_the_worker_is_scheduled(tiny_engine: WhisperEngine) -> None:
+    """Guesses at pauses, pacing and a busy worker change when text comes, never what it says."""
+    parts = ["LJ001-0001", "3752-4944-0000", "LJ001-0005"]
+    recording = concat(*[piece for ident in parts for piece in (load_utterance(ident), silence(0.35))], silence(0.7))
+    at_once = transcribe_samples(tiny_engine, recording)  # no guesses, the worker never idle
+    pieces: list[PhraseResult] = []
+    session = DictationSession(tiny_engine, on_phrase=pieces.append)
+    session.start()
+    for offset in range(0, recording.size, 480):
+        session.feed(recording[offset : offset + 480])
+        time.sleep(0.003)  # slow enough for the idle worker to guess at pauses
+    session.release()
+    text = session.finish()
+    assert session.result is not None and session.result.speculations >= 1
+    assert text == at_once.text
+    assert "".join(piece.addition for piece in pieces) == text  # what was typed phrase by phrase adds up
+
+
+def test_the_last_phrase_is_ready_when_the_speaker_stops(tiny_engine: WhisperEngine) -> None:
+    """Once tail_ms of silence follow the last word, the open phrase is decoded ahead; closing it reuses that."""
+    speech = load_utterance("3752-4944-0002")
+    loud = np.nonzero(np.abs(speech.astype(np.int32)) > 300)[0]
+    recording = concat(speech[: loud[-1] + 1], silence(0.35))  # past tail_ms, short of a pause that ends a phrase
+    session = DictationSession(tiny_engine)
+    session.start()
+    session.feed(recording)
+    deadline = time.monotonic() + 60
+    while session.result is None and not session._speculated:  # the worker's guess at the open phrase
+        assert time.monotonic() < deadline, "no guess at the open phrase"
+        time.sleep(0.01)
+    text = session.finish()
+    assert session.result is not None
+    assert session.result.speculation_hits == 1 and session.result.phrases[-1].speculative
+    assert "valley" in text.lower()
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        ("The earliest book. The earliest book. The earliest book.", "The earliest book."),
+        ("This has been called type. This has been called type. This has been", "This has been called type."),
+        ("Setting type. Except in Italy, Gothic. Except in Italy, Gothic.", "Setting type. Except in Italy, Gothic."),
+        ("Yes. No. Yes.", "Yes. No. Yes."),  # not back to back: speech
+    ],
+)
+def test_trim_loop_keeps_the_first_copy(raw: str, kept: str) -> None:
+    assert trim_loop(raw) == kept
+
+
+@pytest.mark.parametrize(
+    ("text", "before", "copied"),
+    [
+        ("in the same operations with ugly ones.", "Then, in the same operations with ugly ones.", True),
+        ("With ugly ones.", "in the same operations with ugly ones.", False),  # too short to tell
+        ("in the same operations with nice ones.", "in the same operations with ugly ones.", False),
+    ],
+)
+def test_a_phrase_that_copies_the_text_before_it_is_caught(text: str, before: str, copied: bool) -> None:
+    assert repeats_end_of(text, before) == copied
 
 
 def test_one_word_phrases_do_not_loop(tiny_engine: WhisperEngine, speech_tmp: Path) -> None:

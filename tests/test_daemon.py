@@ -171,6 +171,16 @@ def make_config(mode: str = "hold", **changes: Any) -> Config:
     return dataclasses.replace(config, **changes)
 
 
+class TimedWavSource(WavFileSource):
+    """The room, remembering when it started playing (the speaker's clock)."""
+
+    opened_at = 0.0
+
+    def open(self) -> None:
+        super().open()
+        self.opened_at = time.monotonic()
+
+
 class Harness:
     """A running daemon with a finger on its button."""
 
@@ -202,7 +212,7 @@ class Harness:
         assert self.daemon.ready.wait(30), "daemon did not become ready"
 
     def open_microphone(self) -> WavFileSource:
-        source = WavFileSource(self.microphone, self.daemon.config.audio, realtime=True, auto_listen=False)
+        source = TimedWavSource(self.microphone, self.daemon.config.audio, realtime=True, auto_listen=False)
         self.sources.append(source)
         return source
 
@@ -404,8 +414,71 @@ def test_press_right_after_stop_cancels(
     h.wait_for(lambda: h.daemon.counters.cancelled == 1, 10)
     h.wait_idle()
     time.sleep(0.5)
-    assert h.link.reports == []
-    assert h.daemon.counters.typed == 0
+    # Nothing waits for the window: what was typed by the time of the press is erased, exactly.
+    assert h.link.screen() == ""
+    assert h.link.backspaces() == len(h.link.typed()) - h.link.backspaces()
+
+
+@pytest.fixture(scope="module")
+def two_sentences_room(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two sentences with a one-second pause, then a long silence (the button may stay down)."""
+    first, _ = read_wav(SHORT)
+    second, _ = read_wav(SHORT_2)
+    path = tmp_path_factory.mktemp("two") / "two.wav"
+    write_wav(path, np.concatenate([first, np.zeros(16000, np.int16), second, np.zeros(12 * 16000, np.int16)]))
+    return path
+
+
+TWO_SENTENCES_S = 3.2 + 1.0 + 3.3
+
+
+def test_a_finished_phrase_is_typed_while_the_button_is_held(
+    engine: WhisperEngine,
+    pins: MockFactory,
+    two_sentences_room: Path,
+    transcribed: Callable[[Path], str],
+    harnesses: list[Harness],
+) -> None:
+    h = Harness(make_config("hold"), engine, pins, two_sentences_room)
+    harnesses.append(h)
+    h.press()
+    h.wait_for(lambda: h.link.first_report.is_set(), 9)  # the first sentence, before any release
+    typed_while_held = h.link.screen()
+    assert h.daemon._recording is not None and "valley" in typed_while_held.lower(), typed_while_held
+    time.sleep(max(0.0, TWO_SENTENCES_S + 1.0 - (time.monotonic() - h.sources[0].opened_at)))
+    h.release()
+    h.wait_for(lambda: h.daemon.counters.dictations == 1 and h.daemon._idle())
+    assert h.link.screen() == transcribed(two_sentences_room)
+    assert h.link.screen().startswith(typed_while_held)
+    assert h.daemon.counters.typed == 1  # one dictation, typed in pieces
+
+
+def test_cancel_erases_what_was_typed_while_talking(
+    engine: WhisperEngine, two_sentences_room: Path, harnesses: list[Harness]
+) -> None:
+    factory = MockFactory()
+    previous = Device.pin_factory
+    Device.pin_factory = factory
+    try:
+        config = make_config("hold")
+        config = dataclasses.replace(config, button=dataclasses.replace(config.button, cancel_pin=22))
+        h = Harness(config, engine, factory, two_sentences_room)
+        harnesses.append(h)
+        h.press()
+        h.wait_for(lambda: h.link.first_report.is_set(), 9)
+        factory.pin(22).drive_low()
+        factory.pin(22).drive_high()
+        h.wait_for(lambda: h.daemon.counters.cancelled == 1, 5)
+        h.release()
+        h.wait_idle()
+        time.sleep(0.5)
+        typed = h.link.typed()
+        assert "valley" in typed.lower()  # it had been typed ...
+        assert h.link.screen() == ""  # ... and is gone, to the character
+        assert h.link.backspaces() == len(typed) - h.link.backspaces()
+    finally:
+        factory.reset()
+        Device.pin_factory = previous
 
 
 class MediaKeyHost(CaptureLink):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +50,71 @@ def test_long_pause_splits_and_is_removed(sentences: tuple[np.ndarray, np.ndarra
     assert abs(phrases[1].start_s - (2 + fox.size / SAMPLE_RATE + 15)) < 1.0
 
 
-def test_short_pause_stays_inside_a_phrase(sentences: tuple[np.ndarray, np.ndarray]) -> None:
-    fox, report = sentences
-    phrases = split_phrases(concat(fox, silence(0.3), report))
+def trimmed(sentence: np.ndarray) -> np.ndarray:
+    """The sentence without espeak's own leading and trailing silence, so a test sets the pauses exactly."""
+    loud = np.nonzero(np.abs(sentence.astype(np.int32)) > 300)[0]
+    return sentence[loud[0] : loud[-1] + 1]
+
+
+def test_short_pause_stays_inside_a_short_phrase(sentences: tuple[np.ndarray, np.ndarray]) -> None:
+    fox, report = (trimmed(s) for s in sentences)
+    phrases = split_phrases(concat(silence(0.5), fox, silence(0.4), report, silence(1)))
     assert len(phrases) == 1
+
+
+def test_phrase_pause_always_ends_a_phrase(sentences: tuple[np.ndarray, np.ndarray]) -> None:
+    fox, report = (trimmed(s) for s in sentences)
+    phrases = split_phrases(concat(silence(0.5), fox, silence(0.75), report, silence(1)))
+    assert len(phrases) == 2
+
+
+def test_short_pause_ends_a_long_phrase(sentences: tuple[np.ndarray, np.ndarray]) -> None:
+    """Once a phrase holds long_phrase_s, a short pause ends it, so the phrase open at release stays short."""
+    fox, report = (trimmed(s) for s in sentences)
+    long_speech = concat(fox, silence(0.1), report, silence(0.1), fox)
+    assert long_speech.size / SAMPLE_RATE > VadSettings().long_phrase_s
+    phrases = split_phrases(concat(silence(0.5), long_speech, silence(0.4), report, silence(1)))
+    assert len(phrases) == 2
+    assert phrases[0].duration_s > VadSettings().long_phrase_s
+
+
+def test_no_sound_goes_to_two_phrases(sentences: tuple[np.ndarray, np.ndarray]) -> None:
+    fox, report = (trimmed(s) for s in sentences)
+    speech = concat(fox, silence(0.35), report, silence(0.1), fox, silence(0.65), report, silence(0.3), fox)
+    phrases = split_phrases(concat(silence(0.5), speech, silence(1)))
+    assert len(phrases) >= 2
+    for before, after in itertools.pairwise(phrases):
+        assert before.start_s + before.duration_s <= after.start_s + 1e-9
+
+
+def test_candidate_is_exactly_the_phrase_that_closes(sentences: tuple[np.ndarray, np.ndarray]) -> None:
+    """Speculation is only safe if the audio handed out early is the audio the phrase ends up with."""
+    fox, report = (trimmed(s) for s in sentences)
+    half = fox.size // 2
+    recording = concat(silence(0.5), fox[:half], silence(0.4), fox[half:], silence(0.8), report, silence(1))
+    segmenter = PhraseSegmenter()
+    candidates: list[np.ndarray] = []
+    closed = []
+    for offset in range(0, recording.size, 480):
+        closed += segmenter.feed(recording[offset : offset + 480])
+        candidate = segmenter.candidate()
+        if candidate is not None:
+            candidates.append(candidate.samples)
+    closed += segmenter.flush()
+    assert len(closed) == 2
+    for phrase in closed:
+        assert any(np.array_equal(phrase.samples, c) for c in candidates)
+    # the 0.4 s pause inside the first phrase gave a guess that was thrown away: speech went on
+    assert any(c.size < closed[0].samples.size for c in candidates)
+
+
+def test_settled_follows_the_speaker(sentences: tuple[np.ndarray, np.ndarray]) -> None:
+    fox, _ = (trimmed(s) for s in sentences)
+    segmenter = PhraseSegmenter()
+    segmenter.feed(concat(silence(0.3), fox[: fox.size // 2]))
+    assert not segmenter.settled  # mid-sentence
+    segmenter.feed(concat(fox[fox.size // 2 :], silence(VadSettings().tail_ms / 1000 + 0.15)))  # VAD lags ~90 ms
+    assert segmenter.settled
 
 
 def test_phrases_keep_padding_so_words_are_not_clipped(sentences: tuple[np.ndarray, np.ndarray]) -> None:

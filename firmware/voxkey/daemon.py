@@ -844,6 +844,7 @@ class Daemon:
         self._recording_ending = True
         if self._source is not None:
             self._source.stop_listening(post_roll=True)
+        recording.session.release()
         log.debug("dictation %d: stopped after %.1f s", recording.number, at - recording.pressed_at)
 
     def _abort_recording(self) -> None:

@@ -24,14 +24,16 @@ Why it is built this way (each figure from ``benchmarks/dictation.py``):
   release the button), the phrase closes with exactly that audio and the
   text is already there. Speculation only runs when no closed phrase waits.
 * **Same audio, same text.** Phrases are cut by the audio alone, each phrase
-  is decoded once with the text before it as whisper's prompt, and a
-  speculative result is used only for the very same audio and prompt. So
-  scheduling (a slow CPU, a busy worker) changes when text appears, never
-  what it says.
+  is decoded once (with the text before it as whisper's prompt if
+  ``asr.context_words`` asks for it), and a speculative result is used only
+  for the very same audio and prompt. So scheduling (a slow CPU, a busy
+  worker) changes when text appears, never what it says.
 * **Doubled phrases are caught.** A phrase whose words repeat the end of the
   text before it is what whisper produces when it copies its prompt; such a
   phrase is decoded again without the prompt, and kept only if it still says
   the same.
+* **Wrong guesses are rationed** while the button is held (``GUESS_BUDGET``):
+  each costs a whole decode, and whisper.cpp cannot be stopped part-way.
 
 Nothing is typed for a recording shorter than ``AudioSettings.min_recording_ms``
 (a tap on the button) or without speech (VAD finds no phrase, or whisper's
@@ -56,8 +58,14 @@ from voxkey.vad import Phrase, PhraseSegmenter, VadSettings
 
 log = logging.getLogger(__name__)
 
-SPECULATE_MIN_S = 1.5
-"""Shorter open phrases are not decoded ahead: at release they take ~0.15 s, and each wrong guess costs CPU."""
+SPECULATE_MIN_S = 2.0
+"""Shorter open phrases are not decoded ahead: at release they take ~0.2 s (256 encoder positions), and each
+wrong guess costs a whole decode."""
+GUESS_ALLOWANCE_S = 0.6
+GUESS_BUDGET = 0.04
+"""While the button is held, wrong guesses may cost at most GUESS_ALLOWANCE_S + GUESS_BUDGET x audio seconds of
+whisper time: unbounded, a guess at every pause took 9 decodes for 22 s of dictation (8 wasted) and twice the CPU
+time of the whole recording decoded at once. After release a guess is almost never wrong, so it is always made."""
 _WORDS = re.compile(r"[\w']+")
 _MIN_COPY_WORDS = 4
 
@@ -132,6 +140,9 @@ class DictationSession:
         self._compute_s = 0.0
         self._speculations = 0
         self._hits = 0
+        self._guess_s = 0.0  # whisper time spent on guesses that were not used
+        self._released = False
+        self._fed_s = 0.0
         self._error: BaseException | None = None
 
     @property
@@ -151,6 +162,7 @@ class DictationSession:
         self._ending = self._cancelled = False
         self._text, self._results, self._compute_s = "", [], 0.0
         self._speculations = self._hits = 0
+        self._guess_s, self._released, self._fed_s = 0.0, False, 0.0
         self._error = None
         self.result = None
         self._worker = threading.Thread(target=self._work, name="voxkey-asr-worker", daemon=True)
@@ -165,8 +177,15 @@ class DictationSession:
         if candidate is not None and candidate.duration_s < SPECULATE_MIN_S:
             candidate = None
         with self._cond:
+            self._fed_s += samples.size / SAMPLE_RATE
             self._closed.extend(closed)
             self._candidate = candidate
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        """The button came up: the end is near, so guessing at the last phrase is no longer a gamble."""
+        with self._cond:
+            self._released = True
             self._cond.notify_all()
 
     def feed_all(self, blocks: Iterable[Samples]) -> None:
@@ -231,7 +250,10 @@ class DictationSession:
                     phrase, guess = self._closed.popleft(), False
                 else:
                     phrase, guess = self._wanted_guess(), True  # type: ignore[assignment]
-                ready = None if guess else self._speculated.pop(phrase.key, None)
+                ready = None
+                if not guess:
+                    ready = self._speculated.pop(phrase.key, None)
+                    self._forget_guesses_before(phrase)
             try:
                 if guess:
                     self._guess(phrase)
@@ -248,7 +270,13 @@ class DictationSession:
         candidate = self._candidate
         if candidate is None or candidate.key in self._speculated or self._ending:
             return None
+        if not self._released and self._guess_s > GUESS_ALLOWANCE_S + GUESS_BUDGET * self._fed_s:
+            return None
         return candidate
+
+    def _forget_guesses_before(self, phrase: Phrase) -> None:
+        """Guesses for audio that ends inside a closed phrase can no longer be used (caller holds _cond)."""
+        self._speculated = {key: d for key, d in self._speculated.items() if key[0] >= phrase.start_s}
 
     def _prompt(self) -> str:
         words = self.engine.settings.context_words
@@ -264,7 +292,8 @@ class DictationSession:
         transcript = self._decode(phrase, prompt)
         self._speculations += 1
         with self._cond:
-            self._speculated = {phrase.key: _Decoded(transcript, prompt)}
+            self._speculated[phrase.key] = _Decoded(transcript, prompt)
+            self._guess_s += transcript.compute_s  # paid back in _commit if the guess is used
         log.debug("phrase %d decoded ahead (%.1f s) in %.2f s", phrase.index, phrase.duration_s, transcript.compute_s)
 
     def _commit(self, phrase: Phrase, ready: _Decoded | None) -> None:
@@ -273,10 +302,12 @@ class DictationSession:
         if ready is not None and speculative:
             transcript = ready.transcript
             self._hits += 1
+            with self._cond:
+                self._guess_s -= transcript.compute_s
         else:
             transcript = self._decode(phrase, prompt)
         text = clean_phrase(transcript.text, transcript.audio_s)
-        if prompt and _repeats_end_of(text, self._text):
+        if prompt and repeats_end_of(text, self._text):
             retry = self._decode(phrase, "")
             log.info("phrase %d repeated the text before it (%r); without prompt: %r", phrase.index, text, retry.text)
             transcript, speculative = retry, False
@@ -301,7 +332,7 @@ class DictationSession:
             self.on_phrase(result)
 
 
-def _repeats_end_of(text: str, before: str) -> bool:
+def repeats_end_of(text: str, before: str) -> bool:
     """Whether ``text`` says again, word for word, what ``before`` ends with (a copied prompt)."""
     words = _WORDS.findall(text.lower())
     if len(words) < _MIN_COPY_WORDS:

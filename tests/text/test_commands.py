@@ -11,6 +11,7 @@ from voxkey.text.commands import (
     KEY_COMMANDS,
     Action,
     CommandSettings,
+    EraseDictation,
     PressKey,
     TypeText,
     UndoLastDictation,
@@ -163,3 +164,19 @@ def test_key_commands_resolve_letters_where_the_layout_puts_them() -> None:
     assert select_all == KeyStroke(MODIFIER_BITS["ctrl"], USAGES["q"])  # AZERTY has A where US has Q
     assert key_command_strokes("enter", fr) == (KeyStroke(0, USAGES["enter"]),)
     assert decode_strokes(key_command_strokes("tab", Layout.load("us")), Layout.load("us")) == "\t"
+
+
+@pytest.mark.parametrize(
+    ("spoken", "expected"),
+    [
+        ("Scratch that.", [EraseDictation()]),  # a later phrase: the dictation's earlier phrases were typed
+        ("Oh no, scratch that. Send it now.", [EraseDictation(), TypeText("Send it now.")]),
+        ("See you soon.", [TypeText("See you soon.")]),
+    ],
+)
+def test_scratch_that_in_a_later_phrase_erases_the_dictation_so_far(spoken: str, expected: list[Action]) -> None:
+    assert interpret(spoken, continues=True) == expected
+
+
+def test_scratch_that_as_a_first_phrase_still_undoes_the_previous_dictation() -> None:
+    assert interpret("Scratch that.") == [UndoLastDictation()]

@@ -28,7 +28,7 @@ from voxkey.models import (
     verify_model,
 )
 
-BENCHMARK_SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "asr.py"
+BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
 ASR_FLAGS = {"model": "model", "threads": "threads", "language": "language", "prompt": "initial_prompt"}
 
 
@@ -69,7 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
     bench_asr = bench_sub.add_parser("asr", help="speech recognition: RTF, RSS, WER, latency vs plain pywhispercpp")
     bench_asr.add_argument("args", nargs=argparse.REMAINDER, help="passed to benchmarks/asr.py (see its --help)")
-    bench_asr.set_defaults(func=run_bench_asr)
+    bench_asr.set_defaults(func=run_benchmark, script="asr")
+    bench_dictation = bench_sub.add_parser(
+        "dictation", help="continuous dictation through the daemon vs plain whole-recording whisper, in one run"
+    )
+    bench_dictation.add_argument("args", nargs=argparse.REMAINDER, help="passed to benchmarks/dictation.py")
+    bench_dictation.set_defaults(func=run_benchmark, script="dictation")
 
 
 def run_transcribe(args: argparse.Namespace) -> int:
@@ -152,12 +157,13 @@ def run_models_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def run_bench_asr(args: argparse.Namespace) -> int:
-    if not BENCHMARK_SCRIPT.is_file():
-        raise VoxkeyError(f"the benchmark needs a voxkey source checkout ({BENCHMARK_SCRIPT} is missing)")
-    spec = importlib.util.spec_from_file_location("voxkey_benchmark_asr", BENCHMARK_SCRIPT)
+def run_benchmark(args: argparse.Namespace) -> int:
+    script = BENCHMARKS / f"{args.script}.py"
+    if not script.is_file():
+        raise VoxkeyError(f"the benchmark needs a voxkey source checkout ({script} is missing)")
+    spec = importlib.util.spec_from_file_location(f"voxkey_benchmark_{args.script}", script)
     if spec is None or spec.loader is None:
-        raise VoxkeyError(f"cannot load {BENCHMARK_SCRIPT}")
+        raise VoxkeyError(f"cannot load {script}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     forwarded = [a for a in args.args if a != "--"]

@@ -1,0 +1,383 @@
+"""Continuous dictation through the real daemon, against plain whole-recording whisper, in one run.
+
+Each dictation is several utterances of ``../shared/speech`` joined by pauses drawn from 0.2-0.9 s
+(seeded, so every run and every side hears the same audio), about 5, 15, 30 and 60 s long. Sides,
+alternating dictation by dictation, each in its own child process so peak RSS is its own:
+
+* **ours**: voxkey's ``Daemon`` as ``voxkey run`` builds it, with a WAV "room" as its microphone
+  (played at microphone pace from the moment the daemon opens it), the button pressed at the
+  start and released when the last utterance's file ends, and a host that timestamps every HID
+  report. Run twice per dictation: the two texts must be the same (same audio, same text).
+* **plain**: pywhispercpp's ``Model.transcribe`` of the whole recording with default parameters
+  (only ``n_threads`` set), started when the recording (received at microphone pace) ends.
+
+Figures per dictation: release to first and last character (ours; a negative first means text was
+typed while the button was still held) and release to text (plain, typing not included); WER
+(Whisper's English normaliser + jiwer); CPU seconds per second of audio from press to last
+character (all threads of the child); peak RSS; doubled 4-grams (word 4-grams the text holds more
+often than the reference: typed twice). ``--cpu-quota CORES`` runs both sides in a cgroup limited
+to that many of this machine's cores, to approximate a slower Pi (see ``--help``).
+
+Usage: python benchmarks/dictation.py [--models tiny.en-q5_1 ...] [--threads 2] [--cpu-quota 1.1]
+[--lengths 5 15 30 60] [--seeds 1] [--json out.json]   (also ``voxkey bench dictation -- ARGS``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SPEECH = SHARED / "speech"
+SAMPLE_RATE = 16_000
+PAUSES_S = (0.2, 0.9)
+ROOM_TAIL_S = 1.5  # the room goes on after the release: the post-roll hears it
+CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
+CGROUP_V2 = Path("/sys/fs/cgroup")
+
+
+# --- dictations --------------------------------------------------------------------------------------
+
+
+def _manifest() -> list[tuple[str, str]]:
+    rows = (SPEECH / "manifest.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return [(row.split("\t")[0], row.split("\t")[4]) for row in rows]
+
+
+def build_dictation(seed: int, target_s: float) -> tuple[np.ndarray, float, str]:
+    """Utterances joined by natural pauses: (room audio, seconds until the last utterance ends, reference)."""
+    sys.path.insert(0, str(REPO / "firmware"))
+    from voxkey.audio import read_wav
+
+    rng = random.Random(f"{seed}-{target_s}")
+    items = _manifest()
+    rng.shuffle(items)
+    parts: list[np.ndarray] = []
+    refs: list[str] = []
+    total = 0.0
+    for ident, text in items:
+        if parts and total >= target_s - 2.0:
+            break
+        if parts:
+            pause = np.zeros(int(rng.uniform(*PAUSES_S) * SAMPLE_RATE), np.int16)
+            parts.append(pause)
+            total += pause.size / SAMPLE_RATE
+        samples = read_wav(SPEECH / f"{ident}.wav")[0]
+        parts.append(samples)
+        refs.append(text)
+        total += samples.size / SAMPLE_RATE
+    speech_s = total
+    parts.append(np.zeros(int(ROOM_TAIL_S * SAMPLE_RATE), np.int16))
+    return np.concatenate(parts), speech_s, " ".join(refs)
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalise = EnglishTextNormalizer()
+    return float(jiwer.wer(normalise(reference), normalise(hypothesis) or "<empty>"))
+
+
+def doubled_ngrams(reference: str, hypothesis: str, n: int = 4) -> int:
+    """Word n-grams the text holds more often than the reference: words typed twice."""
+
+    def grams(text: str) -> Counter[tuple[str, ...]]:
+        words = re.findall(r"[\w']+", text.lower())
+        return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+    ours, truth = grams(hypothesis), grams(reference)
+    return sum(count - truth[gram] for gram, count in ours.items() if count > max(1, truth[gram]))
+
+
+# --- children ----------------------------------------------------------------------------------------
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_ours(model: str, threads: int, room: Path, speech_s: float) -> dict[str, Any]:
+    from voxkey.asr import AsrSettings
+    from voxkey.audio import WavFileSource
+    from voxkey.config import ButtonSettings, Config, LedSettings, OutputSettings
+    from voxkey.daemon import Daemon, RunOptions
+    from voxkey.keymap import Layout, decode
+    from voxkey.ui import ButtonEdge
+
+    class TimedHost:
+        """A host that keeps every report with the time it arrived."""
+
+        name = "bench-host"
+
+        def __init__(self) -> None:
+            self.reports: list[tuple[float, bytes]] = []
+
+        def wait_for_host(self, deadline: float | None) -> None:
+            return None  # always plugged in
+
+        def send(self, report: bytes, deadline: float | None) -> None:
+            self.reports.append((time.monotonic(), report))
+
+        def led_state(self) -> int:
+            return 0
+
+        def release_all(self) -> None:
+            return None
+
+        def close(self) -> None:
+            return None
+
+    host = TimedHost()
+    opened = threading.Event()
+    opened_at = [0.0]
+
+    class Room(WavFileSource):
+        def open(self) -> None:
+            super().open()
+            opened_at[0] = time.monotonic()
+            opened.set()
+
+    config = Config(
+        button=ButtonSettings(source="terminal", mode="hold"),
+        leds=LedSettings(kind="none"),
+        asr=AsrSettings(model=model, threads=threads),
+        output=OutputSettings(transport="terminal"),
+    )
+    daemon = Daemon(
+        config,
+        RunOptions(exit_when_idle=False),
+        audio_factory=lambda: Room(room, config.audio, realtime=True, auto_listen=False),
+        link_factory=lambda c: [host],  # type: ignore[list-item]
+        buttons_factory=lambda d: None,
+    )
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    if not daemon.ready.wait(120):
+        raise SystemExit("daemon did not start")
+    cpu_at_press = _cpu_s()
+    daemon.events.put(ButtonEdge("press", time.monotonic()))
+    if not opened.wait(10):
+        raise SystemExit("the room was never opened")
+    release_at = opened_at[0] + speech_s
+    time.sleep(max(0.0, release_at - time.monotonic()))
+    daemon.events.put(ButtonEdge("release", time.monotonic()))
+    deadline = time.monotonic() + 600
+    while not (daemon.counters.dictations and daemon._idle()):
+        if time.monotonic() > deadline:
+            raise SystemExit("dictation did not finish")
+        time.sleep(0.005)
+    cpu_s = _cpu_s() - cpu_at_press
+    daemon.request_stop("benchmark over")
+    runner.join(60)
+    dictation = daemon._last_stopped.session.result if daemon._last_stopped is not None else None
+    times = [at for at, report in host.reports if any(report[2:])]  # key presses, not releases
+    text = decode([report for _, report in host.reports], Layout.load("us"))
+    return {
+        "text": text,
+        "first_s": round(times[0] - release_at, 3) if times else None,
+        "last_s": round(times[-1] - release_at, 3) if times else None,
+        "cpu_s": round(cpu_s, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "phrases": [(round(p.audio_s, 1), round(p.compute_s, 2), p.speculative) for p in dictation.phrases]
+        if dictation
+        else [],
+        "whisper_s": round(dictation.compute_s, 2) if dictation else None,
+        "guesses": (dictation.speculations, dictation.speculation_hits) if dictation else None,
+    }
+
+
+def child_plain(model: str, threads: int, room: Path, speech_s: float) -> dict[str, Any]:
+    import _pywhispercpp as pw
+
+    pw.whisper_log_set(lambda level, text: None)  # only to keep the output readable; no effect on decoding
+    from pywhispercpp.model import Model
+
+    sys.path.insert(0, str(REPO / "firmware"))
+    from voxkey.audio import read_wav
+    from voxkey.models import find_model
+
+    whisper = Model(str(find_model(model)), n_threads=threads, print_progress=False)
+    samples = read_wav(room)[0][: int(speech_s * SAMPLE_RATE)]
+    cpu_at_press = _cpu_s()
+    time.sleep(speech_s)  # the recording arrives at microphone pace; plain starts at its end
+    released = time.monotonic()
+    text = " ".join(s.text for s in whisper.transcribe(samples.astype(np.float32) / 32768.0))
+    last_s = time.monotonic() - released
+    result = {
+        "text": text.strip(),
+        "first_s": round(last_s, 3),
+        "last_s": round(last_s, 3),
+        "cpu_s": round(_cpu_s() - cpu_at_press, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    os._exit(_print(result))  # pywhispercpp 1.5 aborts in interpreter teardown after a log callback
+
+
+def _print(result: dict[str, Any]) -> int:
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+CHILDREN = {"ours": child_ours, "plain": child_plain}
+
+
+# --- throttling ------------------------------------------------------------------------------------------
+
+
+def make_cgroup(cores: float) -> Path:
+    """A cgroup limited to ``cores`` of this machine (v1 ``cpu`` controller or v2 ``cpu.max``); needs root."""
+    period = 100_000
+    quota = int(cores * period)
+    if (CGROUP_V1 / "cpu.cfs_quota_us").exists():
+        group = CGROUP_V1 / "voxkey-bench"
+        group.mkdir(exist_ok=True)
+        (group / "cpu.cfs_period_us").write_text(str(period))
+        (group / "cpu.cfs_quota_us").write_text(str(quota))
+        return group / "cgroup.procs"
+    group = CGROUP_V2 / "voxkey-bench"
+    group.mkdir(exist_ok=True)
+    (group / "cpu.max").write_text(f"{quota} {period}")
+    return group / "cgroup.procs"
+
+
+# --- parent ------------------------------------------------------------------------------------------
+
+
+def run_child(side: str, model: str, threads: int, room: Path, speech_s: float, cgroup: Path | None) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", side, "--models", model]
+    command += ["--threads", str(threads), "--room", str(room), "--speech-s", str(speech_s)]
+    env = dict(os.environ)
+    env.setdefault("VOXKEY_MODEL_DIR", str(SHARED / "models"))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "firmware"), env.get("PYTHONPATH", "")) if p)
+
+    def enter_cgroup() -> None:
+        if cgroup is not None:
+            cgroup.write_text(str(os.getpid()))
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, preexec_fn=enter_cgroup)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark child {side}/{model} failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from voxkey.audio import write_wav
+
+    cgroup = make_cgroup(args.cpu_quota) if args.cpu_quota else None
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="voxkey-bench-") as tmp:
+        for model in args.models:
+            rows = []
+            for seed in args.seeds:
+                for length in args.lengths:
+                    room_audio, speech_s, reference = build_dictation(seed, length)
+                    room = Path(tmp) / f"room-{seed}-{length}.wav"
+                    write_wav(room, room_audio)
+                    print(f"{model}: dictation {length} s (seed {seed}, {speech_s:.1f} s)", file=sys.stderr, flush=True)
+                    runs = {}
+                    for side in ("ours", "plain", "ours-again"):
+                        runs[side] = run_child(side.split("-")[0], model, args.threads, room, speech_s, cgroup)
+                        runs[side]["wer"] = round(wer(reference, runs[side]["text"]), 4)
+                        runs[side]["doubled"] = doubled_ngrams(reference, runs[side]["text"])
+                    row = {"length": length, "seed": seed, "audio_s": round(speech_s, 2), "ref": reference}
+                    rows.append({**row, **runs})
+            results[model] = rows
+    return results
+
+
+def _overall_wer(rows: list[dict[str, Any]], side: str) -> float:
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalise = EnglishTextNormalizer()
+    refs = [normalise(r["ref"]) for r in rows]
+    hyps = [normalise(r[side]["text"]) or "<empty>" for r in rows]
+    return float(jiwer.wer(refs, hyps))
+
+
+def table(results: dict[str, Any], quota: float | None) -> str:
+    where = f"CPU quota {quota} cores of this machine" if quota else "this machine, no quota"
+    lines = [
+        f"Measured on {where}.",
+        "",
+        "| model | dictation | ours: release → first / last char | plain: release → text | ratio last/plain "
+        "| WER ours / plain | CPU s per audio s ours / plain | peak RSS MB ours / plain | doubled 4-grams ours / plain "
+        "| same text twice |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, rows in results.items():
+        for r in rows:
+            ours, plain = r["ours"], r["plain"]
+            last = max(ours["last_s"] or 0.0, r["ours-again"]["last_s"] or 0.0)
+            first = ours["first_s"] if ours["first_s"] is not None else float("nan")
+            lines.append(
+                f"| {model} | {r['audio_s']:.0f} s | {first:+.2f} / {last:.2f} s | {plain['last_s']:.2f} s "
+                f"| {last / max(plain['last_s'], 1e-9):.2f} | {ours['wer'] * 100:.1f} / {plain['wer'] * 100:.1f} % "
+                f"| {ours['cpu_s'] / r['audio_s']:.3f} / {plain['cpu_s'] / r['audio_s']:.3f} "
+                f"| {ours['peak_rss_mb']:.0f} / {plain['peak_rss_mb']:.0f} "
+                f"| {ours['doubled'] + r['ours-again']['doubled']} / {plain['doubled']} "
+                f"| {'yes' if ours['text'] == r['ours-again']['text'] else 'NO'} |"
+            )
+        ours_wer, plain_wer = _overall_wer(rows, "ours"), _overall_wer(rows, "plain")
+        cpu = sum(r["ours"]["cpu_s"] for r in rows) / max(1e-9, sum(r["plain"]["cpu_s"] for r in rows))
+        lines.append(
+            f"| {model} | all | | | | {ours_wer * 100:.2f} / {plain_wer * 100:.2f} % | ratio {cpu:.2f} | | | |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", default=["tiny.en-q5_1"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lengths", nargs="*", type=float, default=[5, 15, 30, 60])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[1])
+    parser.add_argument(
+        "--cpu-quota",
+        type=float,
+        default=None,
+        help="limit both sides to this many of this machine's cores (root; a Pi 4 with 4 threads is about 1.1, "
+        "a Zero 2 W about 0.5, taking a Pi 4 core as 3.5x and a Zero 2 W core as 7x slower than one here)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
+    parser.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--room", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--speech-s", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _print(CHILDREN[args.child](args.models[0], args.threads, args.room, args.speech_s))
+    sys.path.insert(0, str(REPO / "firmware"))
+    results = measure(args)
+    print(table(results, args.cpu_quota))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    with suppress(OSError):
+        (CGROUP_V1 / "voxkey-bench").rmdir()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
