@@ -670,6 +670,7 @@ def test_dictations_never_interleave(
     harnesses.append(h)
     h.speak(SPEECH_S)
     h.wait_for(lambda: slow_host.first_report.is_set())
+    time.sleep(h.daemon.config.button.double_press_s + 0.1)  # a press sooner after the release would cancel it
     h.microphone = room_2
     h.speak(SPEECH_S)  # the second dictation is recorded while the first is still being typed
     h.wait_for(lambda: h.daemon.counters.typed == 2, 90)

@@ -969,7 +969,9 @@ class Daemon:
                 if not item.finished:
                     return  # more phrases to come
                 self._output.popleft()
-                if not item.handed and self._exit_when_idle and self._stopping is None:
+                if item.handed:
+                    self.counters.typed += 1  # all of it typed
+                elif self._exit_when_idle and self._stopping is None:
                     self._stopping = "done"
                 continue
             self._output.popleft()
@@ -1008,7 +1010,6 @@ class Daemon:
         record = self._typed if self._typed is not None and self._typed.number == number else None
         if record is None:
             record = TypedRecord(number, text_before=self._last_typed_text)
-            self.counters.typed += 1
         for action in actions:
             if isinstance(action, commands.UndoLastDictation):
                 self._undo()
