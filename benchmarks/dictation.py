@@ -65,7 +65,7 @@ def build_dictation(seed: int, target_s: float) -> tuple[np.ndarray, float, str]
     sys.path.insert(0, str(REPO / "firmware"))
     from voxkey.audio import read_wav
 
-    rng = random.Random(f"{seed}-{target_s}")
+    rng = random.Random(f"{seed}-{target_s:g}")
     items = _manifest()
     rng.shuffle(items)
     parts: list[np.ndarray] = []
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--models", nargs="*", default=["tiny.en-q5_1"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--lengths", nargs="*", type=float, default=[5, 15, 30, 60])
+    parser.add_argument("--lengths", nargs="*", type=int, default=[5, 15, 30, 60])
     parser.add_argument("--seeds", nargs="*", type=int, default=[1])
     parser.add_argument(
         "--cpu-quota",

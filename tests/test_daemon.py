@@ -374,31 +374,44 @@ def test_double_tap_undoes_exactly_the_last_dictation(
     assert LightState.UNDO in h.history()
 
 
-def test_cancel_button_types_nothing(engine: WhisperEngine, room: Path, harnesses: list[Harness]) -> None:
+@pytest.fixture
+def plain_pins() -> Iterator[MockFactory]:
+    """gpiozero's plain mock pins, for a second (cancel) button on pin 22."""
     factory = MockFactory()
     previous = Device.pin_factory
     Device.pin_factory = factory
     try:
-        config = make_config("hold")
-        config = dataclasses.replace(config, button=dataclasses.replace(config.button, cancel_pin=22))
-        h = Harness(config, engine, factory, room)
-        harnesses.append(h)
-        h.press()
-        time.sleep(2.0)
-        factory.pin(22).drive_low()
-        factory.pin(22).drive_high()
-        time.sleep(0.5)
-        h.release()
-        h.wait_for(lambda: h.daemon.counters.cancelled == 1, 5)
-        h.wait_idle()
-        time.sleep(1.0)
-        assert h.link.reports == []
-        assert h.daemon.counters.typed == 0
-        assert LightState.CANCELLED in h.history()
-        h.stop()
+        yield factory
     finally:
         factory.reset()
         Device.pin_factory = previous
+
+
+def cancel_button_harness(engine: WhisperEngine, pins: MockFactory, room: Path, harnesses: list[Harness]) -> Harness:
+    config = make_config("hold")
+    config = dataclasses.replace(config, button=dataclasses.replace(config.button, cancel_pin=22))
+    h = Harness(config, engine, pins, room)
+    harnesses.append(h)
+    return h
+
+
+def test_cancel_button_types_nothing(
+    engine: WhisperEngine, plain_pins: MockFactory, room: Path, harnesses: list[Harness]
+) -> None:
+    h = cancel_button_harness(engine, plain_pins, room, harnesses)
+    h.press()
+    time.sleep(2.0)
+    plain_pins.pin(22).drive_low()
+    plain_pins.pin(22).drive_high()
+    time.sleep(0.5)
+    h.release()
+    h.wait_for(lambda: h.daemon.counters.cancelled == 1, 5)
+    h.wait_idle()
+    time.sleep(1.0)
+    assert h.link.reports == []
+    assert h.daemon.counters.typed == 0
+    assert LightState.CANCELLED in h.history()
+    h.stop()
 
 
 def test_press_right_after_stop_cancels(
@@ -454,31 +467,21 @@ def test_a_finished_phrase_is_typed_while_the_button_is_held(
 
 
 def test_cancel_erases_what_was_typed_while_talking(
-    engine: WhisperEngine, two_sentences_room: Path, harnesses: list[Harness]
+    engine: WhisperEngine, plain_pins: MockFactory, two_sentences_room: Path, harnesses: list[Harness]
 ) -> None:
-    factory = MockFactory()
-    previous = Device.pin_factory
-    Device.pin_factory = factory
-    try:
-        config = make_config("hold")
-        config = dataclasses.replace(config, button=dataclasses.replace(config.button, cancel_pin=22))
-        h = Harness(config, engine, factory, two_sentences_room)
-        harnesses.append(h)
-        h.press()
-        h.wait_for(lambda: h.link.first_report.is_set(), 9)
-        factory.pin(22).drive_low()
-        factory.pin(22).drive_high()
-        h.wait_for(lambda: h.daemon.counters.cancelled == 1, 5)
-        h.release()
-        h.wait_idle()
-        time.sleep(0.5)
-        typed = h.link.typed()
-        assert "valley" in typed.lower()  # it had been typed ...
-        assert h.link.screen() == ""  # ... and is gone, to the character
-        assert h.link.backspaces() == len(typed) - h.link.backspaces()
-    finally:
-        factory.reset()
-        Device.pin_factory = previous
+    h = cancel_button_harness(engine, plain_pins, two_sentences_room, harnesses)
+    h.press()
+    h.wait_for(lambda: h.link.first_report.is_set(), 9)
+    plain_pins.pin(22).drive_low()
+    plain_pins.pin(22).drive_high()
+    h.wait_for(lambda: h.daemon.counters.cancelled == 1, 5)
+    h.release()
+    h.wait_idle()
+    time.sleep(0.5)
+    typed = h.link.typed()
+    assert "valley" in typed.lower()  # it had been typed ...
+    assert h.link.screen() == ""  # ... and is gone, to the character
+    assert h.link.backspaces() == len(typed) - h.link.backspaces()
 
 
 class MediaKeyHost(CaptureLink):
