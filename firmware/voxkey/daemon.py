@@ -718,11 +718,12 @@ class Daemon:
                 return True
             return False
         latest = self._last_stopped
-        in_window = latest is not None and latest.stopped_at is not None and 0 <= at - latest.stopped_at <= window
-        if latest is not None and in_window and not latest.cancelled:
-            self._cancel(latest, "press after stop")
-            return True
-        return False
+        if latest is None or latest.cancelled or latest.stopped_at is None:
+            return False
+        if not 0 <= at - latest.stopped_at <= window:
+            return False
+        self._cancel(latest, "press after stop")
+        return True
 
     def _cancel_latest(self, why: str) -> bool:
         """Cancel the recording, or else the newest dictation not typed yet; False if there was nothing."""

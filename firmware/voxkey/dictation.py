@@ -82,7 +82,6 @@ class PhraseResult:
     compute_s: float
     addition: str = ""  # what the dictation's text grows by: ``text`` with the joining space and case
     speculative: bool = False  # decoded before the phrase closed (ready when it did)
-    done_at_s: float = 0.0  # monotonic time the text was ready
 
 
 @dataclass
@@ -324,7 +323,6 @@ class DictationSession:
             compute_s=transcript.compute_s,
             addition=addition,
             speculative=speculative,
-            done_at_s=time.monotonic(),
         )
         log.debug("phrase %d (%.1f s) in %.2f s: %r", result.index, result.audio_s, result.compute_s, result.raw)
         self._results.append(result)
