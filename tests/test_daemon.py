@@ -8,6 +8,7 @@ would receive is captured as HID reports and decoded with the host layout.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import os
@@ -26,18 +27,20 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
+from tests.hosts import CaptureLink, MediaKeyHost
 from voxkey.asr import AsrSettings, WhisperEngine
 from voxkey.audio import AudioSettings, WavFileSource, read_wav, write_wav
 from voxkey.cli import main
 from voxkey.config import ButtonSettings, Config, DictationSettings, LedSettings, OutputSettings
-from voxkey.daemon import Daemon, RunOptions, install_signal_handlers
+from voxkey.daemon import Daemon, RunOptions
 from voxkey.dictation import transcribe_file
-from voxkey.errors import HostUnavailableError
-from voxkey.hid import CONSUMER_EJECT, RELEASE_ALL, USAGES
+from voxkey.hid import CONSUMER_EJECT, RELEASE_ALL
 from voxkey.keymap import Layout, decode
 from voxkey.notify import SystemdNotifier
+from voxkey.transports.host import Links, PairingControl
 from voxkey.transports.usb import UsbHidLink
 from voxkey.ui import LightState
+from voxkey.wiring import install_signal_handlers
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO.parent / "shared" / "speech"
@@ -97,66 +100,6 @@ def transcribed(engine: WhisperEngine) -> Callable[[Path], str]:
     return text_of
 
 
-# --- the host side: a capture link ------------------------------------------------------------
-
-
-class CaptureLink:
-    """A host that records every report; it can be absent (unplugged) and slow."""
-
-    name = "capture"
-
-    def __init__(self, delay_s: float = 0.0, present: bool = True) -> None:
-        self.reports: list[bytes] = []
-        self.delay_s = delay_s
-        self.present = threading.Event()
-        if present:
-            self.present.set()
-        self.first_report = threading.Event()
-        self.lock = threading.Lock()
-
-    def wait_for_host(self, deadline: float | None) -> None:
-        while not self.present.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                raise HostUnavailableError("capture host absent")
-            self.present.wait(0.02)
-
-    def send(self, report: bytes, deadline: float | None) -> None:
-        with self.lock:
-            self.reports.append(report)
-        self.first_report.set()
-        if self.delay_s:
-            time.sleep(self.delay_s)
-
-    def led_state(self) -> int:
-        return 0
-
-    def release_all(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def typed(self) -> str:
-        """Characters as the host received them, backspaces included."""
-        with self.lock:
-            return decode(list(self.reports), US)
-
-    def screen(self) -> str:
-        """What a text field shows after those characters (Backspace erases)."""
-        shown: list[str] = []
-        for char in self.typed():
-            if char == "\b":
-                if shown:
-                    shown.pop()
-            else:
-                shown.append(char)
-        return "".join(shown)
-
-    def backspaces(self) -> int:
-        with self.lock:
-            return sum(1 for r in self.reports if r[2] == USAGES["backspace"])
-
-
 # --- the harness --------------------------------------------------------------------------------------
 
 
@@ -191,6 +134,7 @@ class Harness:
         pins: MockFactory,
         microphone: Path,
         link: CaptureLink | None = None,
+        pairing: PairingControl | None = None,
         **daemon_args: Any,
     ) -> None:
         self.link = link or CaptureLink()
@@ -200,7 +144,7 @@ class Harness:
             config,
             RunOptions(),
             audio_factory=self.open_microphone,
-            link_factory=lambda c: [self.link],
+            link_factory=lambda c: Links([self.link], pairing),
             engine=engine,
             **daemon_args,
         )
@@ -457,7 +401,7 @@ def test_a_finished_phrase_is_typed_while_the_button_is_held(
     h.press()
     h.wait_for(lambda: h.link.first_report.is_set(), 9)  # the first sentence, before any release
     typed_while_held = h.link.screen()
-    assert h.daemon._recording is not None and "valley" in typed_while_held.lower(), typed_while_held
+    assert h.daemon.pipeline.recording is not None and "valley" in typed_while_held.lower(), typed_while_held
     time.sleep(max(0.0, TWO_SENTENCES_S + 1.0 - (time.monotonic() - h.sources[0].opened_at)))
     h.release()
     h.wait_for(lambda: h.daemon.counters.dictations == 1 and h.daemon._idle())
@@ -482,18 +426,6 @@ def test_cancel_erases_what_was_typed_while_talking(
     assert "valley" in typed.lower()  # it had been typed ...
     assert h.link.screen() == ""  # ... and is gone, to the character
     assert h.link.backspaces() == len(typed) - h.link.backspaces()
-
-
-class MediaKeyHost(CaptureLink):
-    """A host that also takes media keys, as a Bluetooth iPad does."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.media_keys: list[int] = []
-
-    def send_consumer(self, usage: int, deadline: float | None) -> None:
-        with self.lock:
-            self.media_keys.append(usage)
 
 
 def eject_config(gesture: str, **button: Any) -> Config:
@@ -603,16 +535,21 @@ class PairingRecorder:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.ended: concurrent.futures.Future[str | None] = concurrent.futures.Future()
 
-    def start_pairing(self) -> None:
+    def start_pairing(self) -> concurrent.futures.Future[str | None]:
         self.calls.append("start")
+        self.ended = concurrent.futures.Future()
+        return self.ended
 
     def stop_pairing(self) -> None:
         self.calls.append("stop")
+        if not self.ended.done():
+            self.ended.set_result(None)
 
-    @property
-    def pairing(self) -> bool:
-        return bool(self.calls) and self.calls[-1] == "start"
+    def host_bonded(self, address: str) -> None:
+        """BlueZ ends pairing mode by itself once a host bonds."""
+        self.ended.set_result(address)
 
 
 def test_long_press_without_speech_enters_pairing(
@@ -739,7 +676,7 @@ def test_sigterm_during_typing_finishes_the_text(
 ) -> None:
     slow_host = CaptureLink(delay_s=0.01)
     options = RunOptions(audio_file=JFK, exit_when_idle=False)
-    daemon = Daemon(make_config("hold"), options, link_factory=lambda c: [slow_host], engine=engine)
+    daemon = Daemon(make_config("hold"), options, link_factory=lambda c: Links([slow_host]), engine=engine)
     restore = install_signal_handlers(daemon)
 
     def terminate_while_typing() -> None:
@@ -806,7 +743,7 @@ def test_usb_gadget_file_receives_the_reports(
     device.touch()
     options = RunOptions(audio_file=room)
     config = make_config("hold")
-    daemon = Daemon(config, options, link_factory=lambda c: [UsbHidLink(device)], engine=engine)
+    daemon = Daemon(config, options, link_factory=lambda c: Links([UsbHidLink(device)]), engine=engine)
     assert daemon.run() == 0
     data = device.read_bytes()
     reports = [data[i : i + 8] for i in range(0, len(data), 8)]
