@@ -20,19 +20,14 @@ from voxkey.gestures import (
     CANCEL_BUTTON,
     IDLE,
     PRESS_AFTER_STOP,
-    Abort,
+    Act,
     Cancel,
-    CancelStopped,
-    Eject,
-    EndPairing,
     GestureInterpreter,
     Intent,
-    Pair,
     RecordingView,
     Situation,
     Start,
     Stop,
-    Undo,
 )
 from voxkey.ui import ButtonEdge
 
@@ -91,51 +86,51 @@ HOLD: dict[str, list[Step]] = {
     ],
     "a lone tap is dropped and types nothing": [
         Step(0.0, "press", IDLE, [Start(0.0)]),
-        Step(0.05, "release", rec(0.0), [Abort()]),
+        Step(0.05, "release", rec(0.0), [Act.ABORT]),
         Step(5.0, "tick", IDLE, []),
     ],
     "two taps within the window undo": [
         Step(0.0, "press", IDLE, [Start(0.0)]),
-        Step(0.05, "release", rec(0.0), [Abort()]),
+        Step(0.05, "release", rec(0.0), [Act.ABORT]),
         Step(0.15, "press", IDLE, [Start(0.15)]),
-        Step(0.2, "release", rec(0.15), [Abort(), Undo()]),
+        Step(0.2, "release", rec(0.15), [Act.ABORT, Act.UNDO]),
     ],
     "the window runs from the first release to the second press, bounds included": [
         Step(0.0, "press", IDLE, [Start(0.0)]),
-        Step(0.25, "release", rec(0.0), [Abort()]),
+        Step(0.25, "release", rec(0.0), [Act.ABORT]),
         Step(0.25 + WINDOW, "press", IDLE, [Start(0.25 + WINDOW)]),
-        Step(0.25 + WINDOW + 0.1, "release", rec(0.25 + WINDOW), [Abort(), Undo()]),
+        Step(0.25 + WINDOW + 0.1, "release", rec(0.25 + WINDOW), [Act.ABORT, Act.UNDO]),
     ],
     "two taps further apart than the window are two lone taps": [
         Step(0.0, "press", IDLE, [Start(0.0)]),
-        Step(0.05, "release", rec(0.0), [Abort()]),
+        Step(0.05, "release", rec(0.0), [Act.ABORT]),
         Step(0.6, "press", IDLE, [Start(0.6)]),
-        Step(0.65, "release", rec(0.6), [Abort()]),
+        Step(0.65, "release", rec(0.6), [Act.ABORT]),
     ],
     "a tap then a dictation is no undo": [
         Step(0.0, "press", IDLE, [Start(0.0)]),
-        Step(0.05, "release", rec(0.0), [Abort()]),
+        Step(0.05, "release", rec(0.0), [Act.ABORT]),
         Step(0.25, "press", IDLE, [Start(0.25)]),
         Step(0.75, "release", rec(0.25), [Stop(0.75)]),
     ],
     "three taps are one undo and one lone tap (no eject gesture)": [
         Step(0.0, "press", IDLE, [Start(0.0)]),
-        Step(0.05, "release", rec(0.0), [Abort()]),
+        Step(0.05, "release", rec(0.0), [Act.ABORT]),
         Step(0.1, "press", IDLE, [Start(0.1)]),
-        Step(0.15, "release", rec(0.1), [Abort(), Undo()]),
+        Step(0.15, "release", rec(0.1), [Act.ABORT, Act.UNDO]),
         Step(0.2, "press", IDLE, [Start(0.2)]),
-        Step(0.25, "release", rec(0.2), [Abort()]),
+        Step(0.25, "release", rec(0.2), [Act.ABORT]),
     ],
     "a long press with nothing said enters pairing": [
         Step(0.0, "press", IDLE, [Start(0.0)]),
-        Step(LONG, "release", rec(0.0), [Abort(), Pair()]),
+        Step(LONG, "release", rec(0.0), [Act.ABORT, Act.PAIR]),
     ],
     "a long press with speech is a dictation": [
         Step(0.0, "press", IDLE, [Start(0.0)]),
         Step(LONG + 1, "release", rec(0.0, speech=True), [Stop(LONG + 1)]),
     ],
     "a press leaves pairing, and its release is no gesture": [
-        Step(10.0, "press", Situation(pairing=True), [EndPairing()]),
+        Step(10.0, "press", Situation(pairing=True), [Act.END_PAIRING]),
         Step(10.05, "release", IDLE, []),
     ],
     "a press in the post-roll within the window cancels the recording": [
@@ -145,7 +140,7 @@ HOLD: dict[str, list[Step]] = {
         Step(2.0 + WINDOW + 0.1, "release", IDLE, []),
     ],
     "a press after the recording ended, within the window, cancels that dictation": [
-        Step(2.2, "press", after(2.0), [CancelStopped()]),
+        Step(2.2, "press", after(2.0), [Act.CANCEL_STOPPED]),
         Step(2.3, "release", IDLE, []),
     ],
     "a press after the window starts a new dictation": [
@@ -202,7 +197,7 @@ TOGGLE: dict[str, list[Step]] = {
     "a second press within the window drops the recording and undoes": [
         Step(0.0, "press", IDLE, [Start(0.0)]),
         Step(0.05, "release", rec(0.0), []),
-        Step(0.2, "press", rec(0.0), [Abort(), Undo()]),
+        Step(0.2, "press", rec(0.0), [Act.ABORT, Act.UNDO]),
         Step(0.25, "release", IDLE, []),
     ],
     "short presses are no taps in toggle mode": [
@@ -211,7 +206,7 @@ TOGGLE: dict[str, list[Step]] = {
     ],
     "a long press with nothing said enters pairing": [
         Step(0.0, "press", IDLE, [Start(0.0)]),
-        Step(LONG, "release", rec(0.0), [Abort(), Pair()]),
+        Step(LONG, "release", rec(0.0), [Act.ABORT, Act.PAIR]),
     ],
 }
 
@@ -227,7 +222,7 @@ def taps(*times: float) -> list[Step]:
     steps: list[Step] = []
     for at in times:
         steps.append(Step(at, "press", IDLE, [Start(at)]))
-        steps.append(Step(at + 0.05, "release", rec(at), [Abort()]))
+        steps.append(Step(at + 0.05, "release", rec(at), [Act.ABORT]))
     return steps
 
 
@@ -237,20 +232,20 @@ def last_intents(steps: list[Step], intents: list[Intent]) -> list[Step]:
 
 TRIPLE_TAP: dict[str, list[Step]] = {
     "three taps eject, and nothing is undone": [
-        *last_intents(taps(0.0, 0.15, 0.3), [Eject()]),
+        *last_intents(taps(0.0, 0.15, 0.3), [Act.EJECT]),
         Step(5.0, "tick", IDLE, []),
     ],
     "two taps undo once the window passes without a third": [
         *taps(0.0, 0.15),
         Step(0.2 + WINDOW - 0.001, "tick", IDLE, []),
-        Step(0.2 + WINDOW, "tick", IDLE, [Undo()]),
+        Step(0.2 + WINDOW, "tick", IDLE, [Act.UNDO]),
         Step(5.0, "tick", IDLE, []),
     ],
     "a dictation right after two taps: the undo goes first": [
         *taps(0.0, 0.15),
         Step(0.3, "press", IDLE, [Start(0.3)]),
         Step(0.9, "tick", IDLE, []),
-        Step(2.0, "release", rec(0.3), [Undo(), Stop(2.0)]),
+        Step(2.0, "release", rec(0.3), [Act.UNDO, Stop(2.0)]),
         Step(5.0, "tick", IDLE, []),
     ],
 }
@@ -266,7 +261,7 @@ def test_a_third_tap_still_held_when_the_window_ends_is_eject_not_undo() -> None
         *taps(0.0, 0.15),
         Step(0.5, "press", IDLE, [Start(0.5)]),
         Step(0.2 + WINDOW + 0.1, "tick", IDLE, []),  # held: its release decides
-        Step(1.1, "release", rec(0.5), [Abort(), Eject()]),  # still a tap: shorter than min_recording_s
+        Step(1.1, "release", rec(0.5), [Act.ABORT, Act.EJECT]),  # still a tap: shorter than min_recording_s
     ]
     play(steps, min_recording_s=0.7, mode="hold", double_press_s=WINDOW, eject_gesture="triple-tap")
 
@@ -275,7 +270,7 @@ def test_the_pending_undo_is_visible_for_the_loops_wake_up() -> None:
     interpreter = play(taps(0.0, 0.15), mode="hold", double_press_s=WINDOW, eject_gesture="triple-tap")
     assert interpreter.undo_due_at == pytest.approx(0.2 + WINDOW)
     interpreter.clock.advance(WINDOW)  # type: ignore[attr-defined]
-    assert interpreter.due() == [Undo()]
+    assert interpreter.due() == [Act.UNDO]
     assert interpreter.undo_due_at is None
 
 

@@ -40,20 +40,7 @@ from voxkey.capture import Recorder, RecordingEnded, SilenceReached
 from voxkey.clock import MONOTONIC, Clock
 from voxkey.config import Config
 from voxkey.errors import AudioError, ConfigError, VoxkeyError
-from voxkey.gestures import (
-    Abort,
-    Cancel,
-    CancelStopped,
-    Eject,
-    EndPairing,
-    GestureInterpreter,
-    Intent,
-    Pair,
-    Situation,
-    Start,
-    Stop,
-    Undo,
-)
+from voxkey.gestures import Act, Cancel, GestureInterpreter, Intent, Situation, Start, Stop
 from voxkey.notify import SystemdNotifier
 from voxkey.pipeline import Feedback, PhraseReady, Pipeline, Transcribed
 from voxkey.status import Counters, Snapshot, light_state, status_text
@@ -330,20 +317,20 @@ class Daemon:
                     self.pipeline.start_recording(at)
                 case Stop(at=at):
                     self.pipeline.stop_recording(at)
-                case Abort():
+                case Act.ABORT:
                     self.pipeline.abort_recording()
                 case Cancel(why=why, eject_if_nothing=eject_if_nothing):
                     if not self.pipeline.cancel_latest(why) and eject_if_nothing:
                         self.pipeline.request_eject()
-                case CancelStopped():
+                case Act.CANCEL_STOPPED:
                     self.pipeline.cancel_stopped()
-                case Undo():
+                case Act.UNDO:
                     self.pipeline.request_undo()
-                case Eject():
+                case Act.EJECT:
                     self.pipeline.request_eject()
-                case Pair():
+                case Act.PAIR:
                     self._start_pairing()
-                case EndPairing():
+                case Act.END_PAIRING:
                     self.pairing.stop()
 
     def _start_pairing(self) -> None:

@@ -13,6 +13,7 @@ from the injected clock, so every rule is tested without threads, audio or sleep
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from voxkey.clock import Clock
@@ -69,11 +70,6 @@ class Stop:
 
 
 @dataclass(frozen=True)
-class Abort:
-    """Drop the recording in progress without a trace: it was a tap or a gesture, not a dictation."""
-
-
-@dataclass(frozen=True)
 class Cancel:
     """Cancel the recording, else the newest dictation not typed yet; what of it was typed is erased."""
 
@@ -82,32 +78,24 @@ class Cancel:
     """``eject_gesture: cancel-button``: with nothing to cancel, send Eject instead."""
 
 
-@dataclass(frozen=True)
-class CancelStopped:
+class Act(enum.Enum):
+    """The intents that carry nothing but what they ask for."""
+
+    ABORT = "abort"
+    """Drop the recording in progress without a trace: it was a tap or a gesture, not a dictation."""
+    CANCEL_STOPPED = "cancel-stopped"
     """Cancel the dictation that stopped last (a press right after it stopped)."""
-
-
-@dataclass(frozen=True)
-class Undo:
+    UNDO = "undo"
     """Erase exactly what the last dictation typed."""
-
-
-@dataclass(frozen=True)
-class Eject:
+    EJECT = "eject"
     """The media key Eject (brings back an iPad's on-screen keyboard)."""
-
-
-@dataclass(frozen=True)
-class Pair:
+    PAIR = "pair"
     """Enter Bluetooth pairing mode."""
-
-
-@dataclass(frozen=True)
-class EndPairing:
+    END_PAIRING = "end-pairing"
     """Leave Bluetooth pairing mode."""
 
 
-Intent = Start | Stop | Abort | Cancel | CancelStopped | Undo | Eject | Pair | EndPairing
+Intent = Start | Stop | Cancel | Act
 
 PRESS_AFTER_STOP = "press after stop"
 CANCEL_BUTTON = "cancel button"
@@ -156,7 +144,7 @@ class GestureInterpreter:
         due_at = self._undo_due_at
         if due_at is not None and not self.main_held and self.clock.now() >= due_at:
             self._reset_taps()
-            return [Undo()]
+            return [Act.UNDO]
         return []
 
     def recording_ended_by_itself(self) -> None:
@@ -170,7 +158,7 @@ class GestureInterpreter:
             return []
         if situation.pairing:
             self._swallow_release = True
-            return [EndPairing()]
+            return [Act.END_PAIRING]
         if settings.cancel_by_press_after_stop:
             cancel = self._cancel_in_window(at, situation)
             if cancel is not None:
@@ -183,7 +171,7 @@ class GestureInterpreter:
             return []  # a bounce, or a press while the post-roll finishes
         self._swallow_release = True
         if at - recording.pressed_at < settings.double_press_s:
-            return [Abort(), Undo()]
+            return [Act.ABORT, Act.UNDO]
         return [Stop(at)]
 
     def _cancel_in_window(self, at: float, situation: Situation) -> Intent | None:
@@ -195,7 +183,7 @@ class GestureInterpreter:
         stopped_at = situation.last_stopped_at
         if stopped_at is None or not 0 <= at - stopped_at <= window:
             return None
-        return CancelStopped()
+        return Act.CANCEL_STOPPED
 
     def _release(self, at: float, situation: Situation) -> list[Intent]:
         if self._swallow_release:
@@ -210,13 +198,13 @@ class GestureInterpreter:
         intents: list[Intent] = []
         if self._undo_due_at is not None and not is_tap:
             self._reset_taps()  # not a third tap: the undo the two taps asked for goes before what this press does
-            intents.append(Undo())
+            intents.append(Act.UNDO)
         if held >= settings.long_press_s and not recording.speech_seen:
-            return [*intents, Abort(), Pair()]
+            return [*intents, Act.ABORT, Act.PAIR]
         if settings.mode != "hold":
             return intents  # toggle/auto: releasing the start press changes nothing
         if is_tap:
-            return [*intents, Abort(), *self._tap(recording.pressed_at, at)]
+            return [*intents, Act.ABORT, *self._tap(recording.pressed_at, at)]
         return [*intents, Stop(at)]
 
     def _tap(self, pressed_at: float, released_at: float) -> list[Intent]:
@@ -232,7 +220,7 @@ class GestureInterpreter:
             return []
         third = self._taps == 3
         self._reset_taps()
-        return [Eject()] if third else [Undo()]
+        return [Act.EJECT] if third else [Act.UNDO]
 
     def _reset_taps(self) -> None:
         self._taps = 0
