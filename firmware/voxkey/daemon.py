@@ -45,7 +45,7 @@ from voxkey.notify import SystemdNotifier
 from voxkey.pipeline import Feedback, PhraseReady, Pipeline, Transcribed
 from voxkey.status import Counters, Snapshot, light_state, status_text
 from voxkey.transports.base import Keyboard
-from voxkey.transports.host import Links, PairingEnded, PairingMode, build_links
+from voxkey.transports.host import Links, PairingEnded, PairingMode
 from voxkey.typist import OutputDone, Typist
 from voxkey.ui import ButtonEdge, Buttons, LightState, StatusLight, open_buttons
 
@@ -106,15 +106,19 @@ class RunOptions:
 
 
 class Daemon:
-    """Owns the dictation cycle; build with ``Daemon(config)`` and call ``run()``."""
+    """Owns the dictation cycle; build with ``Daemon(config, link_factory=...)`` and call ``run()``.
+
+    ``link_factory`` opens the keyboard links for a config (``voxkey.wiring.build_links`` in ``voxkey run``);
+    it is called again when a reload changes the output settings.
+    """
 
     def __init__(
         self,
         config: Config,
         options: RunOptions | None = None,
         *,
+        link_factory: LinkFactory,
         audio_factory: AudioFactory | None = None,
-        link_factory: LinkFactory | None = None,
         buttons_factory: ButtonsFactory | None = None,
         notifier: SystemdNotifier | None = None,
         engine: WhisperEngine | None = None,
@@ -131,7 +135,7 @@ class Daemon:
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self.ready = threading.Event()
         self.stopped = threading.Event()
-        self._link_factory = link_factory or (lambda c: build_links(c, self.options.stream))
+        self._link_factory = link_factory
         self._buttons_factory = buttons_factory or _default_buttons
         self._engine = engine
         self._own_engine = engine is None

@@ -1,10 +1,10 @@
 """The links the daemon types over, as one: ``transport: both``, "waiting for the host", pairing.
 
-``build_links`` opens the transports ``output.transport`` names and gives
-``Links``: the links in order of preference and, when Bluetooth is among
-them, its pairing control for the long-press gesture. ``HostLink`` is a
-``ReportLink`` over those links that types to whichever host is there.
-The Bluetooth stack (dbus-fast) is imported only when the config asks for it.
+``Links`` is what opening the transports gives the daemon (``voxkey.wiring.build_links``):
+the links in order of preference and, when Bluetooth is among them, its pairing
+control for the long-press gesture. ``HostLink`` is a ``ReportLink`` over those
+links that types to whichever host is there; ``PairingMode`` is pairing as the
+button sees it.
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
-from voxkey.config import Config
 from voxkey.errors import HostUnavailableError, TransportError, VoxkeyError
-from voxkey.keymap import Layout
 from voxkey.transports.base import MediaKeyLink, ReportLink
-from voxkey.transports.terminal import TerminalLink
-from voxkey.transports.usb import UsbHidLink
 
 log = logging.getLogger(__name__)
 
@@ -99,35 +95,6 @@ class Links:
     links: list[ReportLink]
     pairing: PairingControl | None = None
     """Bluetooth's pairing mode, when a Bluetooth link is among ``links``."""
-
-
-def build_links(config: Config, stream: TextIO | None = None) -> Links:
-    """The keyboard links ``output.transport`` asks for, in order of preference (``stream``: the terminal's)."""
-    output = config.output
-    transport = output.transport
-    if transport == "terminal":
-        return Links([TerminalLink(Layout.load(output.layout), stream)])
-    if transport == "uinput":
-        from voxkey.transports.uinput import UinputLink
-
-        return Links([UinputLink()])
-    order = [transport] if transport in ("usb", "bluetooth") else [output.prefer, _other(output.prefer)]
-    links: list[ReportLink] = []
-    pairing: PairingControl | None = None
-    for name in order:
-        if name == "usb":
-            links.append(UsbHidLink.for_gadget(config.usb.device, config.usb.udc))
-        else:
-            from voxkey.transports.bluetooth import open_bluetooth_link
-
-            bluetooth = open_bluetooth_link(config.bluetooth)
-            links.append(bluetooth)
-            pairing = bluetooth.peripheral
-    return Links(links, pairing)
-
-
-def _other(transport: str) -> str:
-    return "bluetooth" if transport == "usb" else "usb"
 
 
 class HostLink:
