@@ -52,8 +52,10 @@ class Recording(Protocol):
 
     number: int
     session: DictationSession
-    cancelled: bool
     speech_seen: bool
+
+    @property
+    def cancelled(self) -> bool: ...
 
 
 class SpeechActivity:

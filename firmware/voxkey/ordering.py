@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Dictation:
-    """One recording and its text on their way to the host (main loop; ``speech_seen``: the capture thread)."""
+    """One recording and its text on their way to the host; the main loop's but where a field says otherwise."""
 
     number: int
     pressed_at: float
@@ -35,7 +36,8 @@ class Dictation:
     stopped_at: float | None = None
     """When it was asked to stop, or (stopping by itself) when its recording ended."""
     stop_requested: bool = False
-    cancelled: bool = False
+    cancel_event: threading.Event = dataclasses.field(default_factory=threading.Event)
+    """Set by the main loop when it is cancelled; the capture and transcriber threads stop working on it."""
     finished: bool = False
     """Transcribed to the end: no more pieces will come."""
     pieces: deque[list[commands.Action]] = dataclasses.field(default_factory=deque)
@@ -44,6 +46,11 @@ class Dictation:
     handed: bool = False
     """Some of its text went to the typist (a cancel must erase it)."""
     speech_seen: bool = False
+    """Voice was heard in it: written by its capture thread only."""
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
 
 
 OutputItem = Dictation | UndoRequest | EjectRequest | EraseRequest
@@ -83,7 +90,7 @@ class OutputQueue:
 
     def drop(self, dictation: Dictation) -> None:
         """Nothing more of it goes out; what of it went out already is erased, in its place in the order."""
-        dictation.cancelled = True
+        dictation.cancel_event.set()
         dictation.pieces.clear()
         with contextlib.suppress(Exception):
             dictation.session.cancel()
