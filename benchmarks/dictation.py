@@ -124,6 +124,7 @@ def child_ours(model: str, threads: int, room: Path, speech_s: float) -> dict[st
     from voxkey.config import ButtonSettings, Config, LedSettings, OutputSettings
     from voxkey.daemon import Daemon, RunOptions
     from voxkey.keymap import Layout, decode
+    from voxkey.transports.host import Links
     from voxkey.ui import ButtonEdge
 
     class TimedHost:
@@ -169,7 +170,7 @@ def child_ours(model: str, threads: int, room: Path, speech_s: float) -> dict[st
         config,
         RunOptions(exit_when_idle=False),
         audio_factory=lambda: Room(room, config.audio, realtime=True, auto_listen=False),
-        link_factory=lambda c: [host],  # type: ignore[list-item]
+        link_factory=lambda c: Links([host]),  # type: ignore[list-item]
         buttons_factory=lambda d: None,
     )
     runner = threading.Thread(target=daemon.run, daemon=True)
@@ -191,7 +192,7 @@ def child_ours(model: str, threads: int, room: Path, speech_s: float) -> dict[st
     cpu_s = _cpu_s() - cpu_at_press
     daemon.request_stop("benchmark over")
     runner.join(60)
-    dictation = daemon._last_stopped.session.result if daemon._last_stopped is not None else None
+    dictation = daemon.pipeline.last_stopped.session.result if daemon.pipeline.last_stopped is not None else None
     times = [at for at, report in host.reports if any(report[2:])]  # key presses, not releases
     text = decode([report for _, report in host.reports], Layout.load("us"))
     return {

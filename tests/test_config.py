@@ -292,3 +292,56 @@ def test_apa102_leds_are_read_and_their_mistakes_located(tmp_path: Path) -> None
         error = error_of(tmp_path, wrong)
         assert error.where == f"{tmp_path / 'config.yaml'}:{line}", (wrong, error)
         assert fragment in str(error), (wrong, error)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("leds:\n  apa102:\n    spi_bus: 0\n    count: 0\n", 4, "leds.apa102.count must be 1 to 1024 LEDs, not 0"),
+        ("leds:\n  apa102:\n    count: 3\n    spi_device: -1\n", 4, "leds.apa102.spi_device must be 0 or more"),
+        ("leds:\n  apa102:\n    count: 3\n    data_pin: 5\n", 4, "clock_pin and data_pin go together"),
+        (
+            "leds:\n  kind: rgb\n  rgb:\n    red: 5\n    green: 5\n",
+            5,
+            "leds.rgb.green must differ from leds.rgb.red (5)",
+        ),
+        ("leds:\n  rgb:\n    blue: 5\n", 3, "leds.rgb.blue must differ from leds.rgb.red (5)"),
+        ("usb:\n  device: /dev/hidg0\n  udc: ''\n", 3, "usb.udc must name a USB device controller"),
+    ],
+)
+def test_every_section_names_the_line_of_the_value_at_fault(
+    tmp_path: Path, text: str, line: int, fragment: str
+) -> None:
+    """Rules checked once the whole section is known still point at the value, not at the section's first line."""
+    error = error_of(tmp_path, text)
+    assert error.where == f"{tmp_path / 'config.yaml'}:{line}", error
+    assert fragment in str(error), error
+
+
+def test_every_setting_of_the_config_module_is_frozen_and_documented() -> None:
+    """The settings convention (see ``voxkey.config``): frozen sections, a docstring under every setting."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(config))
+    sections = [
+        config.ButtonSettings,
+        config.RgbPins,
+        config.Apa102Settings,
+        config.LedSettings,
+        config.DictationSettings,
+        config.OutputSettings,
+        config.UsbSettings,
+        config.ServiceSettings,
+    ]
+    for cls in sections:
+        assert cls.__dataclass_params__.frozen, cls  # type: ignore[attr-defined]
+        node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+        body = node.body
+        undocumented = [
+            statement.target.id
+            for statement, following in zip(body, [*body[1:], None], strict=True)
+            if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+            if not (isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant))
+        ]
+        assert undocumented == [], f"{cls.__name__}: settings without a docstring: {undocumented}"

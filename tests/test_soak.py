@@ -28,12 +28,14 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from tests.test_daemon import BUTTON, MODEL, SPEECH, CaptureLink, make_config
+from tests.hosts import CaptureLink
+from tests.test_daemon import BUTTON, MODEL, SPEECH, make_config
 from voxkey.asr import AsrSettings, WhisperEngine
 from voxkey.audio import AudioSource, WavFileSource, read_wav, write_wav
 from voxkey.config import Config
 from voxkey.daemon import Daemon, RunOptions
 from voxkey.dictation import transcribe_file
+from voxkey.transports.host import Links
 from voxkey.ui import ButtonEdge
 
 pytestmark = pytest.mark.slow
@@ -93,7 +95,7 @@ def test_soak_200_cycles(pins: MockFactory, tmp_path: Path, record_property: obj
     assert phrase, "the soak phrase must transcribe to something"
     microphone = Microphone(speech, silence, config)
     host = CaptureLink()
-    daemon = Daemon(config, RunOptions(), audio_factory=microphone, link_factory=lambda c: [host], engine=engine)
+    daemon = Daemon(config, RunOptions(), audio_factory=microphone, link_factory=lambda c: Links([host]), engine=engine)
     runner = threading.Thread(target=daemon.run, daemon=True)
     runner.start()
     assert daemon.ready.wait(60)
@@ -102,7 +104,7 @@ def test_soak_200_cycles(pins: MockFactory, tmp_path: Path, record_property: obj
     expected_typed = 0
 
     def idle() -> bool:
-        return daemon._idle() and not daemon._output
+        return daemon._idle()  # nothing recorded, transcribed or waiting to be typed
 
     def dictate() -> None:
         nonlocal expected_typed

@@ -9,6 +9,12 @@ Errors must point at the place to edit: YAML is composed into nodes first
 (``yaml.compose`` keeps each node's line), and every wrong key or value becomes
 a ``ConfigError`` whose message starts with ``file:line``.
 
+The convention for a section: a ``frozen=True`` dataclass, a docstring under
+every setting (``voxkey config defaults`` and the docs read from them), and the
+rules that the types alone do not say checked in ``__post_init__``, which
+raises ``_invalid(message, *settings)``: the reader turns the names of the
+settings at fault into the lines where they are written.
+
 The audio, speech and Bluetooth settings classes live in modules that import
 numpy, webrtcvad and dbus-fast (about 0.3 s on a PC, seconds on a Pi Zero).
 They are imported only when a config needs them, and ``load_sections`` reads
@@ -91,13 +97,21 @@ class ButtonSettings:
     """The push button and the gestures it understands (see ``voxkey.ui``)."""
 
     source: ButtonSource = "gpio"
+    """``gpio`` on a Pi; ``terminal`` on a PC (the space bar is the button, see ``voxkey.ui``)."""
     pin: int | str = 17
+    """The main button's GPIO (BCM number, or a gpiozero pin name such as ``"BOARD11"``)."""
     pull_up: bool = True
+    """The button connects the pin to ground (the internal pull-up on); False: to 3.3 V."""
     bounce_s: float = 0.02
+    """Edges closer than this are contact bounce (0: none filtered)."""
     mode: TriggerMode = "hold"
+    """``hold``: talk while held; ``toggle``: press to start, press to stop; ``auto``: press, then silence stops."""
     double_press_s: float = 0.4
+    """The window of two taps (undo) and of a press right after a dictation stopped (cancel)."""
     long_press_s: float = 3.0
+    """Held this long with nothing said: Bluetooth pairing mode."""
     cancel_pin: int | str | None = None
+    """An optional second button that cancels the dictation in progress."""
     cancel_by_press_after_stop: bool = True
     """Pressing again within ``double_press_s`` after a dictation stopped cancels it."""
     eject_gesture: EjectGesture = "off"
@@ -124,9 +138,22 @@ class ButtonSettings:
 
 @dataclass(frozen=True)
 class RgbPins:
+    """The three GPIOs of an RGB LED (``leds.kind: rgb``)."""
+
     red: int | str = 5
+    """GPIO of the red element."""
     green: int | str = 6
+    """GPIO of the green element."""
     blue: int | str = 13
+    """GPIO of the blue element."""
+
+    def __post_init__(self) -> None:
+        names = ("red", "green", "blue")
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                if getattr(self, first) == getattr(self, second):
+                    pin = getattr(self, first)
+                    raise _invalid(f"leds.rgb.{second} must differ from leds.rgb.{first} ({pin})", second, first)
 
 
 @dataclass(frozen=True)
@@ -137,21 +164,32 @@ class Apa102Settings:
     global brightness."""
 
     count: int = 3
+    """How many LEDs are on the chain (all show the same colour)."""
     spi_bus: int = 0
+    """SPI bus of ``/dev/spidev<bus>.<device>``."""
     spi_device: int = 0
+    """Chip select of ``/dev/spidev<bus>.<device>``."""
     clock_pin: int | str | None = None
+    """GPIO clocking the LEDs when they are not on SPI pins (with ``data_pin``)."""
     data_pin: int | str | None = None
+    """GPIO carrying the LEDs' data when they are not on SPI pins (with ``clock_pin``)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.count <= 1024:
-            raise ValueError(f"count must be 1 to 1024 LEDs, not {self.count}")
+            raise _invalid(f"leds.apa102.count must be 1 to 1024 LEDs, not {self.count}", "count")
         for name in ("spi_bus", "spi_device"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
+                raise _invalid(f"leds.apa102.{name} must be 0 or more, not {getattr(self, name)}", name)
         if (self.clock_pin is None) != (self.data_pin is None):
-            raise ValueError("clock_pin and data_pin go together (both for LEDs on GPIO pins, neither for SPI)")
+            written = "clock_pin" if self.clock_pin is not None else "data_pin"
+            raise _invalid(
+                "leds.apa102: clock_pin and data_pin go together (both for LEDs on GPIO pins, neither for SPI)",
+                written,
+            )
         if self.clock_pin is not None and self.clock_pin == self.data_pin:
-            raise ValueError(f"clock_pin and data_pin must differ, not both {self.clock_pin}")
+            raise _invalid(
+                f"leds.apa102: clock_pin and data_pin must differ, not both {self.clock_pin}", "data_pin", "clock_pin"
+            )
 
     @property
     def uses_spi(self) -> bool:
@@ -164,11 +202,17 @@ class LedSettings:
     """Status light: one LED (on/off), one dimmable LED, an RGB LED, or a mic HAT's APA102 LEDs."""
 
     kind: LedKind = "led"
+    """``none``, ``led`` (on/off), ``pwm`` (dimmable), ``rgb`` or ``apa102`` (a mic HAT's LEDs)."""
     pin: int | str = 27
+    """GPIO of a single LED (``led``, ``pwm``)."""
     rgb: RgbPins = field(default_factory=RgbPins)
+    """The pins of an RGB LED."""
     apa102: Apa102Settings = field(default_factory=Apa102Settings)
+    """Where APA102 LEDs are wired."""
     active_high: bool = True
+    """The LED lights when the pin is high (False: wired to 3.3 V, lit when low)."""
     brightness: float = 1.0
+    """Scale of every pattern's brightness, in (0, 1] (APA102: their 5-bit global brightness)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.brightness <= 1:
@@ -202,10 +246,13 @@ class OutputSettings:
     """Where the text goes and how the host's keyboard layout is set."""
 
     transport: TransportName = "usb"
+    """``usb`` (the HID gadget), ``bluetooth``, ``both``; ``terminal`` or ``uinput`` on a PC."""
     prefer: Literal["usb", "bluetooth"] = "usb"
     """With ``transport: both``: the link used when both hosts are connected."""
     layout: str = "us"
+    """The host's keyboard layout (``voxkey keys --help`` lists them)."""
     unsupported_characters: UnsupportedPolicy = UnsupportedPolicy.TRANSLITERATE
+    """What to do with a character the host layout cannot type."""
     host_wait_s: float = 300.0
     """How long text waits for an absent host before it is dropped (LED: waiting-for-host)."""
 
@@ -215,8 +262,16 @@ class OutputSettings:
 
 @dataclass(frozen=True)
 class UsbSettings:
+    """The USB HID gadget (``gadget/voxkey-gadget`` sets it up)."""
+
     device: Path = Path("/dev/hidg0")
+    """The gadget's HID device."""
     udc: str | None = None
+    """The USB device controller whose state says whether a host is there (None: the only one)."""
+
+    def __post_init__(self) -> None:
+        if self.udc is not None and not self.udc.strip():
+            raise _invalid("usb.udc must name a USB device controller (ls /sys/class/udc), or be left out", "udc")
 
 
 @dataclass(frozen=True)
@@ -224,6 +279,7 @@ class ServiceSettings:
     """Daemon housekeeping."""
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """How much ``voxkey run`` logs (to the journal under systemd)."""
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 This module reports *what the hand did* (press/release with the time it
 happened) and shows *what the daemon says*; it decides nothing. The gestures
-are interpreted by the state machine in ``voxkey.daemon``, which is the only
-place that knows whether a press means "start", "stop", "undo" or "cancel":
+are interpreted by ``voxkey.gestures``, the only place that knows whether a
+press means "start", "stop", "undo" or "cancel"; which light shows when is
+``voxkey.status``'s:
 
 =================  =========================================================
 gesture            meaning
@@ -69,7 +70,7 @@ from functools import partial
 from typing import Any, Literal, Protocol
 
 from voxkey.config import Apa102Settings, ButtonSettings, LedSettings
-from voxkey.errors import HardwareError
+from voxkey.errors import HardwareError, VoxkeyError
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,16 @@ class TerminalButtons:
         for fd in (self._stop_r, self._stop_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def open_buttons(settings: ButtonSettings, on_edge: EdgeHandler, on_quit: Callable[[], None]) -> Buttons:
+    """GPIO buttons on a Pi, terminal keys on a PC (``button.source``)."""
+    if settings.source == "terminal":
+        if not os.isatty(sys.stdin.fileno()):
+            raise VoxkeyError("button.source is terminal but standard input is not a terminal; use --audio-file")
+        print(TerminalButtons.hint(settings), file=sys.stderr)
+        return TerminalButtons(settings, on_edge, on_quit)
+    return GpioButtons(settings, on_edge)
 
 
 class LightState(enum.Enum):

@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from voxkey.daemon import RunOptions, run
+    from voxkey.daemon import RunOptions
+    from voxkey.wiring import run
 
     config = load_config(args)
     if not (args.debug or args.verbose):

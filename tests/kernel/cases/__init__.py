@@ -7,8 +7,8 @@ full evidence and a diff instead of a bare guest traceback.
 
 Adding a case: write ``@guest_case("area.what", modules=(...))`` on a function
 in any module of this package, then ask for its result in a test with
-``@pytest.mark.kernel`` and the ``guest_results`` fixture (see
-``tests/kernel/conftest.py``). One guest boot runs every case the session needs,
+``@pytest.mark.kernel``, ``@pytest.mark.guest_case("area.what")`` and the
+``guest_case_result`` fixture (see ``tests/kernel/conftest.py``). One guest boot runs every case the session needs,
 in registration order, so cases of one area may build on each other (e.g. the
 gadget stays up between USB cases) but each should also work alone.
 """
