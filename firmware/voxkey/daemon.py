@@ -46,7 +46,7 @@ from types import FrameType
 from typing import Any, Protocol, TextIO
 
 from voxkey import config as config_module
-from voxkey.asr import WhisperEngine
+from voxkey.asr import PhraseTranscriber
 from voxkey.audio import SAMPLE_RATE, AudioSource, MicrophoneSource, Samples, WavFileSource
 from voxkey.config import Config
 from voxkey.dictation import DictationSession, PhraseResult
@@ -60,6 +60,7 @@ from voxkey.errors import (
 from voxkey.hid import CONSUMER_EJECT
 from voxkey.keymap import Layout, reports_for_strokes
 from voxkey.notify import SystemdNotifier
+from voxkey.remote.engine import build_engine
 from voxkey.text import commands
 from voxkey.transports.base import Keyboard, MediaKeyLink, ReportLink
 from voxkey.transports.terminal import TerminalLink
@@ -357,7 +358,7 @@ class Daemon:
         buttons_factory: ButtonsFactory | None = None,
         pairing: PairingControl | None = None,
         notifier: SystemdNotifier | None = None,
-        engine: WhisperEngine | None = None,
+        engine: PhraseTranscriber | None = None,
     ) -> None:
         self.config = config
         self.options = options or RunOptions()
@@ -416,7 +417,7 @@ class Daemon:
         self.light = StatusLight(self.config.leds)
         self.light.show(LightState.TRANSCRIBING)
         if self._engine is None:
-            self._engine = WhisperEngine(self.config.asr)
+            self._engine = build_engine(self.config.asr)
             self._engine.warm_up()
         self._open_output()
         for name, target in (("voxkey-transcriber", self._transcriber), ("voxkey-typist", self._typist)):
@@ -1153,7 +1154,7 @@ class Daemon:
         old, self.config = self.config, new
         if new.asr != old.asr and self._own_engine:
             log.info("reloading the speech model")
-            engine, self._engine = self._engine, WhisperEngine(new.asr)
+            engine, self._engine = self._engine, build_engine(new.asr)
             if engine is not None:
                 engine.close()
         if new.output != old.output or new.usb != old.usb or new.bluetooth != old.bluetooth:
