@@ -121,7 +121,7 @@ class WyomingClient:
             while True:
                 event = await client.read_event()
                 if event is None:
-                    raise RemoteAsrError(f"{self.where} closed the connection without a transcript")
+                    raise RemoteAsrError(f"{self.where} ended the exchange without a Wyoming transcript")
                 if Transcript.is_type(event.type):
                     text = Transcript.from_event(event).text
                     if not isinstance(text, str):

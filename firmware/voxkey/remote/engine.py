@@ -101,6 +101,7 @@ class RemoteEngine:
         self._local_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxkey-local")
         self.outcomes: deque[PhraseOutcome] = deque(maxlen=1000)
         self._lock = threading.Lock()
+        self._content_warned = False
 
     @property
     def settings(self) -> AsrSettings:
@@ -135,10 +136,12 @@ class RemoteEngine:
         except RemoteAsrError as exc:
             if exc.server_fault:
                 self.health.failed(exc)
-            else:
-                log.warning("%s; typing the on-device model's text for this phrase", exc)
+            elif not self._content_warned:  # once per run of such answers: one line, not one per phrase
+                self._content_warned = True
+                log.warning("%s; typing the on-device model's text for such phrases", exc)
             return self._local(samples, prompt, started, str(exc), ahead)
         wait_s = self._clock() - started
+        self._content_warned = False
         self._record(PhraseOutcome("remote", text, audio_s, wait_s))
         text = text.strip()
         return Transcript(text, audio_s, wait_s, [text])
