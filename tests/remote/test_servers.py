@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.remote.servers import (
@@ -30,6 +31,7 @@ from tests.remote.servers import (
 from tests.speech_fixtures import manifest, word_error_rate
 from voxkey import config as config_module
 from voxkey.asr import AsrSettings, WhisperEngine
+from voxkey.audio import read_wav, write_wav
 from voxkey.config import Config
 from voxkey.daemon import Daemon, RunOptions
 from voxkey.dictation import DictationResult, transcribe_file
@@ -44,7 +46,8 @@ SPEECH = REPO.parent / "shared" / "speech"
 US = Layout.load("us")
 MODEL = "tiny.en-q5_1"
 DICTATIONS = ["3752-4944-0000", "2412-153948-0002", "LJ001-0004", "LJ001-0028", "jfk"]  # 3.3-11 s, 28 s in all
-LONG = SPEECH / "LJ001-0001.wav"  # 9.7 s, several phrases
+LONG = SPEECH / "LJ001-0001.wav"  # 9.7 s, one phrase
+THREE = ["3752-4944-0000", "2412-153948-0002", "3752-4944-0002"]  # joined by 1 s pauses: three phrases
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +62,15 @@ def wyoming_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
     server = start_wyoming(tiny_en_ct2(), tmp_path_factory.mktemp("wyoming"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def three_phrases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pause = np.zeros(16000, np.int16)
+    parts = [part for name in THREE for part in (read_wav(SPEECH / f"{name}.wav")[0], pause)]
+    path = tmp_path_factory.mktemp("three") / "three.wav"
+    write_wav(path, np.concatenate(parts))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -177,19 +189,23 @@ def test_tls_certificate_for_another_name_falls_back(
 
 
 def test_server_killed_mid_dictation_types_the_rest_from_the_device(
-    local: WhisperEngine, wyoming_server: ServerProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    local: WhisperEngine,
+    wyoming_server: ServerProcess,
+    three_phrases: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     healthy = remote_engine(local, url=wyoming_server.url, timeout_s=60)
-    remote_phrases = [p.text for p in session_text(healthy, LONG).phrases]
-    local_phrases = [p.text for p in session_text(local, LONG).phrases]
-    assert len(local_phrases) >= 2 and len(remote_phrases) == len(local_phrases)
+    remote_phrases = [p.text for p in session_text(healthy, three_phrases).phrases]
+    local_phrases = [p.text for p in session_text(local, three_phrases).phrases]
+    assert len(local_phrases) == len(remote_phrases) == 3
 
     victim = start_wyoming(tiny_en_ct2(), tmp_path)
     proxy = KillingProxy(victim.settings.port, victim.kill, kill_at=2)
     try:
         engine = remote_engine(local, url=f"tcp://127.0.0.1:{proxy.port}", timeout_s=30)
         caplog.set_level(logging.INFO)
-        typed, _ = dictate(simulate_config("    enabled: false\n"), LONG, tmp_path, engine)
+        typed, _ = dictate(simulate_config("    enabled: false\n"), three_phrases, tmp_path, engine)
     finally:
         proxy.close()
         victim.stop()
