@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -41,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO.parent / "shared" / "speech"
 sys.path.insert(0, str(REPO))
 ROOM_TAIL_S = 1.5
+os.environ.setdefault("VOXKEY_MODEL_DIR", str(REPO.parent / "shared" / "models"))
 
 
 def base_ct2(directory: Path) -> Path:

@@ -305,3 +305,18 @@ def test_systemd_dropin_opens_only_the_server_and_verifies(tmp_path: Path) -> No
     assert "allow list with non-localhost entries" in security  # the drop-in was read: one address allowed
     exposure = float(security.split("Overall exposure level for voxkey.service:")[1].split()[0])
     assert exposure <= 4.0
+
+
+def test_voxkey_remote_systemd_prints_and_writes_the_dropin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from voxkey.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text("asr:\n  remote:\n    enabled: true\n    url: tcp://192.168.7.9:10300\n")
+    assert main(["remote", "systemd", "--config", str(config)]) == 0
+    assert "IPAddressAllow=192.168.7.9\n" in capsys.readouterr().out
+    target = tmp_path / "voxkey.service.d" / "remote.conf"
+    assert main(["remote", "systemd", "--config", str(config), "--write", str(target)]) == 0
+    assert "IPAddressAllow=192.168.7.9\n" in target.read_text()
+    config.write_text("asr:\n  model: tiny.en-q5_1\n")
+    assert main(["remote", "systemd", "--config", str(config)]) == 2
+    assert "asr.remote is off" in capsys.readouterr().err
