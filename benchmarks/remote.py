@@ -19,8 +19,16 @@ Figures: WER (Whisper's English normaliser + jiwer, all dictations of a side as 
 release → first / last typed character (median over dictations; negative: typed while the button
 was still held).
 
+Two more measurements that need no microphone pace (so machine load blurs them less):
+
+* ``--wer-all``: WER of local vs remote over every recording of ``../shared/speech`` through the
+  dictation path (same VAD phrases), as fast as possible.
+* ``--fallback``: the wait for one phrase's text from ``RemoteEngine.transcribe``, each file's
+  audio as one phrase, interleaved: device alone, refused port, and a hanging server with each
+  ``fallback`` mode (median over files, and the median of each side minus the device alone).
+
 Usage: pip install -e '.[test,bench-remote]'; python benchmarks/remote.py [--files 8] [--threads 2]
-[--timeout 1.5] [--server-model base|tiny.en|PATH] [--json out.json]
+[--timeout 1.5] [--server-model base|tiny.en|PATH] [--skip-daemon] [--wer-all] [--fallback] [--json out.json]
 """
 
 from __future__ import annotations
@@ -180,7 +188,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     files = pick(args.files)
     results: dict[str, Any] = {"files": [f[0] for f in files], "timeout_s": args.timeout, "sides": {}}
     try:
-        for ident, seconds, _ in files:
+        if args.wer_all:
+            results["wer_all"] = wer_all(local, remote(server.url), server_model.name)
+        if args.fallback:
+            results["fallback"] = fallback_waits(local, remote, hang.url, files, args.timeout)
+        for ident, seconds, _ in [] if args.skip_daemon else files:
             samples, _rate = read_wav(SPEECH / f"{ident}.wav")
             room = work / f"{ident}.wav"
             write_wav(room, np.concatenate([samples, np.zeros(int(ROOM_TAIL_S * 16000), np.int16)]))
@@ -193,7 +205,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
         local.close()
     references = [f[2] for f in files]
-    summary = {}
+    summary: dict[str, Any] = {}
     for side, rows in results["sides"].items():
         summary[side] = {
             "wer": round(word_error_rate(references, [r["text"] for r in rows]), 4),
@@ -204,6 +216,53 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def wer_all(local: Any, remote: Any, server_name: str) -> dict[str, float]:
+    from tests.speech_fixtures import manifest, word_error_rate
+
+    from voxkey.config import Config
+    from voxkey.dictation import transcribe_file
+
+    utterances = manifest()
+    out = {}
+    for side, engine in (("local", local), (f"remote ({server_name})", remote)):
+        texts = [transcribe_file(engine, u.path, Config().vad, Config().audio).text for u in utterances]
+        out[side] = round(word_error_rate([u.text for u in utterances], texts), 4)
+        print(f"WER over all {len(utterances)} recordings, {side}: {out[side]:.2%}", flush=True)
+    sources = {o.source for o in remote.outcomes}
+    assert sources == {"remote"}, f"the server did not answer every phrase: {sources}"
+    return out
+
+
+def fallback_waits(
+    local: Any, remote: Any, hang_url: str, files: list[tuple[str, float, str]], timeout: float
+) -> dict[str, Any]:
+    from tests.remote.servers import free_port
+
+    from voxkey.audio import read_wav
+
+    sides = {
+        "device alone": lambda: None,
+        "refused": lambda: remote(f"tcp://127.0.0.1:{free_port()}", timeout=timeout),
+        "hang, at_deadline": lambda: remote(hang_url, "at_deadline", timeout),
+        "hang, parallel": lambda: remote(hang_url, "parallel", timeout),
+    }
+    waits: dict[str, list[float]] = {side: [] for side in sides}
+    for ident, _, _ in files:
+        samples, _ = read_wav(SPEECH / f"{ident}.wav")
+        for side, make in sides.items():
+            engine = make() or local
+            started = time.monotonic()
+            engine.transcribe(samples)
+            waits[side].append(time.monotonic() - started)
+    alone = waits["device alone"]
+    out = {}
+    for side, times in waits.items():
+        extra = statistics.median(t - a for t, a in zip(times, alone, strict=True))
+        out[side] = {"median_s": round(statistics.median(times), 3), "extra_s": round(extra, 3)}
+        print(f"one phrase, {side}: median {out[side]['median_s']:.2f} s, {extra:+.2f} s vs device alone", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=8)
@@ -211,12 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="tiny.en-q5_1")
     parser.add_argument("--server-model", default="base")
     parser.add_argument("--timeout", type=float, default=1.5)
+    parser.add_argument("--skip-daemon", action="store_true", help="no dictations through the daemon")
+    parser.add_argument("--wer-all", action="store_true", help="WER over every recording, local vs remote")
+    parser.add_argument("--fallback", action="store_true", help="one phrase's wait with a dead server")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     results = measure(args)
     print("\n| side | WER | release → first char (median) | release → last char (median) |")
     print("|---|---|---|---|")
-    for side, s in results["summary"].items():
+    for side, s in results.get("summary", {}).items():
         print(f"| {side} | {s['wer']:.1%} | {s['first_s']:+.2f} s | {s['last_s']:+.2f} s |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
