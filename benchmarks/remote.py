@@ -182,10 +182,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         server_model = tiny_en_ct2()
     else:
         server_model = Path(args.server_model)
+    local = WhisperEngine(AsrSettings(model=args.model, threads=args.threads))  # first: a missing model stops here
+    local.warm_up()
     server = start_wyoming(server_model, work, threads=args.threads, beam_size=0)
     hang = StubServer("wyoming", "hang")
-    local = WhisperEngine(AsrSettings(model=args.model, threads=args.threads))
-    local.warm_up()
 
     def remote(url: str, fallback: str = "at_deadline", timeout: float = 60.0) -> RemoteEngine:
         settings = RemoteSettings(enabled=True, url=url, timeout_s=timeout, fallback=fallback)  # type: ignore[arg-type]
