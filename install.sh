@@ -370,11 +370,25 @@ install_model() {
     chown -R "$USER_NAME:voxkey" "$MODEL_DIR"
 }
 
+# asr.remote (a speech server on the LAN): voxkey.service allows no IP at all; while the config turns the
+# server on, a drop-in allows IPv4/IPv6 to exactly its address (voxkey remote systemd), else it is removed.
+install_remote_dropin() {
+    local dropin_dir="$UNIT_DIR/voxkey.service.d"
+    if "$VENV/bin/python" -c 'from voxkey import config
+raise SystemExit(0 if config.load("/etc/voxkey/config.yaml").asr.remote.enabled else 1)'; then
+        "$VENV/bin/voxkey" remote systemd --config /etc/voxkey/config.yaml --write "$dropin_dir/remote.conf"
+    else
+        rm -f "$dropin_dir/remote.conf"
+        rmdir "$dropin_dir" 2>/dev/null || true
+    fi
+}
+
 install_units() {
     local unit
     for unit in voxkey.service voxkey-gadget.service; do
         install -m 0644 "$SOURCE_DIR/systemd/$unit" "$UNIT_DIR/$unit"
     done
+    install_remote_dropin
     if booted_with_systemd; then
         systemctl daemon-reload
     fi
@@ -433,6 +447,8 @@ do_uninstall() {
         fi
         rm -f "$UNIT_DIR/$unit"
     done
+    rm -f "$UNIT_DIR/voxkey.service.d/remote.conf"
+    rmdir "$UNIT_DIR/voxkey.service.d" 2>/dev/null || true
     if booted_with_systemd; then
         systemctl daemon-reload
     fi

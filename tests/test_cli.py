@@ -24,7 +24,7 @@ def test_every_command_is_mapped_to_the_module_that_registers_it() -> None:
 
 def test_a_command_loads_only_its_own_module_and_help_loads_all() -> None:
     assert modules_for(["--debug", "type", "hi"]) == ("keyboard",)
-    assert len(modules_for(["--help"])) == 4
+    assert len(modules_for(["--help"])) == 5
 
 
 def test_typing_does_not_import_speech_or_bluetooth_stacks(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +65,7 @@ import numpy.typing as npt
 from voxkey.audio import SAMPLE_RATE, Samples
 from voxkey.errors import ConfigError, ModelError
 from voxkey.models import DEFAULT_MODEL, check_model, find_model
+from voxkey.remote.settings import RemoteSettings
 
 log = logging.getLogger(__name__)
 whisper_log = logging.getLogger("voxkey.whisper")
@@ -94,6 +95,7 @@ class AsrSettings:
     token_cap_base: int = 16
     temperature_fallback: bool = False  # whisper's own guard: re-decode hotter (slow, and not repeatable)
     context_words: int = 0  # words of the dictation so far given to whisper as the prompt for the next phrase
+    remote: RemoteSettings = field(default_factory=RemoteSettings)  # optional LAN speech server (voxkey.remote)
 
     def validate(self) -> None:
         if self.threads < 1:
@@ -114,6 +116,7 @@ class AsrSettings:
         if self.tokens_per_second <= 0 or self.token_cap_base < 1:
             at_fault = ("tokens_per_second",) if self.tokens_per_second <= 0 else ("token_cap_base",)
             raise ConfigError("asr.tokens_per_second and asr.token_cap_base must be positive", settings=at_fault)
+        self.remote.validate()
 
 
 @dataclass
@@ -124,6 +127,23 @@ class Transcript:
     audio_s: float
     compute_s: float
     segments: list[str] = field(default_factory=list)
+
+
+class PhraseTranscriber(Protocol):
+    """What a dictation needs from speech recognition: :class:`WhisperEngine`, or
+    ``voxkey.remote.engine.RemoteEngine`` (a LAN speech server with this engine as fallback)."""
+
+    @property
+    def settings(self) -> AsrSettings: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def transcribe(self, samples: Samples | npt.NDArray[np.float32], prompt: str | None = None) -> Transcript: ...
+
+    def warm_up(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 # --- whisper.cpp log routing ---------------------------------------------------------------------

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TextIO
 
 from voxkey import config as config_module
-from voxkey.asr import WhisperEngine
+from voxkey.asr import PhraseTranscriber
 from voxkey.audio import AudioSource, MicrophoneSource, WavFileSource
 from voxkey.capture import Recorder, RecordingEnded, SilenceReached
 from voxkey.clock import MONOTONIC, Clock
@@ -43,6 +43,7 @@ from voxkey.errors import AudioError, ConfigError, VoxkeyError
 from voxkey.gestures import Act, Cancel, GestureInterpreter, Intent, Situation, Start, Stop
 from voxkey.notify import SystemdNotifier
 from voxkey.pipeline import Feedback, PhraseReady, Pipeline, Transcribed
+from voxkey.remote.engine import build_engine
 from voxkey.status import Counters, Snapshot, light_state, status_text
 from voxkey.transports.base import Keyboard
 from voxkey.transports.host import Links, PairingEnded, PairingMode
@@ -121,7 +122,7 @@ class Daemon:
         audio_factory: AudioFactory | None = None,
         buttons_factory: ButtonsFactory | None = None,
         notifier: SystemdNotifier | None = None,
-        engine: WhisperEngine | None = None,
+        engine: PhraseTranscriber | None = None,
         clock: Clock = MONOTONIC,
     ) -> None:
         self.config = config
@@ -166,7 +167,7 @@ class Daemon:
         self.light = StatusLight(self.config.leds)
         self.light.show(LightState.TRANSCRIBING)
         if self._engine is None:
-            self._engine = WhisperEngine(self.config.asr)
+            self._engine = build_engine(self.config.asr)
             self._engine.warm_up()
         self._open_output()
         self.pipeline.start(self._engine)
@@ -377,7 +378,7 @@ class Daemon:
         self.gestures.settings, self.gestures.min_recording_s = new.button, new.audio.min_recording_ms / 1000
         if new.asr != old.asr and self._own_engine:
             log.info("reloading the speech model")
-            engine, self._engine = self._engine, WhisperEngine(new.asr)
+            engine, self._engine = self._engine, build_engine(new.asr)
             self.pipeline.engine = self._engine
             if engine is not None:
                 engine.close()

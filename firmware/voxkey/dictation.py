@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voxkey.asr import Transcript, WhisperEngine
+from voxkey.asr import PhraseTranscriber, Transcript
 from voxkey.audio import SAMPLE_RATE, AudioSettings, Samples, WavFileSource
 from voxkey.text.cleanup import clean_phrase, join_two
 from voxkey.vad import Phrase, PhraseSegmenter, VadSettings
@@ -112,7 +112,7 @@ class DictationSession:
 
     def __init__(
         self,
-        engine: WhisperEngine,
+        engine: PhraseTranscriber,
         vad: VadSettings | None = None,
         audio: AudioSettings | None = None,
         on_phrase: Callable[[PhraseResult], None] | None = None,
@@ -340,7 +340,7 @@ def repeats_end_of(text: str, before: str) -> bool:
 
 
 def transcribe_samples(
-    engine: WhisperEngine,
+    engine: PhraseTranscriber,
     samples: Samples,
     vad: VadSettings | None = None,
     audio: AudioSettings | None = None,
@@ -355,7 +355,7 @@ def transcribe_samples(
 
 
 def transcribe_file(
-    engine: WhisperEngine,
+    engine: PhraseTranscriber,
     path: str | Path,
     vad: VadSettings | None = None,
     audio: AudioSettings | None = None,

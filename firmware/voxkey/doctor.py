@@ -103,6 +103,8 @@ class Doctor:
             self.check_gpio,
             self.check_pin_factory,
             self.check_spi,
+            self.check_remote_privacy,
+            self.check_remote_server,
         ]
 
     def run(self) -> list[CheckResult]:
@@ -378,6 +380,26 @@ class Doctor:
                 "add dtparam=spi=on to config.txt and reboot (install.sh does this for apa102)",
             )
         return _access_result("spi", device, "spi", "that a udev rule gives /dev/spidev* to group spi")
+
+    def check_remote_privacy(self) -> CheckResult:
+        """asr.remote sends audio off the device: say where, and warn when it leaves the LAN or is unencrypted."""
+        from voxkey.remote.network import privacy_findings
+
+        remote = self.config.asr.remote
+        if not remote.enabled:
+            return CheckResult("speech server", True, "asr.remote off: speech stays on this device", used=False)
+        found = privacy_findings(remote)
+        return CheckResult("speech server privacy", found.ok, found.detail, found.fix)
+
+    def check_remote_server(self) -> CheckResult:
+        from voxkey.remote.clients import client_for
+        from voxkey.remote.network import reachability
+
+        remote = self.config.asr.remote
+        if not remote.enabled:
+            return CheckResult("speech server reachable", True, "asr.remote off", used=False)
+        found = reachability(client_for(remote).probe, remote.timeout_s)
+        return CheckResult("speech server reachable", found.ok, found.detail, found.fix)
 
     def _is_pi5(self) -> bool:
         """The Pi 5 family (Pi 5, Pi 500, Compute Module 5): its GPIO is on the RP1 chip, which only lgpio drives."""

@@ -81,3 +81,15 @@ class ModelError(VoxkeyError):
 
 class HardwareError(VoxkeyError):
     """GPIO pins for the button or LEDs cannot be used."""
+
+
+class RemoteAsrError(VoxkeyError):
+    """The speech server (asr.remote) did not give a usable transcript; the on-device model takes over.
+
+    ``server_fault`` is False when the server answered but the text was not
+    believable (empty, far too long): the server stays in use for the next phrase.
+    """
+
+    def __init__(self, message: str, *, server_fault: bool = True) -> None:
+        self.server_fault = server_fault
+        super().__init__(message)

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from voxkey.asr import WhisperEngine
+from voxkey.asr import PhraseTranscriber
 from voxkey.capture import Recorder, RecordingEnded
 from voxkey.config import Config
 from voxkey.dictation import DictationSession, PhraseResult
@@ -68,7 +68,7 @@ class Pipeline:
     ) -> None:
         self.config = config
         """Replaced by the daemon on reload, while nothing is in flight."""
-        self.engine: WhisperEngine | None = None
+        self.engine: PhraseTranscriber | None = None
         self.recorder = recorder
         self.typist = typist
         self.counters = counters
@@ -87,7 +87,7 @@ class Pipeline:
         self._transcribe_queue: queue.Queue[Dictation | None] = queue.Queue()
         self._transcriber: threading.Thread | None = None
 
-    def start(self, engine: WhisperEngine) -> None:
+    def start(self, engine: PhraseTranscriber) -> None:
         self.engine = engine
         self._transcriber = threading.Thread(target=self._transcribe, name="voxkey-transcriber", daemon=True)
         self._transcriber.start()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from voxkey import __version__
 from voxkey.errors import VoxkeyError
 
-COMMAND_MODULES = ("keyboard", "speech", "service", "bluetooth")
+COMMAND_MODULES = ("keyboard", "speech", "service", "bluetooth", "remote")
 MODULE_OF_COMMAND = {
     "keys": "keyboard",
     "type": "keyboard",
@@ -28,6 +28,7 @@ MODULE_OF_COMMAND = {
     "doctor": "service",
     "pair": "bluetooth",
     "hosts": "bluetooth",
+    "remote": "remote",
 }
 """Which module registers each command: a command imports only its own module, so
 ``voxkey type`` does not pay for numpy, whisper and D-Bus (seconds on a Pi Zero);
