@@ -109,6 +109,7 @@ def dictate(engine: Any, room: Path, speech_s: float) -> dict[str, Any]:
     from voxkey.config import ButtonSettings, Config, LedSettings, OutputSettings
     from voxkey.daemon import Daemon, RunOptions
     from voxkey.keymap import Layout, decode
+    from voxkey.transports.host import Links
     from voxkey.ui import ButtonEdge
 
     host = TimedHost()
@@ -130,7 +131,7 @@ def dictate(engine: Any, room: Path, speech_s: float) -> dict[str, Any]:
         config,
         RunOptions(exit_when_idle=False),
         audio_factory=lambda: Room(room, config.audio, realtime=True, auto_listen=False),
-        link_factory=lambda c: [host],  # type: ignore[list-item]
+        link_factory=lambda c: Links([host]),  # type: ignore[list-item]
         buttons_factory=lambda d: None,
         engine=engine,
     )

@@ -39,6 +39,7 @@ from voxkey.keymap import Layout, decode
 from voxkey.remote.engine import RemoteEngine
 from voxkey.remote.settings import RemoteSettings
 from voxkey.text.cleanup import join_two
+from voxkey.transports.host import Links
 from voxkey.transports.usb import UsbHidLink
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,7 +99,9 @@ def dictate(config: Config, wav: Path, directory: Path, engine: RemoteEngine | N
     """One press-speak-release of the daemon over ``wav``; what the host received."""
     device = directory / f"hidg0-{wav.stem}"
     device.write_bytes(b"")
-    daemon = Daemon(config, RunOptions(audio_file=wav), link_factory=lambda c: [UsbHidLink(device)], engine=engine)
+    daemon = Daemon(
+        config, RunOptions(audio_file=wav), link_factory=lambda c: Links([UsbHidLink(device)]), engine=engine
+    )
     assert daemon.run() == 0
     data = device.read_bytes()
     return decode([data[i : i + 8] for i in range(0, len(data), 8)], US), daemon
