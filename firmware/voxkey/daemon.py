@@ -59,6 +59,7 @@ from voxkey.errors import (
 )
 from voxkey.hid import CONSUMER_EJECT
 from voxkey.keymap import Layout, reports_for_strokes
+from voxkey.memory import limit_heap_growth
 from voxkey.notify import SystemdNotifier
 from voxkey.text import commands
 from voxkey.transports.base import Keyboard, MediaKeyLink, ReportLink
@@ -415,6 +416,7 @@ class Daemon:
         self.notifier.status("loading the speech model")
         self.light = StatusLight(self.config.leds)
         self.light.show(LightState.TRANSCRIBING)
+        limit_heap_growth()  # before whisper and the threads allocate: see voxkey.memory
         if self._engine is None:
             self._engine = WhisperEngine(self.config.asr)
             self._engine.warm_up()
