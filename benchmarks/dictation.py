@@ -60,8 +60,9 @@ def _manifest() -> list[tuple[str, str]]:
     return [(row.split("\t")[0], row.split("\t")[4]) for row in rows]
 
 
-def build_dictation(seed: int, target_s: float) -> tuple[np.ndarray, float, str]:
-    """Utterances joined by natural pauses: (room audio, seconds until the last utterance ends, reference)."""
+def build_dictation(seed: int, target_s: float) -> tuple[np.ndarray, float, str, list[str]]:
+    """Utterances joined by natural pauses: (room audio, seconds until the last utterance ends, reference,
+    the reference of each utterance)."""
     sys.path.insert(0, str(REPO / "firmware"))
     from voxkey.audio import read_wav
 
@@ -84,7 +85,7 @@ def build_dictation(seed: int, target_s: float) -> tuple[np.ndarray, float, str]
         total += samples.size / SAMPLE_RATE
     speech_s = total
     parts.append(np.zeros(int(ROOM_TAIL_S * SAMPLE_RATE), np.int16))
-    return np.concatenate(parts), speech_s, " ".join(refs)
+    return np.concatenate(parts), speech_s, " ".join(refs), refs
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -93,6 +94,46 @@ def wer(reference: str, hypothesis: str) -> float:
 
     normalise = EnglishTextNormalizer()
     return float(jiwer.wer(normalise(reference), normalise(hypothesis) or "<empty>"))
+
+
+_SENTENCE_END = re.compile(r"[.?!][\"')]*$")
+
+
+def _word_key(token: str) -> str:
+    return re.sub(r"[^\w']", "", token.lower())
+
+
+def format_errors(utterances: list[str], hypothesis: str) -> tuple[int, int]:
+    """Wrong sentence breaks and capitals inside utterances: (errors, words judged).
+
+    WER's normaliser ignores case and punctuation; this judges what phrase boundaries break. A word is
+    judged when the text has it (same spelling) and the reference gives its case and punctuation (LJ
+    Speech does, LibriSpeech is upper case) and it is not an utterance's first or last word: the clips
+    join mid-sentence, where a full stop is as right as none. An error is a capital where the reference
+    has none (or the reverse), or a sentence end (. ? !) after it where the reference has none (or the
+    reverse).
+    """
+    import difflib
+
+    ref_tokens: list[tuple[str, bool, bool, bool]] = []  # key, judged, capital, sentence end
+    for utterance in utterances:
+        tokens = utterance.split()
+        cased = not utterance.isupper()
+        for i, token in enumerate(tokens):
+            judged = cased and 0 < i < len(tokens) - 1 and token[:1].isalpha()
+            ref_tokens.append((_word_key(token), judged, token[:1].isupper(), bool(_SENTENCE_END.search(token))))
+    hyp = hypothesis.split()
+    matcher = difflib.SequenceMatcher(None, [t[0] for t in ref_tokens], [_word_key(t) for t in hyp], autojunk=False)
+    errors = judged = 0
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            key, is_judged, capital, end = ref_tokens[block.a + k]
+            if not is_judged or not key:
+                continue
+            word = hyp[block.b + k]
+            judged += 1
+            errors += (word[:1].isupper() != capital) + (bool(_SENTENCE_END.search(word)) != end)
+    return errors, judged
 
 
 def doubled_ngrams(reference: str, hypothesis: str, n: int = 4) -> int:
@@ -294,7 +335,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             rows = []
             for seed in args.seeds:
                 for length in args.lengths:
-                    room_audio, speech_s, reference = build_dictation(seed, length)
+                    room_audio, speech_s, reference, utterances = build_dictation(seed, length)
                     room = Path(tmp) / f"room-{seed}-{length}.wav"
                     write_wav(room, room_audio)
                     print(f"{model}: dictation {length} s (seed {seed}, {speech_s:.1f} s)", file=sys.stderr, flush=True)
@@ -303,6 +344,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         runs[side] = run_child(side.split("-")[0], model, args.threads, room, speech_s, cgroup)
                         runs[side]["wer"] = round(wer(reference, runs[side]["text"]), 4)
                         runs[side]["doubled"] = doubled_ngrams(reference, runs[side]["text"])
+                        runs[side]["format"] = format_errors(utterances, runs[side]["text"])
                     row = {"length": length, "seed": seed, "audio_s": round(speech_s, 2), "ref": reference}
                     rows.append({**row, **runs})
             results[model] = rows
@@ -317,6 +359,12 @@ def _overall_wer(rows: list[dict[str, Any]], side: str) -> float:
     refs = [normalise(r["ref"]) for r in rows]
     hyps = [normalise(r[side]["text"]) or "<empty>" for r in rows]
     return float(jiwer.wer(refs, hyps))
+
+
+def _format_rate(rows: list[dict[str, Any]], side: str) -> float:
+    errors = sum(r[side]["format"][0] for r in rows)
+    judged = sum(r[side]["format"][1] for r in rows)
+    return 100.0 * errors / max(1, judged)
 
 
 def table(results: dict[str, Any], quota: float | None) -> str:
@@ -346,6 +394,10 @@ def table(results: dict[str, Any], quota: float | None) -> str:
         cpu = sum(r["ours"]["cpu_s"] for r in rows) / max(1e-9, sum(r["plain"]["cpu_s"] for r in rows))
         lines.append(
             f"| {model} | all | | | | {ours_wer * 100:.2f} / {plain_wer * 100:.2f} % | ratio {cpu:.2f} | | | |"
+        )
+        lines.append(
+            f"| {model} | case and sentence-end errors per 100 judged words (see format_errors) "
+            f"| {_format_rate(rows, 'ours'):.1f} / {_format_rate(rows, 'plain'):.1f} | | | | | | | |"
         )
     return "\n".join(lines)
 

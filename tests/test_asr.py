@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 from contextlib import redirect_stdout
@@ -33,6 +34,7 @@ from voxkey.cli import main as voxkey_main
 from voxkey.dictation import DictationSession, PhraseResult, repeats_end_of, transcribe_file, transcribe_samples
 from voxkey.errors import AudioError, ConfigError
 from voxkey.text.cleanup import clean_phrase
+from voxkey.vad import VadSettings
 
 __all__ = ["speech_tmp", "tiny_engine"]
 
@@ -249,6 +251,46 @@ def test_same_audio_same_text_however_the_worker_is_scheduled(tiny_engine: Whisp
     assert session.result is not None and session.result.speculations >= 1
     assert text == at_once.text
     assert "".join(piece.addition for piece in pieces) == text  # what was typed phrase by phrase adds up
+
+
+def trimmed(sound: np.ndarray) -> np.ndarray:
+    """Without espeak's own silence at both ends, so the test sets the pause exactly."""
+    loud = np.nonzero(np.abs(sound.astype(np.int32)) > 300)[0]
+    return sound[loud[0] : loud[-1] + 1]
+
+
+def _held_stop_dictation(engine: WhisperEngine, tmp: Path, pause_s: float) -> tuple[str, list[PhraseResult]]:
+    opening = espeak(
+        "According to the historians, the invention of movable metal letters in the middle of the fifteenth "
+        "century may justly be considered",
+        tmp,
+        "held-opening",
+    )
+    rest = espeak("as the invention of the art of printing.", tmp, "held-rest")
+    opening, rest = (trimmed(sound) for sound in (opening, rest))
+    assert opening.size / SAMPLE_RATE > VadSettings().long_phrase_s  # so a short pause ends it
+    pieces: list[PhraseResult] = []
+    session = DictationSession(engine, on_phrase=pieces.append)
+    session.start()
+    session.feed(concat(silence(0.5), opening, silence(pause_s), rest, silence(1)))
+    return session.finish(), pieces
+
+
+def test_a_sentence_cut_at_a_short_pause_goes_on_without_a_full_stop(
+    tiny_engine: WhisperEngine, speech_tmp: Path
+) -> None:
+    """Whisper ends every phrase with a full stop; mid-sentence, the stop was typed and the next word capitalised."""
+    text, pieces = _held_stop_dictation(tiny_engine, speech_tmp, 0.3)
+    assert len([p for p in pieces if p.audio_s]) == 2  # the short pause did cut the sentence
+    assert re.search(r"considered as the", text), text
+    assert text.endswith(".")  # the last phrase's stop, held until the dictation ended
+    assert "".join(piece.addition for piece in pieces) == text  # typed phrase by phrase, nothing typed twice
+
+
+def test_a_long_pause_after_a_held_stop_keeps_it(tiny_engine: WhisperEngine, speech_tmp: Path) -> None:
+    text, pieces = _held_stop_dictation(tiny_engine, speech_tmp, 0.8)
+    assert re.search(r"considered\. As the", text), text
+    assert "".join(piece.addition for piece in pieces) == text
 
 
 def test_the_last_phrase_is_ready_when_the_speaker_stops(tiny_engine: WhisperEngine) -> None:

@@ -78,6 +78,20 @@ def test_short_pause_ends_a_long_phrase(sentences: tuple[np.ndarray, np.ndarray]
     assert phrases[0].duration_s > VadSettings().long_phrase_s
 
 
+def test_phrases_know_how_they_ended_and_the_pause_before_them(sentences: tuple[np.ndarray, np.ndarray]) -> None:
+    """What decides whether a sentence may go on across a cut: a short pause, or one that ends any phrase."""
+    fox, report = (trimmed(s) for s in sentences)
+    long_speech = concat(fox, silence(0.1), report, silence(0.1), fox)
+    phrases = split_phrases(concat(silence(0.5), long_speech, silence(0.4), report, silence(0.9), fox, silence(1)))
+    assert len(phrases) == 3
+    first, second, third = phrases
+    assert first.pause_before_ms is None
+    assert first.cut_short and not second.cut_short and not third.cut_short
+    assert second.pause_before_ms is not None
+    assert VadSettings().short_pause_ms <= second.pause_before_ms < VadSettings().phrase_pause_ms  # 0.4 s of silence
+    assert third.pause_before_ms is not None and third.pause_before_ms >= VadSettings().phrase_pause_ms
+
+
 def test_no_sound_goes_to_two_phrases(sentences: tuple[np.ndarray, np.ndarray]) -> None:
     fox, report = (trimmed(s) for s in sentences)
     speech = concat(fox, silence(0.35), report, silence(0.1), fox, silence(0.65), report, silence(0.3), fox)

@@ -41,6 +41,7 @@ from voxkey.clock import MONOTONIC, Clock
 from voxkey.config import Config
 from voxkey.errors import AudioError, ConfigError, VoxkeyError
 from voxkey.gestures import Act, Cancel, GestureInterpreter, Intent, Situation, Start, Stop
+from voxkey.memory import limit_heap_growth
 from voxkey.notify import SystemdNotifier
 from voxkey.pipeline import Feedback, PhraseReady, Pipeline, Transcribed
 from voxkey.remote.engine import build_engine
@@ -166,6 +167,7 @@ class Daemon:
         self.notifier.status("loading the speech model")
         self.light = StatusLight(self.config.leds)
         self.light.show(LightState.TRANSCRIBING)
+        limit_heap_growth()  # before whisper and the threads allocate: see voxkey.memory
         if self._engine is None:
             self._engine = build_engine(self.config.asr)
             self._engine.warm_up()

@@ -53,7 +53,7 @@ from pathlib import Path
 
 from voxkey.asr import PhraseTranscriber, Transcript
 from voxkey.audio import SAMPLE_RATE, AudioSettings, Samples, WavFileSource
-from voxkey.text.cleanup import clean_phrase, join_two
+from voxkey.text.cleanup import clean_phrase, join_two, starts_mid_sentence
 from voxkey.vad import Phrase, PhraseSegmenter, VadSettings
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,9 @@ class DictationSession:
         self._released = False
         self._fed_s = 0.0
         self._error: BaseException | None = None
+        self._held = (
+            ""  # the full stop of a phrase that ended at a short pause: typed once the next shows a new sentence
+        )
 
     @property
     def active(self) -> bool:
@@ -162,7 +165,7 @@ class DictationSession:
         self._text, self._results, self._compute_s = "", [], 0.0
         self._speculations = self._hits = 0
         self._guess_s, self._released, self._fed_s = 0.0, False, 0.0
-        self._error = None
+        self._error, self._held = None, ""
         self.result = None
         self._worker = threading.Thread(target=self._work, name="voxkey-asr-worker", daemon=True)
         self._worker.start()
@@ -243,8 +246,10 @@ class DictationSession:
             with self._cond:
                 while not (self._closed or self._ending or self._wanted_guess() is not None):
                     self._cond.wait()
-                if self._cancelled or (self._ending and not self._closed):
+                if self._cancelled:
                     return
+                if self._ending and not self._closed:
+                    break
                 if self._closed:
                     phrase, guess = self._closed.popleft(), False
                 else:
@@ -264,6 +269,7 @@ class DictationSession:
                     self._closed.clear()
                     self._cancelled = True
                 return
+        self._end_held_sentence()
 
     def _wanted_guess(self) -> Phrase | None:
         candidate = self._candidate
@@ -276,6 +282,11 @@ class DictationSession:
     def _forget_guesses_before(self, phrase: Phrase) -> None:
         """Guesses for audio that ends inside a closed phrase can no longer be used (caller holds _cond)."""
         self._speculated = {key: d for key, d in self._speculated.items() if key[0] >= phrase.start_s}
+
+    def _continues_sentence(self, phrase: Phrase) -> bool:
+        """The phrase before ended at a short pause with a full stop, and this one follows after a short pause."""
+        pause = phrase.pause_before_ms
+        return bool(self._held) and pause is not None and pause < self.vad_settings.phrase_pause_ms
 
     def _prompt(self) -> str:
         words = self.engine.settings.context_words
@@ -311,9 +322,12 @@ class DictationSession:
             log.info("phrase %d repeated the text before it (%r); without prompt: %r", phrase.index, text, retry.text)
             transcript, speculative = retry, False
             text = clean_phrase(retry.text, retry.audio_s)
+        held = self._settle_held(phrase, text)
         joined = join_two(self._text, text)
-        addition = joined[len(self._text) :]
+        addition = held + joined[len(self._text) :]
         self._text = joined
+        if phrase.cut_short and joined.endswith(".") and not joined.endswith(".."):
+            self._held, self._text, addition = ".", joined[:-1], addition[:-1]
         result = PhraseResult(
             index=phrase.index,
             start_s=phrase.start_s,
@@ -328,6 +342,36 @@ class DictationSession:
         self._results.append(result)
         if self.on_phrase is not None:
             self.on_phrase(result)
+
+    def _settle_held(self, phrase: Phrase, text: str) -> str:
+        """Decide a held full stop with the next phrase's text; returns it if it goes into the text now.
+
+        A phrase cut at a short pause is often mid-sentence ("may justly be considered | as the invention"),
+        but whisper ends every phrase with a full stop and starts the next with a capital. So the stop is
+        held back, and dropped if the next phrase follows after a short pause and starts like the rest of a
+        sentence (``starts_mid_sentence``: lower case, or an ordinary word such as "as" or "which"); join_two
+        then lowers its capital. Giving whisper the text before as its prompt instead was tried: it went on
+        with "printing differs ..." in lower case after a full sentence, and cost a prompt per phrase.
+        """
+        continues = self._continues_sentence(phrase)
+        if not self._held or (not text and continues):
+            return ""
+        held, self._held = self._held, ""
+        if continues and starts_mid_sentence(text):
+            return ""
+        self._text += held
+        return held
+
+    def _end_held_sentence(self) -> None:
+        """The dictation is over: a full stop still held back ends it."""
+        if not self._held:
+            return
+        held, self._held = self._held, ""
+        self._text += held
+        if self.on_phrase is not None and self._results:
+            last = self._results[-1]
+            end_s = last.start_s + last.audio_s
+            self.on_phrase(PhraseResult(last.index, end_s, 0.0, "", "", 0.0, addition=held))
 
 
 def repeats_end_of(text: str, before: str) -> bool:

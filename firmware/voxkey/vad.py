@@ -92,6 +92,10 @@ class Phrase:
     speech_ms: int  # voiced audio inside it
     index: int = 0
     dynamic_db: float = 0.0  # spread of frame loudness (90th - 10th percentile)
+    cut_short: bool = False
+    """Ended at a pause shorter than ``phrase_pause_ms`` (or split for length): the sentence may go on."""
+    pause_before_ms: int | None = None
+    """Silence between the previous phrase's last voiced frame and this one's first (None: the first phrase)."""
 
     @property
     def duration_s(self) -> float:
@@ -115,6 +119,7 @@ class _OpenPhrase:
     start_frame: int = 0
     trailing_silence: int = 0  # frames
     candidate: tuple[int, Phrase | None] | None = None
+    pause_before: int | None = None  # frames of silence since the previous phrase's speech
 
 
 class PhraseSegmenter:
@@ -142,6 +147,7 @@ class PhraseSegmenter:
         self._open: _OpenPhrase | None = None
         self._frames_seen = 0
         self._emitted = 0
+        self._last_voiced_at: int | None = None  # frame number of the last voiced frame of the last phrase
         self.dropped = 0  # phrases rejected for too little speech
         self.total_samples = 0
 
@@ -177,7 +183,8 @@ class PhraseSegmenter:
             return None
         cut = len(current.frames) - current.trailing_silence + self._tail_frames
         if current.candidate is None or current.candidate[0] != cut:  # built once per pause, not per frame
-            current.candidate = (cut, self._phrase(current.frames[:cut], current.start_frame, count=False))
+            phrase = self._phrase(current.frames[:cut], current.start_frame, current.pause_before, count=False)
+            current.candidate = (cut, phrase)
         return current.candidate[1]
 
     def flush(self) -> list[Phrase]:
@@ -192,7 +199,7 @@ class PhraseSegmenter:
         current, self._open = self._open, None
         if current is not None:
             cut = len(current.frames) - current.trailing_silence + self._tail_frames
-            phrase = self._phrase(current.frames[:cut], current.start_frame)
+            phrase = self._phrase(current.frames[:cut], current.start_frame, current.pause_before)
             if phrase is not None:
                 closed.append(phrase)
         return closed
@@ -220,7 +227,9 @@ class PhraseSegmenter:
             first_voiced = len(frames) - len(recent) + next(i for i, f in enumerate(recent) if f.voiced)
             lead_in = max(0, first_voiced - self._pad_frames)
             start = self._frames_seen - len(frames) + lead_in
-            self._open = _OpenPhrase(frames[lead_in:], start)
+            first_voiced_at = self._frames_seen - len(frames) + first_voiced
+            pause = None if self._last_voiced_at is None else first_voiced_at - self._last_voiced_at - 1
+            self._open = _OpenPhrase(frames[lead_in:], start, pause_before=pause)
             self._window.clear()
 
     def _pause_ends(self, current: _OpenPhrase) -> bool:
@@ -236,7 +245,8 @@ class PhraseSegmenter:
         self._open = None
         cut = len(current.frames) - current.trailing_silence + self._tail_frames
         self._window.extend(current.frames[cut:])
-        return self._phrase(current.frames[:cut], current.start_frame)
+        short = current.trailing_silence < self._pause_frames
+        return self._phrase(current.frames[:cut], current.start_frame, current.pause_before, cut_short=short)
 
     def _split_long(self, current: _OpenPhrase) -> Phrase | None:
         """Cut an overlong phrase in the middle of its longest recent pause (or hard, if none)."""
@@ -253,12 +263,20 @@ class PhraseSegmenter:
                 run_start = -1
         cut = best_start + best_len // 2 if best_len else len(frames)
         rest = frames[cut:]
-        self._open = _OpenPhrase(rest, current.start_frame + cut) if rest else None
+        phrase = self._phrase(frames[:cut], current.start_frame, current.pause_before, cut_short=True)
+        self._open = _OpenPhrase(rest, current.start_frame + cut, pause_before=0) if rest else None
         if self._open is not None:
             self._open.trailing_silence = _trailing_silence(rest)
-        return self._phrase(frames[:cut], current.start_frame)
+        return phrase
 
-    def _phrase(self, frames: list[_Frame], start_frame: int, count: bool = True) -> Phrase | None:
+    def _phrase(
+        self,
+        frames: list[_Frame],
+        start_frame: int,
+        pause_before: int | None,
+        count: bool = True,
+        cut_short: bool = False,
+    ) -> Phrase | None:
         """A phrase of these frames, or None for a cough, a click or steady noise."""
         voiced = sum(1 for f in frames if f.voiced)
         if voiced < self._min_voiced:
@@ -270,8 +288,12 @@ class PhraseSegmenter:
             self.dropped += count
             return None
         start_s = start_frame * self._frame_len / SAMPLE_RATE
-        phrase = Phrase(samples, start_s, voiced * self.settings.frame_ms, self._emitted, spread)
-        self._emitted += count
+        frame_ms = self.settings.frame_ms
+        pause_ms = None if pause_before is None else pause_before * frame_ms
+        phrase = Phrase(samples, start_s, voiced * frame_ms, self._emitted, spread, cut_short, pause_ms)
+        if count:
+            self._emitted += 1
+            self._last_voiced_at = start_frame + max(i for i, f in enumerate(frames) if f.voiced)
         return phrase
 
 

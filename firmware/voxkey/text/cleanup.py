@@ -322,6 +322,14 @@ def _lower_first(text: str) -> str:
     return text
 
 
+def starts_mid_sentence(phrase: str) -> bool:
+    """Whether the phrase reads as the rest of a sentence: lower case, or an ordinary word whisper capitalised."""
+    word = _first_word(phrase)
+    if not word or not word[0].isalpha():
+        return False
+    return word[0].islower() or (word[1:].islower() and word.lower() in _SENTENCE_INNER_WORDS)
+
+
 def join_two(previous: str, phrase: str) -> str:
     """Append ``phrase`` to ``previous`` with a sentence's spacing and capitalisation."""
     if not phrase:
@@ -330,10 +338,8 @@ def join_two(previous: str, phrase: str) -> str:
         return phrase
     if _TERMINAL.search(previous):
         phrase = _capitalise_first(phrase)
-    elif _SOFT_END.search(previous):
-        word = _first_word(phrase)
-        if word and word[0].isupper() and word[1:].islower() and word.lower() in _SENTENCE_INNER_WORDS:
-            phrase = _lower_first(phrase)
+    elif _SOFT_END.search(previous) and starts_mid_sentence(phrase):
+        phrase = _lower_first(phrase)
     if phrase[0] in ",.!?;:)]}%" or previous[-1] in "([{\n\t " or previous.endswith("\n"):
         return previous + phrase
     return f"{previous} {phrase}"
