@@ -109,9 +109,9 @@ def format_errors(utterances: list[str], hypothesis: str) -> tuple[int, int]:
     WER's normaliser ignores case and punctuation; this judges what phrase boundaries break. A word is
     judged when the text has it (same spelling) and the reference gives its case and punctuation (LJ
     Speech does, LibriSpeech is upper case) and it is not an utterance's first or last word: the clips
-    join mid-sentence, where a full stop is as right as none. An error is a capital where the reference
-    has none (or the reverse), or a sentence end (. ? !) after it where the reference has none (or the
-    reverse).
+    join mid-sentence, where a full stop is as right as none; but an utterance that ends a sentence
+    needs its full stop, whatever follows. An error is a capital where the reference has none (or the
+    reverse), or a sentence end (. ? !) after it where the reference has none (or the reverse).
     """
     import difflib
 
@@ -120,8 +120,11 @@ def format_errors(utterances: list[str], hypothesis: str) -> tuple[int, int]:
         tokens = utterance.split()
         cased = not utterance.isupper()
         for i, token in enumerate(tokens):
+            end = bool(_SENTENCE_END.search(token))
             judged = cased and 0 < i < len(tokens) - 1 and token[:1].isalpha()
-            ref_tokens.append((_word_key(token), judged, token[:1].isupper(), bool(_SENTENCE_END.search(token))))
+            if cased and i == len(tokens) - 1 and end and i > 0:
+                judged = True  # a finished sentence: a full stop after it is right whatever follows
+            ref_tokens.append((_word_key(token), judged, token[:1].isupper(), end))
     hyp = hypothesis.split()
     matcher = difflib.SequenceMatcher(None, [t[0] for t in ref_tokens], [_word_key(t) for t in hyp], autojunk=False)
     errors = judged = 0

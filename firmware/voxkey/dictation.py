@@ -53,7 +53,7 @@ from pathlib import Path
 
 from voxkey.asr import PhraseTranscriber, Transcript
 from voxkey.audio import SAMPLE_RATE, AudioSettings, Samples, WavFileSource
-from voxkey.text.cleanup import clean_phrase, join_two, starts_mid_sentence
+from voxkey.text.cleanup import clean_phrase, continues_after_full_stop, join_two
 from voxkey.vad import Phrase, PhraseSegmenter, VadSettings
 
 log = logging.getLogger(__name__)
@@ -349,7 +349,7 @@ class DictationSession:
         A phrase cut at a short pause is often mid-sentence ("may justly be considered | as the invention"),
         but whisper ends every phrase with a full stop and starts the next with a capital. So the stop is
         held back, and dropped if the next phrase follows after a short pause and starts like the rest of a
-        sentence (``starts_mid_sentence``: lower case, or an ordinary word such as "as" or "which"); join_two
+        sentence (``continues_after_full_stop``: lower case, or a word such as "as" or "which"); join_two
         then lowers its capital. Giving whisper the text before as its prompt instead was tried: it went on
         with "printing differs ..." in lower case after a full sentence, and cost a prompt per phrase.
         """
@@ -357,7 +357,7 @@ class DictationSession:
         if not self._held or (not text and continues):
             return ""
         held, self._held = self._held, ""
-        if continues and starts_mid_sentence(text):
+        if continues and continues_after_full_stop(text):
             return ""
         self._text += held
         return held

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from voxkey.text.cleanup import (
     clean_phrase,
+    continues_after_full_stop,
     clean_transcript,
     collapse_repetitions,
     is_hallucination,
@@ -153,3 +154,21 @@ def test_whisper_repeating_a_clause_once_is_collapsed() -> None:
 )
 def test_a_long_phrase_with_almost_no_words_is_noise(raw: str, audio_s: float | None, typed: str) -> None:
     assert clean_phrase(raw, audio_s) == typed
+
+
+@pytest.mark.parametrize(
+    ("phrase", "continues"),
+    [
+        ("as the invention of the art of printing.", True),
+        ("As the invention of the art of printing.", True),  # whisper's capital, not the speaker's
+        ("Which were the immediate predecessors.", True),
+        ("The earliest book printed with movable types.", False),  # new sentences open like this
+        ("That the forms of printed letters should follow.", False),
+        ("But though on the whole.", False),
+        ("Basil, Paris, Lubeck and other cities.", False),  # a name
+        ("1455 was the year.", False),
+        ("", False),
+    ],
+)
+def test_what_goes_on_after_a_full_stop_whisper_put_at_a_short_pause(phrase: str, continues: bool) -> None:
+    assert continues_after_full_stop(phrase) is continues

@@ -204,6 +204,38 @@ _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.!?;:%)\]}])")
 _SPACE_AFTER_OPEN = re.compile(r"([(\[{])\s+")
 _WORD_CHARS = re.compile(r"[^\w']+")
 _HAS_CONTENT = re.compile(r"\w", re.UNICODE)
+# Words that go on with a sentence and seldom open one: a full stop before them is whisper's, not the speaker's.
+_CONTINUING_WORDS: frozenset[str] = frozenset(
+    [
+        "as",
+        "of",
+        "to",
+        "than",
+        "which",
+        "whom",
+        "whose",
+        "or",
+        "nor",
+        "and",
+        "by",
+        "with",
+        "from",
+        "into",
+        "onto",
+        "for",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "has",
+        "have",
+        "had",
+    ]
+)
+
 _TERMINAL = re.compile(r"[.!?…][\"')\]]*$")
 _SOFT_END = re.compile(r"[,;:\-–—]$|\w$")
 
@@ -322,12 +354,26 @@ def _lower_first(text: str) -> str:
     return text
 
 
-def starts_mid_sentence(phrase: str) -> bool:
-    """Whether the phrase reads as the rest of a sentence: lower case, or an ordinary word whisper capitalised."""
+def _starts_with_one_of(phrase: str, words: frozenset[str]) -> bool:
     word = _first_word(phrase)
     if not word or not word[0].isalpha():
         return False
-    return word[0].islower() or (word[1:].islower() and word.lower() in _SENTENCE_INNER_WORDS)
+    return word[0].islower() or (word[1:].islower() and word.lower() in words)
+
+
+def starts_mid_sentence(phrase: str) -> bool:
+    """Whether the phrase reads as the rest of a sentence that ended without a full stop."""
+    return _starts_with_one_of(phrase, _SENTENCE_INNER_WORDS)
+
+
+def continues_after_full_stop(phrase: str) -> bool:
+    """Whether a phrase after a short pause goes on with the sentence although whisper put a full stop before it.
+
+    Stricter than ``starts_mid_sentence``: only lower case or words that seldom open a sentence ("as",
+    "which", "of"); "The", "That", "But" and "In" open new sentences too often. Measured on the dictation
+    benchmark (12 dictations, tiny.en): the wider list dropped the full stop after two finished sentences.
+    """
+    return _starts_with_one_of(phrase, _CONTINUING_WORDS)
 
 
 def join_two(previous: str, phrase: str) -> str:
