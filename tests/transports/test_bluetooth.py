@@ -9,7 +9,7 @@ import time
 import pytest
 from dbus_fast import DBusError, Variant
 
-from voxkey.errors import ConfigError, HostUnavailableError, TransportError
+from voxkey.errors import BluetoothError, ConfigError, HostUnavailableError, TransportError
 from voxkey.hid import CONSUMER_EJECT, RELEASE_ALL, keyboard_report_descriptor
 from voxkey.keymap import Layout, decode, encode
 from voxkey.transports.base import Keyboard
@@ -117,6 +117,41 @@ def test_gatt_tree_has_hid_battery_and_device_information_services() -> None:
     ]
     assert next(c.uuid for c in app.services[2].characteristics) == bluez.PNP_ID
     assert all(path.startswith("/t/service") for path in objects)
+
+
+def bluez_layout(app: HidApplication) -> list[tuple[str, int]]:
+    """Handles as BlueZ lays out a service: declaration, then per characteristic its declaration,
+    value and (for notify/indicate) the CCC BlueZ adds, then the app's descriptors; one apart each."""
+    rows = []
+    for service in app.services:
+        rows.append((f"service {service.uuid[4:8]}", service.handle))
+        for characteristic in service.characteristics:
+            rows.append((f"declaration {characteristic.uuid[4:8]}", characteristic.handle - 1))
+            rows.append((f"value {characteristic.uuid[4:8]}", characteristic.handle))
+            if "notify" in characteristic.flags:
+                rows.append(("ccc", characteristic.handle + 1))
+            rows.extend((f"descriptor {d.uuid[4:8]}", d.handle) for d in characteristic.descriptors)
+    return rows
+
+
+def test_every_attribute_has_a_fixed_handle_in_the_order_bluez_lays_out_a_service() -> None:
+    app = HidApplication("/t")
+    for service in app.services:
+        rows = [handle for _, handle in bluez_layout(app) if service.handle <= handle <= service.end_handle]
+        assert rows == list(range(service.handle, service.end_handle + 1)), (service.uuid, rows)
+    starts = [service.handle for service in app.services]
+    ends = [service.end_handle for service in app.services]
+    assert all(end < start for end, start in zip(ends, starts[1:], strict=False)), "services must not overlap"
+    assert app.keyboard_input.handle == 0x0108 and app.keyboard_input.descriptors[0].handle == 0x010A
+    objects = app.managed_objects()
+    for interface in app.interfaces():
+        assert objects[interface.path][interface.name]["Handle"] == Variant("q", interface.handle)
+        assert interface.handle >= 0x0100
+
+
+def test_handles_are_the_same_in_every_run() -> None:
+    first, second = HidApplication("/a"), HidApplication("/b", battery_level=40)
+    assert [h for _, h in bluez_layout(first)] == [h for _, h in bluez_layout(second)]
 
 
 def test_report_references_name_id_and_type_of_each_report() -> None:
@@ -351,6 +386,7 @@ class FakeRadio:
         self.listeners: list[object] = []
         self.host_arrived_at = 0.0
         self.consumer_subscribed = True
+        self.modalias = ""
 
     def add_listener(self, listener: object) -> None:
         self.listeners.append(listener)
@@ -363,7 +399,13 @@ class FakeRadio:
     def ready_host(self) -> DeviceView | None:
         return (
             DeviceView(
-                "/h", address="AA:BB:CC:DD:EE:FF", connected=True, paired=True, trusted=True, services_resolved=True
+                "/h",
+                address="AA:BB:CC:DD:EE:FF",
+                connected=True,
+                paired=True,
+                trusted=True,
+                services_resolved=True,
+                modalias=self.modalias,
             )
             if (self.connected)
             else None
@@ -681,3 +723,133 @@ def test_the_advertisement_is_registered_again_when_the_radio_comes_back(monkeyp
         assert calls == ["RegisterAdvertisement", "UnregisterAdvertisement", "RegisterAdvertisement"]
 
     asyncio.run(scenario())
+
+
+# ----------------------------------------------------------------------------- hosts whose hog drops 0x23
+
+DEBIAN_12_HOST = "usb:v1D6Bp0246d0542"  # BlueZ 5.66, as bluetoothd's default DeviceID shows it
+
+
+@pytest.mark.parametrize(
+    ("modalias", "version", "affected"),
+    [
+        (DEBIAN_12_HOST, (5, 66), True),
+        ("usb:v1D6Bp0246d0540", (5, 64), True),  # Ubuntu 22.04
+        ("usb:v1D6Bp0246d0537", (5, 55), True),  # the first client asking for multiple notifications
+        ("bluetooth:v1D6Bp0246d0542", (5, 66), True),
+        ("usb:v1D6Bp0246d0536", (5, 54), False),
+        ("usb:v1D6Bp0246d0543", (5, 67), False),  # hog fixed
+        ("usb:v1D6Bp0246d0552", (5, 82), False),
+        ("bluetooth:v004Cp0267d0100", None, False),  # not BlueZ (Apple)
+        ("usb:v1D6Bp0104d0542", None, False),  # Linux Foundation, another product (voxkey's own gadget)
+        ("", None, False),
+        ("garbage", None, False),
+    ],
+)
+def test_bluez_hosts_5_55_to_5_66_are_known_to_type_nothing(
+    modalias: str, version: tuple[int, int] | None, affected: bool
+) -> None:
+    from voxkey.transports.bluetooth.hostcompat import bluez_version, host_problem
+
+    assert bluez_version(modalias) == version
+    problem = host_problem(modalias)
+    assert (problem is not None) == affected
+    if problem:
+        assert f"BlueZ {version[0]}.{version[1]}" in problem and "5.67" in problem  # type: ignore[index]
+
+
+def test_typing_to_a_bluez_5_66_host_fails_at_once_and_delivers_nothing() -> None:
+    radio = FakeRadio()
+    radio.modalias = DEBIAN_12_HOST
+    link = BluetoothLink(radio, window=3)  # type: ignore[arg-type]
+    keyboard = Keyboard(link, US, host_wait_s=5)
+    with pytest.raises(TransportError, match=r"AA:BB:CC:DD:EE:FF: the host runs BlueZ 5\.66"):
+        keyboard.type("hello")
+    assert radio.sent == [] and keyboard.delivered_chars == 0
+
+
+def test_a_host_found_to_be_bluez_5_66_mid_text_or_after_it_is_an_error_not_delivered() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    reports = encode("ab", US)
+    link.send(reports[0], deadline=None)
+    radio.modalias = DEBIAN_12_HOST  # bluetoothd read the host's PnP ID only now
+    with pytest.raises(TransportError, match=r"BlueZ 5\.66"):
+        link.send(reports[1], deadline=None)
+    link.pacer.delivered(None, reports[0])
+    with pytest.raises(TransportError, match=r"BlueZ 5\.66"):
+        link.drain(1.0)
+    radio.modalias = ""
+    assert link.drain(1.0)
+
+
+def test_the_peripheral_logs_an_unusable_host_once_per_connection(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import logging
+
+    from voxkey.transports.bluetooth import peripheral as module
+
+    async def bluez_call(*args: object) -> list[object]:
+        return []
+
+    class Bus:
+        def export(self, path: str, interface: object) -> None: ...
+        def unexport(self, path: str, interface: object) -> None: ...
+
+    monkeypatch.setattr(module.bluez, "call", bluez_call)
+    peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
+    peripheral._bus, peripheral._registered, peripheral._powered = Bus(), True, True  # type: ignore[assignment]
+    path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
+    host = DeviceView(path, address="AA:BB:CC:DD:EE:FF", name="laptop", connected=True, paired=True, trusted=True)
+    peripheral.devices[path] = host
+    caplog.set_level(logging.ERROR, logger=module.__name__)
+
+    def unusable_lines() -> int:
+        return sum("AA:BB:CC:DD:EE:FF (laptop): the host runs BlueZ 5.66" in r.getMessage() for r in caplog.records)
+
+    asyncio.run(peripheral._evaluate_locked())
+    assert unusable_lines() == 0
+    host.update({"Modalias": DEBIAN_12_HOST})
+    asyncio.run(peripheral._evaluate_locked())
+    asyncio.run(peripheral._evaluate_locked())
+    assert unusable_lines() == 1
+    host.update({"Connected": False})
+    asyncio.run(peripheral._evaluate_locked())
+    host.update({"Connected": True})
+    asyncio.run(peripheral._evaluate_locked())
+    assert unusable_lines() == 2
+
+
+def test_doctor_names_a_bonded_host_whose_bluez_types_nothing(tmp_path: object) -> None:
+    from voxkey.config import Config, OutputSettings
+    from voxkey.doctor import Doctor
+    from voxkey.transports.bluetooth.hostcompat import host_problem
+    from voxkey.transports.bluetooth.hosts import BondedHost
+
+    config = Config(output=OutputSettings(transport="bluetooth"))
+    good = BondedHost("11:22:33:44:55:66", "phone", True, True, False)
+    bad = BondedHost("AA:BB:CC:DD:EE:FF", "laptop", False, True, False, host_problem(DEBIAN_12_HOST))
+    asked: list[str] = []
+
+    def hosts(*found: BondedHost) -> object:
+        def listing(adapter: str) -> list[BondedHost]:
+            asked.append(adapter)
+            return list(found)
+
+        return listing
+
+    result = Doctor(config, bluetooth_hosts=hosts(good, bad)).check_bluetooth_hosts()  # type: ignore[arg-type]
+    assert not result.ok and "AA:BB:CC:DD:EE:FF (laptop)" in result.detail and "BlueZ 5.66" in result.detail
+    assert "11:22" not in result.detail and result.fix
+    assert Doctor(config, bluetooth_hosts=hosts(good)).check_bluetooth_hosts().ok  # type: ignore[arg-type]
+    assert asked == ["hci0", "hci0"]
+
+    def no_bluez(adapter: str) -> list[BondedHost]:
+        raise BluetoothError("cannot reach the system D-Bus")
+
+    down = Doctor(config, bluetooth_hosts=no_bluez).check_bluetooth_hosts()
+    assert not down.ok and "systemctl start bluetooth" in down.fix
+    usb = Doctor(Config(output=OutputSettings(transport="usb")), bluetooth_hosts=no_bluez).check_bluetooth_hosts()
+    assert usb.ok and not usb.used

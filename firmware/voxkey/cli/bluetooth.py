@@ -137,6 +137,8 @@ def run_hosts_list(args: argparse.Namespace) -> int:
     for host in list_hosts(settings.adapter, settings.preferred_host):
         marks = ",".join(mark for mark, on in (("connected", host.connected), ("preferred", host.preferred)) if on)
         print(f"{host.address}\t{host.name}\t{marks}".rstrip())
+        if host.problem:
+            print(f"voxkey: {host.address}: {host.problem}", file=sys.stderr)
     return 0
 
 

@@ -399,13 +399,15 @@ def type_and_record(
     pair: bool = False,
     drop_after_presses: int | None = None,
     eject: bool = False,
+    bluetoothd: str | None = None,
 ) -> CaseResult:
     """Run voxkey with ``text``; the host pairs if asked, records everything, optionally drops the link.
 
     With ``eject`` voxkey presses the media key Eject after the text (hid-input
     reports it on the keyboard's own input device, where the recorder sees it).
+    ``bluetoothd`` is the binary serving both sides (default: the hog-capable one).
     """
-    the_stack = use_bluetoothd(context, hog_bluetoothd())
+    the_stack = use_bluetoothd(context, bluetoothd or hog_bluetoothd())
     address = adapter_address(VOXKEY_ADAPTER)
     pair = pair or not host_device_props(address).get("Paired")  # a case run on its own bonds first
     # voxkey waits 2 s (host_settle_s) after the host subscribes, before its keyboard even exists
@@ -433,7 +435,16 @@ def type_and_record(
     recorder.wait_quiet(3.0, 30)
     recorder.stop()
     observations.update(recorder.snapshot(), host_device=host_device_props(address))
+    observations["host_modalias_seen_by_voxkey"] = voxkey_side_props(address).get("Modalias")
     return observations
+
+
+def voxkey_side_props(host_side_address: str) -> dict[str, Any]:
+    """hci0's Device1 for the host (hci1): what voxkey's BlueZ knows about the host, its Modalias included."""
+    host_address = adapter_address(HOST_ADAPTER)
+    path = f"/org/bluez/{VOXKEY_ADAPTER}/dev_{host_address.replace(':', '_')}"
+    props = run_async(managed_objects()).get(path, {}).get(bluez.DEVICE, {})
+    return {k: props.get(k) for k in ("Connected", "Paired", "Modalias")}
 
 
 def _drop_and_restore(
@@ -524,12 +535,45 @@ def drop_mid_text(context: GuestContext) -> CaseResult:
     return type_and_record(context, "drop", typing_text(900), drop_after_presses=300)
 
 
-@guest_case("bluetooth.reconnect_after_restart", modules=MODULES, timeout_s=1500)
+RESTART_ROUNDS = 3
+SERVER_HANDLE = re.compile(r"database_add_(service|chrc|desc)\(\) handle 0x([0-9a-f]{4}) UUID ([0-9a-f-]+)")
+HOST_CACHE_MISS = re.compile(r".*Invalid handle.*")
+
+
+@guest_case("bluetooth.reconnect_after_restart", modules=MODULES, timeout_s=2700)
 def reconnect_after_restart(context: GuestContext) -> CaseResult:
-    """bluetoothd restarted (a power loss of the keyboard's stack) and a new voxkey: the bond must still work."""
+    """Three restarts: bluetoothd and voxkey (a power loss of the keyboard), then voxkey alone, twice.
+
+    Each round a new voxkey types a line to the bonded host, which must come
+    back by itself and use the handles it cached: every round records the
+    attribute handles BlueZ gave voxkey's services (bluetoothd's debug log),
+    the host's reads that failed on a stale handle, and the host's keyboard
+    device, to compare across rounds.
+    """
     the_stack = use_bluetoothd(context, hog_bluetoothd())
-    the_stack.restart_bluetoothd(hog_bluetoothd())
-    return type_and_record(context, "restart", "Reconnected after restart: no pairing needed!\n")
+    out: dict[str, Any] = {}
+    if not host_device_props(adapter_address(VOXKEY_ADAPTER)).get("Paired"):  # run on its own: bond first
+        out["bonding"] = type_and_record(context, "restart-bond", "Bonded.\n", pair=True)
+    rounds = []
+    for number in range(RESTART_ROUNDS):
+        if number == 0:
+            the_stack.restart_bluetoothd(hog_bluetoothd())
+        log_path = context.work_dir / f"bluetoothd-{len(the_stack.runs) - 1}.log"
+        start = log_path.stat().st_size
+        keyboard_before = find_input_event()
+        seen = type_and_record(context, f"restart{number}", f"Reconnected after restart {number}: no pairing needed!\n")
+        log_text = log_path.read_bytes()[start:].decode(errors="replace")
+        seen["round"] = number
+        seen["restarted"] = "bluetoothd and voxkey" if number == 0 else "voxkey"
+        seen["server_handles"] = [
+            f"{kind} {handle} {uuid[4:8]}" for kind, handle, uuid in SERVER_HANDLE.findall(log_text)
+        ]
+        seen["host_cache_misses"] = [line[-200:] for line in HOST_CACHE_MISS.findall(log_text)][:20]
+        seen["keyboard_before"] = keyboard_before
+        seen["keyboard_after"] = find_input_event()
+        rounds.append(seen)
+    out["rounds"] = rounds
+    return out
 
 
 @guest_case("bluetooth.bleak_central", modules=MODULES, timeout_s=1500)
@@ -828,3 +872,16 @@ async def _stranger_try(bus: Any, adapter: str, device: str, address: str, subsc
         await bluez.call(bus, device, bluez.DEVICE, "Disconnect")
     await asyncio.sleep(2)
     return attempt
+
+
+@guest_case("bluetooth.old_bluez_host", modules=MODULES, timeout_s=1500)
+def old_bluez_host(context: GuestContext) -> CaseResult:
+    """A host on Debian 12's own bluetoothd 5.66 with its hog on: voxkey must refuse it loudly.
+
+    One bluetoothd serves both controllers in this guest (see the module
+    docstring), so voxkey's side runs 5.66 here too: the Pi on Raspberry Pi
+    OS bookworm. The host pairs, its hog subscribes, and voxkey must see from
+    the host's Modalias that its hog drops what BlueZ sends and fail instead
+    of typing into the void.
+    """
+    return type_and_record(context, "old-host", typing_text(1600), pair=True, bluetoothd=SYSTEM_BLUETOOTHD)

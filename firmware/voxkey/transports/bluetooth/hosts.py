@@ -15,6 +15,7 @@ from dbus_fast import DBusError
 
 from voxkey.errors import BluetoothError
 from voxkey.transports.bluetooth import bluez
+from voxkey.transports.bluetooth.hostcompat import host_problem
 
 ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
@@ -26,6 +27,8 @@ class BondedHost:
     connected: bool
     trusted: bool
     preferred: bool
+    problem: str | None = None
+    """Why this host cannot receive keys (its BlueZ version, ``hostcompat``), or None."""
 
 
 async def list_hosts_async(adapter: str = "hci0", preferred: str | None = None) -> list[BondedHost]:
@@ -50,6 +53,7 @@ async def list_hosts_async(adapter: str = "hci0", preferred: str | None = None) 
                 connected=bool(props.get("Connected")),
                 trusted=bool(props.get("Trusted")),
                 preferred=bool(preferred) and address.upper() == (preferred or "").upper(),
+                problem=host_problem(str(props.get("Modalias") or "")),
             )
         )
     return hosts

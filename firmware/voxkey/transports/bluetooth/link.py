@@ -174,6 +174,9 @@ class BluetoothLink:
                         return False
                     continue
                 self.pacer.condition.wait(min(remaining, WAIT_SLICE_S))
+            host = self._live_host()
+            if host is not None and host.problem:  # its Modalias arrived after the last report went out
+                raise TransportError(f"Bluetooth host {host.address}: {host.problem}")
             return True
 
     def close(self) -> None:
@@ -205,6 +208,10 @@ class BluetoothLink:
     def _wait_ready(self, deadline: float | None) -> None:
         while True:
             host = self._live_host()
+            if host is not None and host.problem:
+                # Its controller would acknowledge every report while its desktop typed nothing:
+                # an error, never "delivered" (hostcompat).
+                raise TransportError(f"Bluetooth host {host.address}: {host.problem}")
             settling = self.peripheral.host_arrived_at + self.peripheral.settings.host_settle_s - time.monotonic()
             if host is not None and settling > 0:
                 self._wait(deadline, f"host {host.address} subscribed but did not settle", min(settling, WAIT_SLICE_S))

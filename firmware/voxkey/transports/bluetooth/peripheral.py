@@ -30,6 +30,7 @@ from voxkey.transports.bluetooth import bluez
 from voxkey.transports.bluetooth.advertising import Advertisement
 from voxkey.transports.bluetooth.agent import CAPABILITY, PairingAgent
 from voxkey.transports.bluetooth.gatt import GattCallbacks, HidApplication, consumer_report
+from voxkey.transports.bluetooth.hostcompat import host_problem
 from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,17 @@ class DeviceView:
     so nothing else marks the moment), and the unacknowledged reports held the
     window shut for good.
     """
+    modalias: str = ""
+    """The host's PnP ID as BlueZ shows it (``usb:v1D6Bp0246d0542`` is BlueZ 5.66); see ``hostcompat``."""
 
     @property
     def is_bonded_host(self) -> bool:
         return self.paired and self.trusted and self.bonded is not False
+
+    @property
+    def problem(self) -> str | None:
+        """Why this host cannot receive keys (``hostcompat.host_problem``), or None."""
+        return host_problem(self.modalias)
 
     def update(self, props: dict[str, Any]) -> None:
         for key, attribute in (
@@ -79,6 +87,7 @@ class DeviceView:
             ("Bonded", "bonded"),
             ("Trusted", "trusted"),
             ("ServicesResolved", "services_resolved"),
+            ("Modalias", "modalias"),
         ):
             if key in props:
                 setattr(self, attribute, props[key])
@@ -112,6 +121,8 @@ class BluetoothPeripheral:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._registered = False
         self._listeners: list[Callable[[], None]] = []
+        self._told_unsupported: set[str] = set()
+        """Device paths whose unusable stack was logged during their current connection."""
         self._lock = threading.Lock()
         self.app = HidApplication(
             APP_ROOT,
@@ -505,7 +516,11 @@ class BluetoothPeripheral:
             devices = list(self.devices.values())
         for device in devices:
             if not device.connected:
+                self._told_unsupported.discard(device.path)
                 continue
+            if device.problem and device.path not in self._told_unsupported:
+                self._told_unsupported.add(device.path)
+                log.error("bluetooth: %s (%s): %s", device.address, device.name or "no name", device.problem)
             if self._pairing and device.paired and not device.trusted:
                 await self._trust(device)
                 await self._stop_pairing(device.address, reevaluate=False)
