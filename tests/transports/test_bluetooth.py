@@ -853,3 +853,145 @@ def test_doctor_names_a_bonded_host_whose_bluez_types_nothing(tmp_path: object) 
     assert not down.ok and "systemctl start bluetooth" in down.fix
     usb = Doctor(Config(output=OutputSettings(transport="usb")), bluetooth_hosts=no_bluez).check_bluetooth_hosts()
     assert usb.ok and not usb.used
+
+
+# ----------------------------------------------------------------------------- pairing a host aborts
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_pairing_window_counts_down_on_its_clock_and_survives_a_failed_attempt() -> None:
+    from voxkey.transports.bluetooth.pairing import PairingWindow
+
+    clock = FakeClock()
+    window = PairingWindow(120, clock)
+    clock.now += 30
+    message = window.attempt_failed("AA:BB:CC:DD:EE:FF", "it cancelled")
+    assert "stays on for 90 s more" in message and "pair again" in message
+    assert not window.expired and window.failed_attempts == ["AA:BB:CC:DD:EE:FF"]
+    clock.now += 89.5
+    assert not window.expired
+    clock.now += 0.5
+    assert window.expired and window.remaining_s() == 0
+
+
+class PairingHarness:
+    """A peripheral on a test event loop with BlueZ's calls recorded and a fake clock."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from voxkey.transports.bluetooth import peripheral as module
+
+        self.calls: list[tuple[str, str, object]] = []
+
+        async def bluez_call(bus: object, path: str, interface: str, member: str, *args: object) -> list[object]:
+            self.calls.append((member, path, args))
+            return []
+
+        async def set_property(bus: object, path: str, interface: str, name: str, value: Variant) -> None:
+            self.calls.append((name, path, value.value))
+
+        class Bus:
+            def export(self, path: str, interface: object) -> None: ...
+            def unexport(self, path: str, interface: object) -> None: ...
+
+        monkeypatch.setattr(module.bluez, "call", bluez_call)
+        monkeypatch.setattr(module.bluez, "set_property", set_property)
+        self.clock = FakeClock()
+        self.peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"), clock=self.clock)
+        self.peripheral._bus, self.peripheral._registered = Bus(), True  # type: ignore[assignment]
+        self.peripheral._powered = True
+        self.path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
+        self.host = DeviceView(self.path, address="AA:BB:CC:DD:EE:FF")
+        self.peripheral.devices[self.path] = self.host
+
+    def host_says(self, **props: object) -> None:
+        from dbus_fast import Message, MessageType
+
+        body = [bluez.DEVICE, {key: Variant("b", value) for key, value in props.items()}, []]
+        self.peripheral._on_message(
+            Message(
+                message_type=MessageType.SIGNAL,
+                path=self.path,
+                interface=bluez.PROPERTIES,
+                member="PropertiesChanged",
+                signature="sa{sv}as",
+                body=body,
+            )
+        )
+
+
+async def _settle() -> None:
+    import asyncio
+
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_an_aborted_pairing_keeps_the_window_open_and_the_hosts_retry_bonds(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import logging
+
+    harness = PairingHarness(monkeypatch)
+    peripheral = harness.peripheral
+    caplog.set_level(logging.WARNING)
+
+    async def scenario() -> str | None:
+        peripheral._loop = asyncio.get_running_loop()
+        pairing = asyncio.ensure_future(peripheral._start_pairing(120))
+        await _settle()
+        assert peripheral.pairing and peripheral.state == BluetoothState.PAIRING
+        harness.host_says(Connected=True)
+        await _settle()
+        harness.clock.now += 20
+        peripheral.agent.Cancel()  # the host's user pressed Cancel, or its stack gave up ("Not paired")
+        harness.host_says(Connected=False)
+        await _settle()
+        assert peripheral.pairing and peripheral.state == BluetoothState.PAIRING, "the window must stay open"
+        assert ("Pairable", peripheral.adapter_path, False) not in harness.calls
+        harness.clock.now += 10
+        harness.host_says(Connected=True)  # the retry
+        harness.host_says(Paired=True, Bonded=True)
+        return await asyncio.wait_for(pairing, 5)
+
+    assert asyncio.run(scenario()) == "AA:BB:CC:DD:EE:FF"
+    assert not peripheral.pairing and harness.host.trusted
+    assert peripheral.pairing_window is not None and len(peripheral.pairing_window.failed_attempts) == 2
+    warnings = [r.getMessage() for r in caplog.records if "pairing mode stays on for 100 s more" in r.getMessage()]
+    assert len(warnings) == 2, [r.getMessage() for r in caplog.records]
+
+
+def test_the_pairing_window_closes_at_its_timeout_and_drops_a_host_that_did_not_bond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    harness = PairingHarness(monkeypatch)
+    peripheral = harness.peripheral
+
+    async def scenario() -> str | None:
+        peripheral._loop = asyncio.get_running_loop()
+        pairing = asyncio.ensure_future(peripheral._start_pairing(120))
+        await _settle()
+        harness.host_says(Connected=True)
+        await _settle()
+        harness.clock.now += 119
+        peripheral._pairing_deadline()  # a timer that fires early (another clock) changes nothing
+        await _settle()
+        assert peripheral.pairing
+        assert not any(member == "Disconnect" for member, _, _ in harness.calls)
+        harness.clock.now += 1
+        peripheral._pairing_deadline()
+        return await asyncio.wait_for(pairing, 5)
+
+    assert asyncio.run(scenario()) is None
+    assert not peripheral.pairing and peripheral.state == BluetoothState.WAITING_FOR_HOST
+    assert ("Pairable", peripheral.adapter_path, False) in harness.calls
+    assert ("Disconnect", harness.path, ()) in harness.calls, "a host still connected without a bond must go"

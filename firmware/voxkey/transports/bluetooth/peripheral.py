@@ -31,6 +31,7 @@ from voxkey.transports.bluetooth.advertising import Advertisement
 from voxkey.transports.bluetooth.agent import CAPABILITY, PairingAgent
 from voxkey.transports.bluetooth.gatt import GattCallbacks, HidApplication, consumer_report
 from voxkey.transports.bluetooth.hostcompat import host_problem
+from voxkey.transports.bluetooth.pairing import PairingWindow
 from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,17 @@ class DeviceView:
 class BluetoothPeripheral:
     """voxkey as a BLE HID keyboard on one adapter; see the package docstring for the API."""
 
-    def __init__(self, settings: BluetoothSettings, on_state: Callable[[BluetoothState], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: BluetoothSettings,
+        on_state: Callable[[BluetoothState], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.on_state = on_state
+        self.clock = clock
+        """What pairing mode's window is timed by (tests pass a fake one)."""
+        self.pairing_window: PairingWindow | None = None
         self.adapter_path = f"/org/bluez/{settings.adapter}"
         self.devices: dict[str, DeviceView] = {}
         self.leds = 0
@@ -134,7 +143,9 @@ class BluetoothPeripheral:
             ),
             battery_level=settings.battery_level,
         )
-        self.agent = PairingAgent(AGENT_PATH, lambda: self._pairing, self.host_allowed)
+        self.agent = PairingAgent(
+            AGENT_PATH, lambda: self._pairing, self.host_allowed, lambda: self._pairing_failed("a host", "it cancelled")
+        )
 
     # ----------------------------------------------------------------- public, thread-safe
 
@@ -363,18 +374,40 @@ class BluetoothPeripheral:
     # ----------------------------------------------------------------- pairing mode
 
     async def _start_pairing(self, timeout_s: float) -> str | None:
-        loop = asyncio.get_running_loop()
         if self._pairing_result is None or self._pairing_result.done():
             self._pairing_result = concurrent.futures.Future()
         result = self._pairing_result
         self._pairing = True
+        self.pairing_window = PairingWindow(timeout_s, self.clock)
         await self._set_adapter("Pairable", Variant("b", True))
-        if self._pairing_timer is not None:
-            self._pairing_timer.cancel()
-        self._pairing_timer = loop.call_later(timeout_s, lambda: self._spawn(self._stop_pairing(None)))
+        self._arm_pairing_timer()
         log.info("bluetooth: pairing mode on for %.0f s: pair with %r from the host", timeout_s, self.settings.name)
         await self._evaluate()
         return await asyncio.wrap_future(result)
+
+    def _arm_pairing_timer(self) -> None:
+        if self._pairing_timer is not None:
+            self._pairing_timer.cancel()
+        window = self.pairing_window
+        delay = window.remaining_s() if window is not None else 0.0
+        self._pairing_timer = self._require_loop().call_later(delay, self._pairing_deadline)
+
+    def _pairing_deadline(self) -> None:
+        """The timer fired: close the window if its own clock agrees, else wait for the rest."""
+        self._pairing_timer = None
+        window = self.pairing_window
+        if not self._pairing or window is None:
+            return
+        if window.expired:
+            self._spawn(self._stop_pairing(None))
+        else:
+            self._arm_pairing_timer()
+
+    def _pairing_failed(self, host: str, why: str) -> None:
+        """A host gave up on pairing: the window stays open (``pairing`` module), and the log says so."""
+        window = self.pairing_window
+        if self._pairing and window is not None and not window.expired:
+            log.warning("bluetooth: %s", window.attempt_failed(host, why))
 
     async def _stop_pairing(self, bonded: str | None, reevaluate: bool = True) -> None:
         if self._pairing_timer is not None:
@@ -422,6 +455,8 @@ class BluetoothPeripheral:
                 if device is not None:
                     changes = _unwrap(message.body[1])
                     log.debug("bluetooth: %s %s", device.address, _describe(changes))
+                    if changes.get("Connected") is False and device.connected and not device.paired:
+                        self._pairing_failed(device.address, "it disconnected before bonding")
                     device.update(changes)
                     if changes.get("ServicesResolved") and device.is_bonded_host:
                         self.host_arrived_at = time.monotonic()
