@@ -20,7 +20,8 @@ ever types on the host. The hog cases therefore run the bluetoothd that
 ``hardware/bluetooth.md`` builds from Debian's newer BlueZ source (found at
 ``TEST_BLUETOOTHD`` or ``$VOXKEY_BLUETOOTHD``); the bleak case and the stranger
 case run bookworm's own 5.66, the version a Raspberry Pi OS bookworm ships, so
-voxkey is exercised on both.
+voxkey is exercised on both. The old-host case runs 5.66 with hog on: a host
+on Debian 12, which voxkey must recognise and refuse loudly (``hostcompat``).
 
 The guest emulates its CPU (no KVM), so every wait below is generous and keyed
 to a log line or a state, never to a fixed sleep.
