@@ -995,3 +995,31 @@ def test_the_pairing_window_closes_at_its_timeout_and_drops_a_host_that_did_not_
     assert not peripheral.pairing and peripheral.state == BluetoothState.WAITING_FOR_HOST
     assert ("Pairable", peripheral.adapter_path, False) in harness.calls
     assert ("Disconnect", harness.path, ()) in harness.calls, "a host still connected without a bond must go"
+
+
+# ----------------------------------------------------------------------------- connection interval
+
+
+def test_the_ledger_records_the_interval_the_host_granted_at_connection_and_after_an_update(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    ledger = DeliveryLedger(lambda address, value: None, lambda address, values: None)
+    caplog.set_level(logging.INFO)
+    address = bytes([0x66, 0x55, 0x44, 0x33, 0x22, 0x11])
+    connection = bytearray(le_connection(0x0040, address))
+    connection[2 + 12 : 2 + 14] = struct.pack("<H", 36)  # 45 ms, Android's default
+    feed(ledger, MONITOR_EVENT, bytes(connection))
+    assert ledger.intervals_ms == {"11:22:33:44:55:66": 45.0}
+    update = bytes([0x03, 0x00]) + struct.pack("<HHHH", 0x0040, 6, 0, 200)  # granted 7.5 ms
+    feed(ledger, MONITOR_EVENT, bytes([0x3E, len(update)]) + update)
+    assert ledger.intervals_ms == {"11:22:33:44:55:66": 7.5}
+    failed = bytes([0x03, 0x3B]) + struct.pack("<HHHH", 0x0040, 80, 0, 200)  # refused: nothing changes
+    feed(ledger, MONITOR_EVENT, bytes([0x3E, len(failed)]) + failed)
+    assert ledger.intervals_ms == {"11:22:33:44:55:66": 7.5}
+    enhanced = bytes([0x0A, 0x00]) + struct.pack("<H", 0x0041) + bytes([0x01, 0x00]) + address[::-1] + bytes(12)
+    enhanced += struct.pack("<HHHB", 12, 0, 200, 0)
+    feed(ledger, MONITOR_EVENT, bytes([0x3E, len(enhanced)]) + enhanced)
+    assert ledger.intervals_ms == {"66:55:44:33:22:11": 15.0, "11:22:33:44:55:66": 7.5}
+    assert "link to 11:22:33:44:55:66: connection interval 7.50 ms" in caplog.text

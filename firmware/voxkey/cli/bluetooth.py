@@ -191,6 +191,7 @@ def _write_stats(path: str, link: BluetoothLink, keyboard: Keyboard, elapsed: fl
         "seconds": round(elapsed, 3),
         "acknowledged_reports": link.pacer.delivered_reports,
         "replayed_reports": link.pacer.replayed_reports,
+        "connection_interval_ms": link.connection_interval_ms(),
     }
     with open(path, "w", encoding="utf-8") as stream:
         json.dump(stats, stream)

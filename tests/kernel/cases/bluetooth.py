@@ -97,6 +97,7 @@ class Stack:
         self.bluetoothd: subprocess.Popen[bytes] | None = None
         self.btvirt: subprocess.Popen[bytes] | None = None
         self.runs: list[dict[str, Any]] = []
+        self.interval_request: dict[str, Any] = {}
 
     @property
     def current(self) -> dict[str, Any]:
@@ -114,6 +115,7 @@ class Stack:
             self.start_bluetoothd(binary, bluetoothd_args)
             found = self.wait_adapters(timeout_s=120, fail=False)
             if {VOXKEY_ADAPTER, HOST_ADAPTER} <= set(found):
+                self.interval_request = request_short_interval()
                 return {"adapters": found, "attempts": attempt + 1}
             self.stop_bluetoothd()
             if self.btvirt is not None:
@@ -187,6 +189,34 @@ class Stack:
         if fail:
             raise RuntimeError(f"adapters not powered in time: {found}")
         return found
+
+
+SHORT_INTERVAL = (6, 12)
+"""7.5-15 ms in units of 1.25 ms: what keyboards ask for, and what ``hardware/bluetooth.md`` sets on the Pi."""
+
+
+def request_short_interval(adapter: str = VOXKEY_ADAPTER) -> dict[str, Any]:
+    """Make voxkey's controller ask its hosts for a 7.5-15 ms connection interval, as the Pi does.
+
+    On the Pi that is ``[LE] MinConnectionInterval=6`` / ``MaxConnectionInterval=12``
+    in main.conf; bluetoothd hands them to the kernel, and the kernel, as the
+    peripheral, sends an L2CAP Connection Parameter Update Request whenever a
+    host connects outside that range. Here one bluetoothd serves both sides
+    and main.conf would set the host's own intervals too, so the guest sets
+    only hci0's defaults, through debugfs.
+    """
+    debugfs = Path("/sys/kernel/debug")
+    if not (debugfs / "bluetooth").is_dir():
+        subprocess.run(["mount", "-t", "debugfs", "none", str(debugfs)], check=False)
+    base = debugfs / "bluetooth" / adapter
+    result: dict[str, Any] = {}
+    for name, value in (("conn_min_interval", SHORT_INTERVAL[0]), ("conn_max_interval", SHORT_INTERVAL[1])):
+        try:
+            (base / name).write_text(str(value))
+            result[name] = int((base / name).read_text().strip())
+        except OSError as exc:
+            result[name] = f"{type(exc).__name__}: {exc}"
+    return result
 
 
 class Voxkey:
@@ -414,7 +444,12 @@ def type_and_record(
     # voxkey waits 2 s (host_settle_s) after the host subscribes, before its keyboard even exists
     recorder = start_recorder(find_input_event, open_timeout_s=None, poll_s=0.02)
     voxkey = Voxkey(context, label, text, *(("--pair",) if pair else ()), *(("--eject",) if eject else ()))
-    observations: dict[str, Any] = {"text": text, "voxkey_address": address, "bluetoothd": the_stack.current}
+    observations: dict[str, Any] = {
+        "text": text,
+        "voxkey_address": address,
+        "bluetoothd": the_stack.current,
+        "interval_request": the_stack.interval_request,
+    }
     ready = voxkey.wait_log(r"bluetooth: (pairing|waiting-for-host|connected)")
     observations["voxkey_ready"] = ready
     started = time.monotonic()

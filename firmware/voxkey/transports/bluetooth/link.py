@@ -107,11 +107,13 @@ class BluetoothLink:
         self._last_report = RELEASE_ALL
         self._waiting_logged = False
         self._monitor: HciMonitor | None = None
+        self._ledger: DeliveryLedger | None = None
         peripheral.add_listener(self._peripheral_changed)
 
     def start_delivery_tracking(self) -> None:
         """Watch the controller's acknowledgements (needs CAP_NET_RAW)."""
         ledger = DeliveryLedger(self._on_delivered, self._on_lost)
+        self._ledger = ledger
         index = int(self.peripheral.settings.adapter.removeprefix("hci"))
         self._monitor = HciMonitor(index, ledger)
         self._monitor.start()
@@ -146,6 +148,13 @@ class BluetoothLink:
             for value in (consumer_report(usage), CONSUMER_RELEASE):
                 self._clear_to_write(deadline)
                 self._write_consumer(value)
+
+    def connection_interval_ms(self) -> float | None:
+        """The interval of the current host's link as its controller reported it (needs delivery tracking)."""
+        address = self.pacer.host_address
+        if self._ledger is None or address is None:
+            return None
+        return self._ledger.intervals_ms.get(address.upper())
 
     def led_state(self) -> int:
         return self.peripheral.leds
