@@ -1023,3 +1023,22 @@ def test_the_ledger_records_the_interval_the_host_granted_at_connection_and_afte
     feed(ledger, MONITOR_EVENT, bytes([0x3E, len(enhanced)]) + enhanced)
     assert ledger.intervals_ms == {"66:55:44:33:22:11": 15.0, "11:22:33:44:55:66": 7.5}
     assert "link to 11:22:33:44:55:66: connection interval 7.50 ms" in caplog.text
+
+
+def test_hosts_list_warns_about_a_host_that_types_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voxkey import transports
+    from voxkey.cli import main
+    from voxkey.transports.bluetooth.hostcompat import host_problem
+    from voxkey.transports.bluetooth.hosts import BondedHost
+
+    hosts = [
+        BondedHost("AA:BB:CC:DD:EE:FF", "laptop", False, True, False, host_problem(DEBIAN_12_HOST)),
+        BondedHost("11:22:33:44:55:66", "phone", True, True, False),
+    ]
+    monkeypatch.setattr(transports.bluetooth, "list_hosts", lambda adapter, preferred: hosts)
+    assert main(["hosts", "list"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["AA:BB:CC:DD:EE:FF\tlaptop", "11:22:33:44:55:66\tphone\tconnected"]
+    assert err.count("\n") == 1 and err.startswith("voxkey: AA:BB:CC:DD:EE:FF: the host runs BlueZ 5.66")
