@@ -386,7 +386,8 @@ class FakeRadio:
         self.listeners: list[object] = []
         self.host_arrived_at = 0.0
         self.consumer_subscribed = True
-        self.modalias = ""
+        self.modalias = "bluetooth:v004Cp0267d0100"
+        """The host named its stack (here Apple's), so the link waits for nothing but the settle time."""
 
     def add_listener(self, listener: object) -> None:
         self.listeners.append(listener)
@@ -1042,3 +1043,25 @@ def test_hosts_list_warns_about_a_host_that_types_nothing(
     out, err = capsys.readouterr()
     assert out.splitlines() == ["AA:BB:CC:DD:EE:FF\tlaptop", "11:22:33:44:55:66\tphone\tconnected"]
     assert err.count("\n") == 1 and err.startswith("voxkey: AA:BB:CC:DD:EE:FF: the host runs BlueZ 5.66")
+
+
+def test_the_first_key_waits_for_the_hosts_stack_to_be_known_so_a_5_66_host_gets_none() -> None:
+    """bluetoothd reads the host's PnP ID a few seconds after the host subscribed (3.3 s in the guest)."""
+    radio = FakeRadio()
+    radio.modalias = ""
+    link = BluetoothLink(radio, window=3, identity_wait_s=0.4)  # type: ignore[arg-type]
+    radio.host_arrived_at = time.monotonic()
+
+    def identify() -> None:
+        time.sleep(0.1)
+        radio.modalias = DEBIAN_12_HOST
+        link._peripheral_changed()
+
+    threading.Thread(target=identify).start()
+    with pytest.raises(TransportError, match=r"BlueZ 5\.66"):
+        link.send(RELEASE_ALL, deadline=time.monotonic() + 5)
+    assert radio.sent == []
+    radio.modalias = ""  # a host that never says: it waits out identity_wait_s once, then types
+    started = time.monotonic()
+    link.send(RELEASE_ALL, deadline=time.monotonic() + 5)
+    assert radio.sent == [RELEASE_ALL] and time.monotonic() - started < 0.5

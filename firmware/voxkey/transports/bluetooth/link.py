@@ -40,6 +40,15 @@ log = logging.getLogger(__name__)
 
 WAIT_SLICE_S = 0.5
 CLOSE_DRAIN_S = 3.0
+HOST_IDENTITY_WAIT_S = 6.0
+"""How long after a host arrives the first key waits for its PnP ID (``Modalias``), if it has none yet.
+
+bluetoothd reads it from the host's Device Information service after
+resolving the host's services: 3.3 s after that in the emulated guest. Until
+then a host on BlueZ 5.66 looks like any other and would be sent keys its hog
+drops (``hostcompat``). BlueZ keeps the ID of a bonded host, so this costs
+time once, or on every connection of a host that publishes no PnP ID.
+"""
 
 
 class ReportPacer:
@@ -99,9 +108,14 @@ class BluetoothLink:
     name = "bluetooth"
 
     def __init__(
-        self, peripheral: BluetoothPeripheral, window: int | None = None, owns_peripheral: bool = False
+        self,
+        peripheral: BluetoothPeripheral,
+        window: int | None = None,
+        owns_peripheral: bool = False,
+        identity_wait_s: float = HOST_IDENTITY_WAIT_S,
     ) -> None:
         self.peripheral = peripheral
+        self.identity_wait_s = identity_wait_s
         self.pacer = ReportPacer(window or peripheral.settings.report_window)
         self.owns_peripheral = owns_peripheral
         self._last_report = RELEASE_ALL
@@ -221,9 +235,15 @@ class BluetoothLink:
                 # Its controller would acknowledge every report while its desktop typed nothing:
                 # an error, never "delivered" (hostcompat).
                 raise TransportError(f"Bluetooth host {host.address}: {host.problem}")
-            settling = self.peripheral.host_arrived_at + self.peripheral.settings.host_settle_s - time.monotonic()
+            now = time.monotonic()
+            settling = self.peripheral.host_arrived_at + self.peripheral.settings.host_settle_s - now
             if host is not None and settling > 0:
                 self._wait(deadline, f"host {host.address} subscribed but did not settle", min(settling, WAIT_SLICE_S))
+                continue
+            identifying = self.peripheral.host_arrived_at + self.identity_wait_s - now
+            if host is not None and not host.modalias and identifying > 0:
+                why = f"host {host.address} did not tell which Bluetooth stack it runs"
+                self._wait(deadline, why, min(identifying, WAIT_SLICE_S))
                 continue
             if host is not None:
                 if self.pacer.host_address != host.address:
