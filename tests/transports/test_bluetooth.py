@@ -24,6 +24,7 @@ from voxkey.transports.bluetooth.delivery import (
     DeliveryLedger,
     feed,
 )
+from voxkey.transports.bluetooth.devices import DeviceView
 from voxkey.transports.bluetooth.gatt import (
     GattCallbacks,
     HidApplication,
@@ -33,7 +34,6 @@ from voxkey.transports.bluetooth.gatt import (
     report_map,
 )
 from voxkey.transports.bluetooth.link import BluetoothLink, ReportPacer
-from voxkey.transports.bluetooth.peripheral import DeviceView
 from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
 
 US = Layout.load("us")
@@ -1065,3 +1065,103 @@ def test_the_first_key_waits_for_the_hosts_stack_to_be_known_so_a_5_66_host_gets
     started = time.monotonic()
     link.send(RELEASE_ALL, deadline=time.monotonic() + 5)
     assert radio.sent == [RELEASE_ALL] and time.monotonic() - started < 0.5
+
+
+# ----------------------------------------------------------------------------- the keyboard's rules (policy)
+
+
+def view(address: str, **props: bool) -> DeviceView:
+    defaults = {"connected": True, "paired": True, "trusted": True, "services_resolved": True}
+    return DeviceView(f"/d/{address}", address=address, **{**defaults, **props})  # type: ignore[arg-type]
+
+
+HOST, OTHER, STRANGER = "AA:AA:AA:AA:AA:AA", "BB:BB:BB:BB:BB:BB", "CC:CC:CC:CC:CC:CC"
+
+
+@pytest.mark.parametrize(
+    ("devices", "pairing", "preferred", "expected"),
+    [
+        # nobody here: advertise for bonded hosts
+        ([], False, None, dict(advertise=False, state=BluetoothState.WAITING_FOR_HOST)),
+        # a bonded host typing: no advertising
+        ([view(HOST)], False, None, dict(advertise=None, state=BluetoothState.CONNECTED, ready=HOST)),
+        # connected but its services are not resolved yet: not ready
+        ([view(HOST, services_resolved=False)], False, None, dict(advertise=None, ready=None)),
+        # a stranger outside pairing mode goes; voxkey keeps advertising
+        ([view(STRANGER, trusted=False)], False, None, dict(strangers=[STRANGER], advertise=False)),
+        # pairing: discoverable, nobody is a stranger
+        ([view(STRANGER, paired=False, trusted=False)], True, None, dict(advertise=True, state=BluetoothState.PAIRING)),
+        # pairing and a host just paired: bond it, nothing else this round
+        ([view(STRANGER, trusted=False), view(HOST)], True, None, dict(bond=STRANGER, advertise=None)),
+        # the preferred host arrives: the other host makes way
+        ([view(OTHER), view(HOST)], False, HOST, dict(displaced=[OTHER], advertise=None)),
+        # another host while the preferred one is away: keep advertising for it
+        ([view(OTHER)], False, HOST, dict(advertise=False, state=BluetoothState.CONNECTED, ready=OTHER)),
+        # bonded but disconnected devices do not count
+        ([view(HOST, connected=False)], False, None, dict(advertise=False, ready=None)),
+    ],
+)
+def test_decide_applies_the_keyboards_rules(
+    devices: list[DeviceView], pairing: bool, preferred: str | None, expected: dict[str, object]
+) -> None:
+    from voxkey.transports.bluetooth.policy import decide
+
+    decision = decide(devices, pairing=pairing, powered=True, preferred=preferred, subscribed=True)
+    got = {
+        "bond": decision.bond.address if decision.bond else None,
+        "strangers": [d.address for d in decision.strangers],
+        "displaced": [d.address for d in decision.displaced],
+        "advertise": decision.advertise,
+        "state": decision.state,
+        "ready": decision.ready.address if decision.ready else None,
+    }
+    assert {key: got[key] for key in expected} == expected
+
+
+def test_decide_never_advertises_with_the_radio_off_and_nobody_is_ready_before_subscribing() -> None:
+    from voxkey.transports.bluetooth.policy import decide
+
+    assert decide([], pairing=True, powered=False, preferred=None, subscribed=True).advertise is None
+    unsubscribed = decide([view(HOST)], pairing=False, powered=True, preferred=None, subscribed=False)
+    assert unsubscribed.ready is None and unsubscribed.state == BluetoothState.WAITING_FOR_HOST
+
+
+def test_hosts_lists_only_what_the_keyboard_accepts_as_a_bonded_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One rule with the running keyboard: Trusted (set by voxkey when it bonded) is part of it."""
+    import asyncio
+
+    from voxkey.transports.bluetooth import hosts as module
+
+    def device(address: str, **props: object) -> dict[str, dict[str, Variant]]:
+        values = {"Address": address, "Paired": True, "Trusted": True, "Connected": False, **props}
+        kinds = {bool: "b", str: "s"}
+        return {bluez.DEVICE: {k: Variant(kinds[type(v)], v) for k, v in values.items()}}
+
+    objects = {
+        "/org/bluez/hci0/dev_1": device(HOST, Alias="laptop", Modalias=DEBIAN_12_HOST),
+        "/org/bluez/hci0/dev_2": device(OTHER, Trusted=False),  # paired some other way: voxkey drops it
+        "/org/bluez/hci0/dev_3": device(STRANGER, Bonded=False),  # BlueZ >= 5.67: paired without keys stored
+        "/org/bluez/hci1/dev_4": device("DD:DD:DD:DD:DD:DD"),  # another adapter
+    }
+
+    class Bus:
+        def disconnect(self) -> None: ...
+
+    async def connect() -> Bus:
+        return Bus()
+
+    async def adapter_path(bus: object, adapter: str) -> str:
+        return f"/org/bluez/{adapter}"
+
+    async def managed(bus: object) -> dict[str, dict[str, dict[str, object]]]:
+        return {
+            path: {i: {k: bluez.plain(v) for k, v in p.items()} for i, p in ifs.items()}
+            for path, ifs in objects.items()
+        }
+
+    monkeypatch.setattr(module.bluez, "connect_system_bus", connect)
+    monkeypatch.setattr(module.bluez, "adapter_path", adapter_path)
+    monkeypatch.setattr(module.bluez, "managed_objects", managed)
+    listed = asyncio.run(module.list_hosts_async("hci0", preferred=HOST.lower()))
+    assert [(h.address, h.name, h.preferred) for h in listed] == [(HOST, "laptop", True)]
+    assert listed[0].problem is not None and "BlueZ 5.66" in listed[0].problem

@@ -32,8 +32,9 @@ from collections import deque
 from voxkey.errors import HostUnavailableError, TransportError
 from voxkey.hid import RELEASE_ALL
 from voxkey.transports.bluetooth.delivery import DeliveryLedger, HciMonitor
+from voxkey.transports.bluetooth.devices import DeviceView
 from voxkey.transports.bluetooth.gatt import CONSUMER_RELEASE, consumer_report
-from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral, DeviceView
+from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral
 from voxkey.transports.bluetooth.settings import BluetoothSettings
 
 log = logging.getLogger(__name__)

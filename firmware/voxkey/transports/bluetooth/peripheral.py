@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dbus_fast import DBusError, Message, MessageType, Variant
@@ -29,9 +28,10 @@ from voxkey.errors import BluetoothError
 from voxkey.transports.bluetooth import bluez
 from voxkey.transports.bluetooth.advertising import Advertisement
 from voxkey.transports.bluetooth.agent import CAPABILITY, PairingAgent
+from voxkey.transports.bluetooth.devices import DeviceView, describe, device_from, unwrap
 from voxkey.transports.bluetooth.gatt import GattCallbacks, HidApplication, consumer_report
-from voxkey.transports.bluetooth.hostcompat import host_problem
 from voxkey.transports.bluetooth.pairing import PairingWindow
+from voxkey.transports.bluetooth.policy import Decision, decide
 from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
 
 log = logging.getLogger(__name__)
@@ -44,54 +44,6 @@ SHUTDOWN_TIMEOUT_S = 20.0
 """Unregistering takes a few D-Bus round trips; an emulated CPU needed more than 5 s for them."""
 
 T = TypeVar("T")
-
-
-@dataclass
-class DeviceView:
-    """What we know about one remote device on our adapter (from BlueZ's Device1 properties)."""
-
-    path: str
-    address: str = ""
-    name: str = ""
-    connected: bool = False
-    paired: bool = False
-    bonded: bool | None = None
-    """BlueZ ≥ 5.67 tells bonded (keys stored) apart from paired; older versions do not have it."""
-    trusted: bool = False
-    services_resolved: bool = False
-    """BlueZ has the link's ATT bearer up (it discovered the host's own GATT services over it).
-
-    ``Connected`` turns true with the bare link, before encryption and before
-    BlueZ attaches its GATT server to it: notifications emitted then were
-    silently dropped by bluetoothd (a reconnecting host keeps its subscription,
-    so nothing else marks the moment), and the unacknowledged reports held the
-    window shut for good.
-    """
-    modalias: str = ""
-    """The host's PnP ID as BlueZ shows it (``usb:v1D6Bp0246d0542`` is BlueZ 5.66); see ``hostcompat``."""
-
-    @property
-    def is_bonded_host(self) -> bool:
-        return self.paired and self.trusted and self.bonded is not False
-
-    @property
-    def problem(self) -> str | None:
-        """Why this host cannot receive keys (``hostcompat.host_problem``), or None."""
-        return host_problem(self.modalias)
-
-    def update(self, props: dict[str, Any]) -> None:
-        for key, attribute in (
-            ("Address", "address"),
-            ("Name", "name"),
-            ("Connected", "connected"),
-            ("Paired", "paired"),
-            ("Bonded", "bonded"),
-            ("Trusted", "trusted"),
-            ("ServicesResolved", "services_resolved"),
-            ("Modalias", "modalias"),
-        ):
-            if key in props:
-                setattr(self, attribute, props[key])
 
 
 class BluetoothPeripheral:
@@ -308,7 +260,7 @@ class BluetoothPeripheral:
         objects = await bluez.managed_objects(bus)
         with self._lock:
             self.devices = {
-                path: _device_from(path, interfaces[bluez.DEVICE])
+                path: device_from(path, interfaces[bluez.DEVICE])
                 for path, interfaces in objects.items()
                 if bluez.DEVICE in interfaces and path.startswith(adapter + "/")
             }
@@ -446,15 +398,15 @@ class BluetoothPeripheral:
             and message.body[0] == bluez.ADAPTER
             and "Powered" in message.body[1]
         ):
-            self._spawn(self._adapter_powered(bool(_unwrap(message.body[1])["Powered"])))
+            self._spawn(self._adapter_powered(bool(unwrap(message.body[1])["Powered"])))
             return None
         changed = False
         with self._lock:
             if message.member == "PropertiesChanged" and message.body[0] == bluez.DEVICE:
                 device = self.devices.get(message.path or "")
                 if device is not None:
-                    changes = _unwrap(message.body[1])
-                    log.debug("bluetooth: %s %s", device.address, _describe(changes))
+                    changes = unwrap(message.body[1])
+                    log.debug("bluetooth: %s %s", device.address, describe(changes))
                     if changes.get("Connected") is False and device.connected and not device.paired:
                         self._pairing_failed(device.address, "it disconnected before bonding")
                     device.update(changes)
@@ -464,7 +416,7 @@ class BluetoothPeripheral:
             elif message.member == "InterfacesAdded" and bluez.DEVICE in message.body[1]:
                 path = message.body[0]
                 if path.startswith(self.adapter_path + "/"):
-                    self.devices[path] = _device_from(path, _unwrap(message.body[1][bluez.DEVICE]))
+                    self.devices[path] = device_from(path, unwrap(message.body[1][bluez.DEVICE]))
                     changed = True
             elif message.member == "InterfacesRemoved" and bluez.DEVICE in message.body[1]:
                 changed = self.devices.pop(message.body[0], None) is not None
@@ -549,50 +501,44 @@ class BluetoothPeripheral:
             return
         with self._lock:
             devices = list(self.devices.values())
+        self._report_unusable(devices)
+        decision = self._decide(devices)
+        if decision.bond is not None:
+            await self._trust(decision.bond)
+            await self._stop_pairing(decision.bond.address, reevaluate=False)
+            await self._evaluate_locked()
+            return
+        for device in decision.strangers:
+            log.warning("bluetooth: %s is not a bonded host and voxkey is not pairing; disconnecting", device.address)
+            await self._disconnect(device)
+        for device in decision.displaced:
+            log.info(
+                "bluetooth: preferred host %s is here; disconnecting %s", self.settings.preferred_host, device.address
+            )
+            await self._disconnect(device)
+        with self._lock:  # the disconnections above took a while: advertise and show what is true now
+            decision = self._decide(list(self.devices.values()))
+        await self._set_advertising(decision.advertise)
+        self._set_state(decision.state)
+        self._notify_listeners()
+
+    def _decide(self, devices: list[DeviceView]) -> Decision:
+        return decide(
+            devices,
+            pairing=self._pairing,
+            powered=self._powered,
+            preferred=self.settings.preferred_host,
+            subscribed=self._registered and bool(self.app.input_report.notifying),
+        )
+
+    def _report_unusable(self, devices: list[DeviceView]) -> None:
+        """Log a connected host whose stack drops our key reports, once per connection (``hostcompat``)."""
         for device in devices:
             if not device.connected:
                 self._told_unsupported.discard(device.path)
-                continue
-            if device.problem and device.path not in self._told_unsupported:
+            elif device.problem and device.path not in self._told_unsupported:
                 self._told_unsupported.add(device.path)
                 log.error("bluetooth: %s (%s): %s", device.address, device.name or "no name", device.problem)
-            if self._pairing and device.paired and not device.trusted:
-                await self._trust(device)
-                await self._stop_pairing(device.address, reevaluate=False)
-                await self._evaluate_locked()
-                return
-            if not device.is_bonded_host and not self._pairing:
-                log.warning(
-                    "bluetooth: %s is not a bonded host and voxkey is not pairing; disconnecting", device.address
-                )
-                await self._disconnect(device)
-        await self._apply_preference(devices)
-        with self._lock:
-            ready = self._ready_host_locked()
-            connected_hosts = [d for d in self.devices.values() if d.connected and d.is_bonded_host]
-        preferred = (self.settings.preferred_host or "").upper()
-        want_ads = (
-            self._pairing
-            or not connected_hosts
-            or bool(preferred and all(d.address.upper() != preferred for d in connected_hosts))
-        )
-        await self._set_advertising(self._pairing if want_ads and self._powered else None)
-        if self._pairing:
-            self._set_state(BluetoothState.PAIRING)
-        elif ready is not None:
-            self._set_state(BluetoothState.CONNECTED)
-        else:
-            self._set_state(BluetoothState.WAITING_FOR_HOST)
-        self._notify_listeners()
-
-    async def _apply_preference(self, devices: list[DeviceView]) -> None:
-        preferred = (self.settings.preferred_host or "").upper()
-        if not preferred or not any(d.connected and d.address.upper() == preferred for d in devices):
-            return
-        for device in devices:
-            if device.connected and device.address.upper() != preferred:
-                log.info("bluetooth: preferred host %s is here; disconnecting %s", preferred, device.address)
-                await self._disconnect(device)
 
     async def _trust(self, device: DeviceView) -> None:
         try:
@@ -654,12 +600,9 @@ class BluetoothPeripheral:
     # ----------------------------------------------------------------- helpers
 
     def _ready_host_locked(self) -> DeviceView | None:
-        if not self._registered or not self.app.input_report.notifying:
+        if not self._registered:
             return None
-        for device in self.devices.values():
-            if device.connected and device.services_resolved and device.is_bonded_host:
-                return device
-        return None
+        return self._decide(list(self.devices.values())).ready
 
     def _emit(self, report: bytes) -> None:
         self.app.input_report.notify(report)
@@ -691,20 +634,3 @@ class BluetoothPeripheral:
     def _notify_listeners(self) -> None:
         for listener in self._listeners:
             listener()
-
-
-def _describe(changes: dict[str, Any]) -> str:
-    """Device property changes for the debug log (large values such as ManufacturerData left out)."""
-    return ", ".join(f"{key}={value}" for key, value in changes.items() if isinstance(value, (bool, int, str)))
-
-
-def _unwrap(props: dict[str, Any]) -> dict[str, Any]:
-    return {key: value.value if isinstance(value, Variant) else value for key, value in props.items()}
-
-
-def _device_from(path: str, props: dict[str, Any]) -> DeviceView:
-    plain = _unwrap(props)
-    device = DeviceView(path)
-    device.update(plain)
-    log.debug("bluetooth: device %s %s", device.address, _describe(plain))
-    return device
