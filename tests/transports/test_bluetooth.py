@@ -945,7 +945,7 @@ def test_an_aborted_pairing_keeps_the_window_open_and_the_hosts_retry_bonds(
     caplog.set_level(logging.WARNING)
 
     async def scenario() -> str | None:
-        peripheral._loop = asyncio.get_running_loop()
+        peripheral.runner.loop = asyncio.get_running_loop()
         pairing = asyncio.ensure_future(peripheral._start_pairing(120))
         await _settle()
         assert peripheral.pairing and peripheral.state == BluetoothState.PAIRING
@@ -978,7 +978,7 @@ def test_the_pairing_window_closes_at_its_timeout_and_drops_a_host_that_did_not_
     peripheral = harness.peripheral
 
     async def scenario() -> str | None:
-        peripheral._loop = asyncio.get_running_loop()
+        peripheral.runner.loop = asyncio.get_running_loop()
         pairing = asyncio.ensure_future(peripheral._start_pairing(120))
         await _settle()
         harness.host_says(Connected=True)
@@ -1165,3 +1165,57 @@ def test_hosts_lists_only_what_the_keyboard_accepts_as_a_bonded_host(monkeypatch
     listed = asyncio.run(module.list_hosts_async("hci0", preferred=HOST.lower()))
     assert [(h.address, h.name, h.preferred) for h in listed] == [(HOST, "laptop", True)]
     assert listed[0].problem is not None and "BlueZ 5.66" in listed[0].problem
+
+
+# ----------------------------------------------------------------------------- the loop thread
+
+
+def test_the_loop_thread_runs_coroutines_for_blocking_callers_and_stops_cleanly() -> None:
+    import asyncio
+
+    from voxkey.transports.bluetooth.loop_thread import LoopThread
+
+    runner = LoopThread("test-loop")
+    with pytest.raises(BluetoothError, match="not running"):
+        runner.submit(asyncio.sleep(0))
+    threads: list[str] = []
+
+    async def boot() -> None:
+        threads.append(threading.current_thread().name)
+
+    runner.start(boot, timeout_s=10)
+    assert runner.started and threads == ["test-loop"]
+
+    async def double(value: int) -> int:
+        return 2 * value
+
+    assert runner.submit(double(21)).result(timeout=10) == 42
+    done = threading.Event()
+    runner.call_soon(lambda: (threads.append(threading.current_thread().name), done.set()))
+    assert done.wait(10) and threads[-1] == "test-loop"
+    stopped: list[bool] = []
+
+    async def shutdown() -> None:
+        stopped.append(True)
+
+    runner.stop(shutdown, timeout_s=10)
+    assert stopped == [True] and not runner.started and runner.loop is None
+    runner.stop(shutdown, timeout_s=10)  # stopping twice is harmless
+    assert stopped == [True]
+
+
+def test_a_failing_boot_is_raised_to_the_caller() -> None:
+    from voxkey.transports.bluetooth.loop_thread import LoopThread
+
+    runner = LoopThread("test-loop")
+
+    async def boot() -> None:
+        raise BluetoothError("no adapter")
+
+    async def shutdown() -> None:
+        return None
+
+    with pytest.raises(BluetoothError, match="no adapter"):
+        runner.start(boot, timeout_s=10)
+    runner.stop(shutdown, timeout_s=10)
+    assert not runner.started

@@ -30,6 +30,7 @@ from voxkey.transports.bluetooth.advertising import Advertisement
 from voxkey.transports.bluetooth.agent import CAPABILITY, PairingAgent
 from voxkey.transports.bluetooth.devices import DeviceView, describe, device_from, unwrap
 from voxkey.transports.bluetooth.gatt import GattCallbacks, HidApplication, consumer_report
+from voxkey.transports.bluetooth.loop_thread import LoopThread
 from voxkey.transports.bluetooth.pairing import PairingWindow
 from voxkey.transports.bluetooth.policy import Decision, decide
 from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
@@ -73,13 +74,11 @@ class BluetoothPeripheral:
         self._pairing_timer: asyncio.TimerHandle | None = None
         self._pairing_result: concurrent.futures.Future[str | None] | None = None
         self._bus: MessageBus | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self.runner = LoopThread("voxkey-bluetooth")
         self._advertisement: Advertisement | None = None
         self._advertisement_pending: Advertisement | None = None
         self._evaluating: asyncio.Lock | None = None
         self._closing = False
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._registered = False
         self._listeners: list[Callable[[], None]] = []
         self._told_unsupported: set[str] = set()
@@ -115,14 +114,11 @@ class BluetoothPeripheral:
 
     def start(self) -> None:
         """Connect to BlueZ and register everything; raises ``BluetoothError`` if that fails."""
-        if self._thread is not None:
+        if self.runner.started:
             return
         self._closing = False
-        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run_loop, args=(ready,), name="voxkey-bluetooth", daemon=True)
-        self._thread.start()
         try:
-            ready.result(timeout=STARTUP_TIMEOUT_S)
+            self.runner.start(self._connect, STARTUP_TIMEOUT_S)
         except concurrent.futures.TimeoutError as exc:
             self.close()
             raise BluetoothError("bluetoothd did not answer within 30 s; check 'systemctl status bluetooth'") from exc
@@ -131,26 +127,14 @@ class BluetoothPeripheral:
             raise
 
     def close(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if loop.is_running():
-            future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-            try:
-                future.result(timeout=SHUTDOWN_TIMEOUT_S)
-            except Exception as exc:  # closing must not raise: the keyboard is going away anyway
-                log.debug("bluetooth: shutdown: %s", exc)
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        self._thread = None
-        self._loop = None
+        self.runner.stop(self._shutdown, SHUTDOWN_TIMEOUT_S)
 
     def start_pairing(self, timeout_s: float | None = None) -> concurrent.futures.Future[str | None]:
         """Enter pairing mode; the future resolves to the new host's address, or None on timeout."""
-        return self._submit(self._start_pairing(timeout_s or self.settings.pairing_timeout_s))
+        return self.runner.submit(self._start_pairing(timeout_s or self.settings.pairing_timeout_s))
 
     def stop_pairing(self) -> None:
-        self._submit(self._stop_pairing(None)).result(timeout=10)
+        self.runner.submit(self._stop_pairing(None)).result(timeout=10)
 
     def ready_host(self) -> DeviceView | None:
         """The bonded, connected host that subscribed to key reports, if there is one."""
@@ -159,8 +143,7 @@ class BluetoothPeripheral:
 
     def notify_input(self, report: bytes) -> None:
         """Queue one key report for the subscribed host (delivery is tracked by the link)."""
-        loop = self._require_loop()
-        loop.call_soon_threadsafe(self._emit, report)
+        self.runner.call_soon(self._emit, report)
 
     @property
     def consumer_subscribed(self) -> bool:
@@ -168,8 +151,7 @@ class BluetoothPeripheral:
         return bool(self.app.consumer_input.notifying)
 
     def notify_consumer(self, usage: int) -> None:
-        loop = self._require_loop()
-        loop.call_soon_threadsafe(self.app.consumer_input.notify, consumer_report(usage))
+        self.runner.call_soon(self.app.consumer_input.notify, consumer_report(usage))
 
     def hosts(self) -> list[DeviceView]:
         with self._lock:
@@ -191,38 +173,8 @@ class BluetoothPeripheral:
 
     # ----------------------------------------------------------------- loop thread
 
-    def _run_loop(self, ready: concurrent.futures.Future[None]) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-
-        async def boot() -> None:
-            try:
-                await self._connect()
-            except BaseException as exc:
-                ready.set_exception(exc)
-                return
-            ready.set_result(None)
-
-        self._spawn(boot())
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
-
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coroutine`` on the loop, keeping a reference so it is not garbage-collected mid-way."""
-        task = self._require_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _require_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            raise BluetoothError("the Bluetooth keyboard is not running")
-        return self._loop
-
-    def _submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._require_loop())
+        self.runner.spawn(coroutine)
 
     async def _connect(self) -> None:
         self._bus = await bluez.connect_system_bus()
@@ -342,7 +294,7 @@ class BluetoothPeripheral:
             self._pairing_timer.cancel()
         window = self.pairing_window
         delay = window.remaining_s() if window is not None else 0.0
-        self._pairing_timer = self._require_loop().call_later(delay, self._pairing_deadline)
+        self._pairing_timer = self.runner.require().call_later(delay, self._pairing_deadline)
 
     def _pairing_deadline(self) -> None:
         """The timer fired: close the window if its own clock agrees, else wait for the rest."""
@@ -617,7 +569,7 @@ class BluetoothPeripheral:
         self._refresh()
 
     def _refresh(self) -> None:
-        if self._loop is not None:
+        if self.runner.loop is not None:
             self._spawn(self._evaluate())
 
     def _set_state(self, state: BluetoothState) -> None:
