@@ -135,6 +135,10 @@ def test_handles_stay_the_same_across_restarts_so_the_host_needs_no_rediscovery(
         assert not seen["host_cache_misses"], (
             f"round {seen['round']}: host read stale handles {seen['host_cache_misses']}"
         )
+        assert seen["discovery_skipped"] >= 1 and seen["hash_mismatches"] == 0, (
+            f"round {seen['round']}: the host discovered voxkey's services again "
+            f"({seen['hash_mismatches']} Database Hash mismatches, {seen['discovery_skipped']} matches)"
+        )
 
 
 @pytest.mark.kernel

@@ -60,6 +60,13 @@ CENTRAL_PLUGINS_OFF = ("-P", "hog,vcp,micp,bap,bass,mcp,csip,ccp")
 """bluetoothd options for the bleak and stranger cases: hog off, so the HID service is on D-Bus;
 the LE audio plugins off, which 5.66 crashed in (VCP) while a central connected to voxkey."""
 TEST_BLUETOOTHD = "/opt/voxkey-bluez/install/libexec/bluetooth/bluetoothd"
+APP_CENTRAL_DEVICE_ID = "bluetooth:004C:0001:0001"
+"""The Device ID bluetoothd reports for the bleak and stranger cases: a tablet's stack, not BlueZ's.
+
+The central there is bleak, an app on the GATT client that hears both
+notification opcodes; but voxkey refuses every host whose Device ID says
+BlueZ 5.55-5.66 (their keyboard driver, hog, does not), and bluetoothd would
+report its own 5.66. An app on a tablet is what the bleak case stands for."""
 BDADDR_LE_PUBLIC = "1"  # btmgmt takes the mgmt address type as a number
 
 
@@ -136,7 +143,7 @@ class Stack:
             time.sleep(1)
         raise RuntimeError("btvirt -l2 did not bring up two controllers")
 
-    def start_bluetoothd(self, binary: str, args: tuple[str, ...] = ()) -> None:
+    def start_bluetoothd(self, binary: str, args: tuple[str, ...] = (), device_id: str | None = None) -> None:
         """bluetoothd with LE-only controllers.
 
         btvirt's controllers are dual-mode. After LE pairing BlueZ derives a
@@ -146,12 +153,15 @@ class Stack:
         keyboard, so the guest, like the Pi should, runs BlueZ in LE mode.
         """
         config = self.work / "main.conf"
-        config.write_text("[General]\nControllerMode = le\n\n[Policy]\nAutoEnable = true\n")
+        general = "[General]\nControllerMode = le\n" + (f"DeviceID = {device_id}\n" if device_id else "")
+        config.write_text(general + "\n[Policy]\nAutoEnable = true\n")
         log = (self.work / f"bluetoothd-{len(self.runs)}.log").open("wb")
         # -E: Adapter1.ConnectDevice (connect by address without discovery) is experimental
         command = [binary, "-n", "-d", "-E", "-f", str(config), *args]
         self.bluetoothd = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        self.runs.append({"binary": binary, "version": bluetoothd_version(binary), "args": list(args)})
+        self.runs.append(
+            {"binary": binary, "version": bluetoothd_version(binary), "args": list(args), "device_id": device_id}
+        )
 
     def stop_bluetoothd(self) -> None:
         if self.bluetoothd is not None:
@@ -159,14 +169,14 @@ class Stack:
             self.bluetoothd.wait(timeout=30)
             self.bluetoothd = None
 
-    def restart_bluetoothd(self, binary: str, args: tuple[str, ...] = ()) -> None:
+    def restart_bluetoothd(self, binary: str, args: tuple[str, ...] = (), device_id: str | None = None) -> None:
         self.stop_bluetoothd()
         if binary != self.current.get("binary"):
             # Another BlueZ version: its attribute caches of the remote side describe the other
             # version's own services (5.66 crashed in its VCP plugin reading 5.82's cache).
             for cache in Path("/var/lib/bluetooth").glob("*/cache/*"):
                 cache.unlink()
-        self.start_bluetoothd(binary, args)
+        self.start_bluetoothd(binary, args, device_id)
         self.wait_adapters()
 
     def wait_adapters(self, timeout_s: float = BOOT_WAIT_S, fail: bool = True) -> list[str]:
@@ -415,11 +425,14 @@ def stack(context: GuestContext) -> Stack:
     return _STACK
 
 
-def use_bluetoothd(context: GuestContext, binary: str, args: tuple[str, ...] = ()) -> Stack:
-    """Make ``binary`` with ``args`` the running bluetoothd (restarting it only if it differs)."""
+def use_bluetoothd(
+    context: GuestContext, binary: str, args: tuple[str, ...] = (), device_id: str | None = None
+) -> Stack:
+    """Make ``binary`` with ``args`` (and ``DeviceID``) the running bluetoothd, restarting it only if it differs."""
     the_stack = stack(context)
-    if the_stack.current.get("binary") != binary or tuple(the_stack.current.get("args", ())) != args:
-        the_stack.restart_bluetoothd(binary, args)
+    current = the_stack.current
+    if (current.get("binary"), tuple(current.get("args", ())), current.get("device_id")) != (binary, args, device_id):
+        the_stack.restart_bluetoothd(binary, args, device_id)
     return the_stack
 
 
@@ -605,6 +618,9 @@ def reconnect_after_restart(context: GuestContext) -> CaseResult:
             f"{kind} {handle} {uuid[4:8]}" for kind, handle, uuid in SERVER_HANDLE.findall(log_text)
         ]
         seen["host_cache_misses"] = [line[-200:] for line in HOST_CACHE_MISS.findall(log_text)][:20]
+        # BlueZ's GATT client compares the server's Database Hash with its cache and logs the verdict
+        seen["discovery_skipped"] = log_text.count("DB Hash match: skipping discovery")
+        seen["hash_mismatches"] = log_text.count("DB Hash value:")
         seen["keyboard_before"] = keyboard_before
         seen["keyboard_after"] = find_input_event()
         rounds.append(seen)
@@ -619,7 +635,7 @@ def bleak_central(context: GuestContext) -> CaseResult:
     Runs on bookworm's bluetoothd 5.66 (the Pi's), with the hog plugin off so
     the HID service is not claimed by hog and appears on D-Bus for bleak.
     """
-    the_stack = use_bluetoothd(context, SYSTEM_BLUETOOTHD, CENTRAL_PLUGINS_OFF)
+    the_stack = use_bluetoothd(context, SYSTEM_BLUETOOTHD, CENTRAL_PLUGINS_OFF, APP_CENTRAL_DEVICE_ID)
     address = adapter_address(VOXKEY_ADAPTER)
     bonded = bool(host_device_props(address).get("Paired"))
     voxkey = Voxkey(context, "bleak", BLEAK_TEXT, *(() if bonded else ("--pair",)))
@@ -768,7 +784,7 @@ def stranger_refused(context: GuestContext) -> CaseResult:
     hog is off on the host (bookworm's bluetoothd, as in the bleak case) so the
     HID characteristics appear on D-Bus and a read and a subscription can be tried.
     """
-    use_bluetoothd(context, SYSTEM_BLUETOOTHD, CENTRAL_PLUGINS_OFF)
+    use_bluetoothd(context, SYSTEM_BLUETOOTHD, CENTRAL_PLUGINS_OFF, APP_CENTRAL_DEVICE_ID)
     address = adapter_address(VOXKEY_ADAPTER)
     host_address = adapter_address(HOST_ADAPTER)
     observations: dict[str, Any] = {}
