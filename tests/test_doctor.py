@@ -295,7 +295,7 @@ def test_config_error_is_reported_with_its_place(tmp_path: Path, system: SystemP
 
 def test_every_check_returns_a_result(tmp_path: Path, system: SystemPaths) -> None:
     results = Doctor(usb_config(tmp_path, "both"), paths=system).run()
-    assert len(results) == 14  # 12 + the speech server's privacy and reachability (asr.remote)
+    assert len(results) == 15  # 12 + the speech server's privacy and reachability (asr.remote) + Bluetooth hosts
     assert all(r.ok or r.fix for r in results), [r for r in results if not r.ok and not r.fix]
 
 

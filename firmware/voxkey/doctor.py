@@ -23,11 +23,21 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voxkey.config import Config
-from voxkey.errors import ConfigError, ModelError
+from voxkey.errors import BluetoothError, ConfigError, ModelError
 from voxkey.models import find_model, verify_model
+
+if TYPE_CHECKING:
+    from voxkey.transports.bluetooth.hosts import BondedHost
+
+
+def _bonded_hosts(adapter: str) -> list[BondedHost]:
+    """BlueZ's bonded hosts (imported here: doctor must run where dbus-fast is missing)."""
+    from voxkey.transports.bluetooth.hosts import list_hosts
+
+    return list_hosts(adapter)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class Doctor:
     config_error: ConfigError | None = None
     paths: SystemPaths = field(default_factory=SystemPaths)
     host: HostPlatform = field(default_factory=HostPlatform.current)
+    bluetooth_hosts: Callable[[str], list[BondedHost]] = field(default=_bonded_hosts)
 
     @property
     def transport(self) -> str:
@@ -100,6 +111,7 @@ class Doctor:
             self.check_hidg,
             self.check_uinput,
             self.check_bluetooth,
+            self.check_bluetooth_hosts,
             self.check_gpio,
             self.check_pin_factory,
             self.check_spi,
@@ -283,6 +295,20 @@ class Doctor:
                 "bluetooth", False, "the system D-Bus is not running", "sudo systemctl start dbus bluetooth"
             )
         return CheckResult("bluetooth", True, f"adapter {', '.join(adapters)}")
+
+    def check_bluetooth_hosts(self) -> CheckResult:
+        """Bonded hosts whose BlueZ (5.55-5.66) drops every key report (``transports.bluetooth.hostcompat``)."""
+        if not self.uses_bluetooth():
+            return CheckResult("bluetooth hosts", True, "not used (transport is not bluetooth)", used=False)
+        try:
+            hosts = self.bluetooth_hosts(self.config.bluetooth.adapter)
+        except BluetoothError as exc:
+            return CheckResult("bluetooth hosts", False, str(exc), "sudo systemctl start bluetooth")
+        broken = [host for host in hosts if host.problem]
+        if broken:
+            names = ", ".join(f"{host.address} ({host.name})" for host in broken)
+            return CheckResult("bluetooth hosts", False, f"{names}: {broken[0].problem}", "update BlueZ on that host")
+        return CheckResult("bluetooth hosts", True, f"{len(hosts)} bonded, none with a known-broken stack")
 
     def check_gpio(self) -> CheckResult:
         if self.config.button.source != "gpio" and self.config.leds.kind == "none":

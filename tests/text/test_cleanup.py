@@ -6,9 +6,9 @@ from hypothesis import strategies as st
 
 from voxkey.text.cleanup import (
     clean_phrase,
-    continues_after_full_stop,
     clean_transcript,
     collapse_repetitions,
+    continues_after_full_stop,
     is_hallucination,
     join_phrases,
     join_two,

@@ -9,7 +9,7 @@ import time
 import pytest
 from dbus_fast import DBusError, Variant
 
-from voxkey.errors import ConfigError, HostUnavailableError, TransportError
+from voxkey.errors import BluetoothError, ConfigError, HostUnavailableError, TransportError
 from voxkey.hid import CONSUMER_EJECT, RELEASE_ALL, keyboard_report_descriptor
 from voxkey.keymap import Layout, decode, encode
 from voxkey.transports.base import Keyboard
@@ -24,6 +24,7 @@ from voxkey.transports.bluetooth.delivery import (
     DeliveryLedger,
     feed,
 )
+from voxkey.transports.bluetooth.devices import DeviceView
 from voxkey.transports.bluetooth.gatt import (
     GattCallbacks,
     HidApplication,
@@ -33,7 +34,6 @@ from voxkey.transports.bluetooth.gatt import (
     report_map,
 )
 from voxkey.transports.bluetooth.link import BluetoothLink, ReportPacer
-from voxkey.transports.bluetooth.peripheral import DeviceView
 from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
 
 US = Layout.load("us")
@@ -117,6 +117,41 @@ def test_gatt_tree_has_hid_battery_and_device_information_services() -> None:
     ]
     assert next(c.uuid for c in app.services[2].characteristics) == bluez.PNP_ID
     assert all(path.startswith("/t/service") for path in objects)
+
+
+def bluez_layout(app: HidApplication) -> list[tuple[str, int]]:
+    """Handles as BlueZ lays out a service: declaration, then per characteristic its declaration,
+    value and (for notify/indicate) the CCC BlueZ adds, then the app's descriptors; one apart each."""
+    rows = []
+    for service in app.services:
+        rows.append((f"service {service.uuid[4:8]}", service.handle))
+        for characteristic in service.characteristics:
+            rows.append((f"declaration {characteristic.uuid[4:8]}", characteristic.handle - 1))
+            rows.append((f"value {characteristic.uuid[4:8]}", characteristic.handle))
+            if "notify" in characteristic.flags:
+                rows.append(("ccc", characteristic.handle + 1))
+            rows.extend((f"descriptor {d.uuid[4:8]}", d.handle) for d in characteristic.descriptors)
+    return rows
+
+
+def test_every_attribute_has_a_fixed_handle_in_the_order_bluez_lays_out_a_service() -> None:
+    app = HidApplication("/t")
+    for service in app.services:
+        rows = [handle for _, handle in bluez_layout(app) if service.handle <= handle <= service.end_handle]
+        assert rows == list(range(service.handle, service.end_handle + 1)), (service.uuid, rows)
+    starts = [service.handle for service in app.services]
+    ends = [service.end_handle for service in app.services]
+    assert all(end < start for end, start in zip(ends, starts[1:], strict=False)), "services must not overlap"
+    assert app.keyboard_input.handle == 0x0108 and app.keyboard_input.descriptors[0].handle == 0x010A
+    objects = app.managed_objects()
+    for interface in app.interfaces():
+        assert objects[interface.path][interface.name]["Handle"] == Variant("q", interface.handle)
+        assert interface.handle >= 0x0100
+
+
+def test_handles_are_the_same_in_every_run() -> None:
+    first, second = HidApplication("/a"), HidApplication("/b", battery_level=40)
+    assert [h for _, h in bluez_layout(first)] == [h for _, h in bluez_layout(second)]
 
 
 def test_report_references_name_id_and_type_of_each_report() -> None:
@@ -351,6 +386,8 @@ class FakeRadio:
         self.listeners: list[object] = []
         self.host_arrived_at = 0.0
         self.consumer_subscribed = True
+        self.modalias = "bluetooth:v004Cp0267d0100"
+        """The host named its stack (here Apple's), so the link waits for nothing but the settle time."""
 
     def add_listener(self, listener: object) -> None:
         self.listeners.append(listener)
@@ -363,7 +400,13 @@ class FakeRadio:
     def ready_host(self) -> DeviceView | None:
         return (
             DeviceView(
-                "/h", address="AA:BB:CC:DD:EE:FF", connected=True, paired=True, trusted=True, services_resolved=True
+                "/h",
+                address="AA:BB:CC:DD:EE:FF",
+                connected=True,
+                paired=True,
+                trusted=True,
+                services_resolved=True,
+                modalias=self.modalias,
             )
             if (self.connected)
             else None
@@ -681,3 +724,498 @@ def test_the_advertisement_is_registered_again_when_the_radio_comes_back(monkeyp
         assert calls == ["RegisterAdvertisement", "UnregisterAdvertisement", "RegisterAdvertisement"]
 
     asyncio.run(scenario())
+
+
+# ----------------------------------------------------------------------------- hosts whose hog drops 0x23
+
+DEBIAN_12_HOST = "usb:v1D6Bp0246d0542"  # BlueZ 5.66, as bluetoothd's default DeviceID shows it
+
+
+@pytest.mark.parametrize(
+    ("modalias", "version", "affected"),
+    [
+        (DEBIAN_12_HOST, (5, 66), True),
+        ("usb:v1D6Bp0246d0540", (5, 64), True),  # Ubuntu 22.04
+        ("usb:v1D6Bp0246d0537", (5, 55), True),  # the first client asking for multiple notifications
+        ("bluetooth:v1D6Bp0246d0542", (5, 66), True),
+        ("usb:v1D6Bp0246d0536", (5, 54), False),
+        ("usb:v1D6Bp0246d0543", (5, 67), False),  # hog fixed
+        ("usb:v1D6Bp0246d0552", (5, 82), False),
+        ("bluetooth:v004Cp0267d0100", None, False),  # not BlueZ (Apple)
+        ("usb:v1D6Bp0104d0542", None, False),  # Linux Foundation, another product (voxkey's own gadget)
+        ("", None, False),
+        ("garbage", None, False),
+    ],
+)
+def test_bluez_hosts_5_55_to_5_66_are_known_to_type_nothing(
+    modalias: str, version: tuple[int, int] | None, affected: bool
+) -> None:
+    from voxkey.transports.bluetooth.hostcompat import bluez_version, host_problem
+
+    assert bluez_version(modalias) == version
+    problem = host_problem(modalias)
+    assert (problem is not None) == affected
+    if problem:
+        assert f"BlueZ {version[0]}.{version[1]}" in problem and "5.67" in problem  # type: ignore[index]
+
+
+def test_typing_to_a_bluez_5_66_host_fails_at_once_and_delivers_nothing() -> None:
+    radio = FakeRadio()
+    radio.modalias = DEBIAN_12_HOST
+    link = BluetoothLink(radio, window=3)  # type: ignore[arg-type]
+    keyboard = Keyboard(link, US, host_wait_s=5)
+    with pytest.raises(TransportError, match=r"AA:BB:CC:DD:EE:FF: the host runs BlueZ 5\.66"):
+        keyboard.type("hello")
+    assert radio.sent == [] and keyboard.delivered_chars == 0
+
+
+def test_a_host_found_to_be_bluez_5_66_mid_text_or_after_it_is_an_error_not_delivered() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    reports = encode("ab", US)
+    link.send(reports[0], deadline=None)
+    radio.modalias = DEBIAN_12_HOST  # bluetoothd read the host's PnP ID only now
+    with pytest.raises(TransportError, match=r"BlueZ 5\.66"):
+        link.send(reports[1], deadline=None)
+    link.pacer.delivered(None, reports[0])
+    with pytest.raises(TransportError, match=r"BlueZ 5\.66"):
+        link.drain(1.0)
+    radio.modalias = ""
+    assert link.drain(1.0)
+
+
+def test_the_peripheral_logs_an_unusable_host_once_per_connection(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import logging
+
+    from voxkey.transports.bluetooth import peripheral as module
+
+    async def bluez_call(*args: object) -> list[object]:
+        return []
+
+    class Bus:
+        def export(self, path: str, interface: object) -> None: ...
+        def unexport(self, path: str, interface: object) -> None: ...
+
+    monkeypatch.setattr(module.bluez, "call", bluez_call)
+    peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
+    peripheral._bus, peripheral._registered, peripheral._powered = Bus(), True, True  # type: ignore[assignment]
+    path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
+    host = DeviceView(path, address="AA:BB:CC:DD:EE:FF", name="laptop", connected=True, paired=True, trusted=True)
+    peripheral.devices[path] = host
+    caplog.set_level(logging.ERROR, logger=module.__name__)
+
+    def unusable_lines() -> int:
+        return sum("AA:BB:CC:DD:EE:FF (laptop): the host runs BlueZ 5.66" in r.getMessage() for r in caplog.records)
+
+    asyncio.run(peripheral._evaluate_locked())
+    assert unusable_lines() == 0
+    host.update({"Modalias": DEBIAN_12_HOST})
+    asyncio.run(peripheral._evaluate_locked())
+    asyncio.run(peripheral._evaluate_locked())
+    assert unusable_lines() == 1
+    host.update({"Connected": False})
+    asyncio.run(peripheral._evaluate_locked())
+    host.update({"Connected": True})
+    asyncio.run(peripheral._evaluate_locked())
+    assert unusable_lines() == 2
+
+
+def test_doctor_names_a_bonded_host_whose_bluez_types_nothing(tmp_path: object) -> None:
+    from voxkey.config import Config, OutputSettings
+    from voxkey.doctor import Doctor
+    from voxkey.transports.bluetooth.hostcompat import host_problem
+    from voxkey.transports.bluetooth.hosts import BondedHost
+
+    config = Config(output=OutputSettings(transport="bluetooth"))
+    good = BondedHost("11:22:33:44:55:66", "phone", True, True, False)
+    bad = BondedHost("AA:BB:CC:DD:EE:FF", "laptop", False, True, False, host_problem(DEBIAN_12_HOST))
+    asked: list[str] = []
+
+    def hosts(*found: BondedHost) -> object:
+        def listing(adapter: str) -> list[BondedHost]:
+            asked.append(adapter)
+            return list(found)
+
+        return listing
+
+    result = Doctor(config, bluetooth_hosts=hosts(good, bad)).check_bluetooth_hosts()  # type: ignore[arg-type]
+    assert not result.ok and "AA:BB:CC:DD:EE:FF (laptop)" in result.detail and "BlueZ 5.66" in result.detail
+    assert "11:22" not in result.detail and result.fix
+    assert Doctor(config, bluetooth_hosts=hosts(good)).check_bluetooth_hosts().ok  # type: ignore[arg-type]
+    assert asked == ["hci0", "hci0"]
+
+    def no_bluez(adapter: str) -> list[BondedHost]:
+        raise BluetoothError("cannot reach the system D-Bus")
+
+    down = Doctor(config, bluetooth_hosts=no_bluez).check_bluetooth_hosts()
+    assert not down.ok and "systemctl start bluetooth" in down.fix
+    usb = Doctor(Config(output=OutputSettings(transport="usb")), bluetooth_hosts=no_bluez).check_bluetooth_hosts()
+    assert usb.ok and not usb.used
+
+
+# ----------------------------------------------------------------------------- pairing a host aborts
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_pairing_window_counts_down_on_its_clock_and_survives_a_failed_attempt() -> None:
+    from voxkey.transports.bluetooth.pairing import PairingWindow
+
+    clock = FakeClock()
+    window = PairingWindow(120, clock)
+    clock.now += 30
+    message = window.attempt_failed("AA:BB:CC:DD:EE:FF", "it cancelled")
+    assert "stays on for 90 s more" in message and "pair again" in message
+    assert not window.expired and window.failed_attempts == ["AA:BB:CC:DD:EE:FF"]
+    clock.now += 89.5
+    assert not window.expired
+    clock.now += 0.5
+    assert window.expired and window.remaining_s() == 0
+
+
+class PairingHarness:
+    """A peripheral on a test event loop with BlueZ's calls recorded and a fake clock."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from voxkey.transports.bluetooth import peripheral as module
+
+        self.calls: list[tuple[str, str, object]] = []
+
+        async def bluez_call(bus: object, path: str, interface: str, member: str, *args: object) -> list[object]:
+            self.calls.append((member, path, args))
+            return []
+
+        async def set_property(bus: object, path: str, interface: str, name: str, value: Variant) -> None:
+            self.calls.append((name, path, value.value))
+
+        class Bus:
+            def export(self, path: str, interface: object) -> None: ...
+            def unexport(self, path: str, interface: object) -> None: ...
+
+        monkeypatch.setattr(module.bluez, "call", bluez_call)
+        monkeypatch.setattr(module.bluez, "set_property", set_property)
+        self.clock = FakeClock()
+        self.peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"), clock=self.clock)
+        self.peripheral._bus, self.peripheral._registered = Bus(), True  # type: ignore[assignment]
+        self.peripheral._powered = True
+        self.path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
+        self.host = DeviceView(self.path, address="AA:BB:CC:DD:EE:FF")
+        self.peripheral.devices[self.path] = self.host
+
+    def host_says(self, **props: object) -> None:
+        from dbus_fast import Message, MessageType
+
+        body = [bluez.DEVICE, {key: Variant("b", value) for key, value in props.items()}, []]
+        self.peripheral._on_message(
+            Message(
+                message_type=MessageType.SIGNAL,
+                path=self.path,
+                interface=bluez.PROPERTIES,
+                member="PropertiesChanged",
+                signature="sa{sv}as",
+                body=body,
+            )
+        )
+
+
+async def _settle() -> None:
+    import asyncio
+
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_an_aborted_pairing_keeps_the_window_open_and_the_hosts_retry_bonds(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import logging
+
+    harness = PairingHarness(monkeypatch)
+    peripheral = harness.peripheral
+    caplog.set_level(logging.WARNING)
+
+    async def scenario() -> str | None:
+        peripheral.runner.loop = asyncio.get_running_loop()
+        pairing = asyncio.ensure_future(peripheral._start_pairing(120))
+        await _settle()
+        assert peripheral.pairing and peripheral.state == BluetoothState.PAIRING
+        harness.host_says(Connected=True)
+        await _settle()
+        harness.clock.now += 20
+        peripheral.agent.Cancel()  # the host's user pressed Cancel, or its stack gave up ("Not paired")
+        harness.host_says(Connected=False)
+        await _settle()
+        assert peripheral.pairing and peripheral.state == BluetoothState.PAIRING, "the window must stay open"
+        assert ("Pairable", peripheral.adapter_path, False) not in harness.calls
+        harness.clock.now += 10
+        harness.host_says(Connected=True)  # the retry
+        harness.host_says(Paired=True, Bonded=True)
+        return await asyncio.wait_for(pairing, 5)
+
+    assert asyncio.run(scenario()) == "AA:BB:CC:DD:EE:FF"
+    assert not peripheral.pairing and harness.host.trusted
+    assert peripheral.pairing_window is not None and len(peripheral.pairing_window.failed_attempts) == 2
+    warnings = [r.getMessage() for r in caplog.records if "pairing mode stays on for 100 s more" in r.getMessage()]
+    assert len(warnings) == 2, [r.getMessage() for r in caplog.records]
+
+
+def test_the_pairing_window_closes_at_its_timeout_and_drops_a_host_that_did_not_bond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    harness = PairingHarness(monkeypatch)
+    peripheral = harness.peripheral
+
+    async def scenario() -> str | None:
+        peripheral.runner.loop = asyncio.get_running_loop()
+        pairing = asyncio.ensure_future(peripheral._start_pairing(120))
+        await _settle()
+        harness.host_says(Connected=True)
+        await _settle()
+        harness.clock.now += 119
+        peripheral._pairing_deadline()  # a timer that fires early (another clock) changes nothing
+        await _settle()
+        assert peripheral.pairing
+        assert not any(member == "Disconnect" for member, _, _ in harness.calls)
+        harness.clock.now += 1
+        peripheral._pairing_deadline()
+        return await asyncio.wait_for(pairing, 5)
+
+    assert asyncio.run(scenario()) is None
+    assert not peripheral.pairing and peripheral.state == BluetoothState.WAITING_FOR_HOST
+    assert ("Pairable", peripheral.adapter_path, False) in harness.calls
+    assert ("Disconnect", harness.path, ()) in harness.calls, "a host still connected without a bond must go"
+
+
+# ----------------------------------------------------------------------------- connection interval
+
+
+def test_the_ledger_records_the_interval_the_host_granted_at_connection_and_after_an_update(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    ledger = DeliveryLedger(lambda address, value: None, lambda address, values: None)
+    caplog.set_level(logging.INFO)
+    address = bytes([0x66, 0x55, 0x44, 0x33, 0x22, 0x11])
+    connection = bytearray(le_connection(0x0040, address))
+    connection[2 + 12 : 2 + 14] = struct.pack("<H", 36)  # 45 ms, Android's default
+    feed(ledger, MONITOR_EVENT, bytes(connection))
+    assert ledger.intervals_ms == {"11:22:33:44:55:66": 45.0}
+    update = bytes([0x03, 0x00]) + struct.pack("<HHHH", 0x0040, 6, 0, 200)  # granted 7.5 ms
+    feed(ledger, MONITOR_EVENT, bytes([0x3E, len(update)]) + update)
+    assert ledger.intervals_ms == {"11:22:33:44:55:66": 7.5}
+    failed = bytes([0x03, 0x3B]) + struct.pack("<HHHH", 0x0040, 80, 0, 200)  # refused: nothing changes
+    feed(ledger, MONITOR_EVENT, bytes([0x3E, len(failed)]) + failed)
+    assert ledger.intervals_ms == {"11:22:33:44:55:66": 7.5}
+    enhanced = bytes([0x0A, 0x00]) + struct.pack("<H", 0x0041) + bytes([0x01, 0x00]) + address[::-1] + bytes(12)
+    enhanced += struct.pack("<HHHB", 12, 0, 200, 0)
+    feed(ledger, MONITOR_EVENT, bytes([0x3E, len(enhanced)]) + enhanced)
+    assert ledger.intervals_ms == {"66:55:44:33:22:11": 15.0, "11:22:33:44:55:66": 7.5}
+    assert "link to 11:22:33:44:55:66: connection interval 7.50 ms" in caplog.text
+
+
+def test_hosts_list_warns_about_a_host_that_types_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voxkey import transports
+    from voxkey.cli import main
+    from voxkey.transports.bluetooth.hostcompat import host_problem
+    from voxkey.transports.bluetooth.hosts import BondedHost
+
+    hosts = [
+        BondedHost("AA:BB:CC:DD:EE:FF", "laptop", False, True, False, host_problem(DEBIAN_12_HOST)),
+        BondedHost("11:22:33:44:55:66", "phone", True, True, False),
+    ]
+    monkeypatch.setattr(transports.bluetooth, "list_hosts", lambda adapter, preferred: hosts)
+    assert main(["hosts", "list"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["AA:BB:CC:DD:EE:FF\tlaptop", "11:22:33:44:55:66\tphone\tconnected"]
+    assert err.count("\n") == 1 and err.startswith("voxkey: AA:BB:CC:DD:EE:FF: the host runs BlueZ 5.66")
+
+
+def test_the_first_key_waits_for_the_hosts_stack_to_be_known_so_a_5_66_host_gets_none() -> None:
+    """bluetoothd reads the host's PnP ID a few seconds after the host subscribed (3.3 s in the guest)."""
+    radio = FakeRadio()
+    radio.modalias = ""
+    link = BluetoothLink(radio, window=3, identity_wait_s=0.4)  # type: ignore[arg-type]
+    radio.host_arrived_at = time.monotonic()
+
+    def identify() -> None:
+        time.sleep(0.1)
+        radio.modalias = DEBIAN_12_HOST
+        link._peripheral_changed()
+
+    threading.Thread(target=identify).start()
+    with pytest.raises(TransportError, match=r"BlueZ 5\.66"):
+        link.send(RELEASE_ALL, deadline=time.monotonic() + 5)
+    assert radio.sent == []
+    radio.modalias = ""  # a host that never says: it waits out identity_wait_s once, then types
+    started = time.monotonic()
+    link.send(RELEASE_ALL, deadline=time.monotonic() + 5)
+    assert radio.sent == [RELEASE_ALL] and time.monotonic() - started < 0.5
+
+
+# ----------------------------------------------------------------------------- the keyboard's rules (policy)
+
+
+def view(address: str, **props: bool) -> DeviceView:
+    defaults = {"connected": True, "paired": True, "trusted": True, "services_resolved": True}
+    return DeviceView(f"/d/{address}", address=address, **{**defaults, **props})  # type: ignore[arg-type]
+
+
+HOST, OTHER, STRANGER = "AA:AA:AA:AA:AA:AA", "BB:BB:BB:BB:BB:BB", "CC:CC:CC:CC:CC:CC"
+
+
+@pytest.mark.parametrize(
+    ("devices", "pairing", "preferred", "expected"),
+    [
+        # nobody here: advertise for bonded hosts
+        ([], False, None, dict(advertise=False, state=BluetoothState.WAITING_FOR_HOST)),
+        # a bonded host typing: no advertising
+        ([view(HOST)], False, None, dict(advertise=None, state=BluetoothState.CONNECTED, ready=HOST)),
+        # connected but its services are not resolved yet: not ready
+        ([view(HOST, services_resolved=False)], False, None, dict(advertise=None, ready=None)),
+        # a stranger outside pairing mode goes; voxkey keeps advertising
+        ([view(STRANGER, trusted=False)], False, None, dict(strangers=[STRANGER], advertise=False)),
+        # pairing: discoverable, nobody is a stranger
+        ([view(STRANGER, paired=False, trusted=False)], True, None, dict(advertise=True, state=BluetoothState.PAIRING)),
+        # pairing and a host just paired: bond it, nothing else this round
+        ([view(STRANGER, trusted=False), view(HOST)], True, None, dict(bond=STRANGER, advertise=None)),
+        # the preferred host arrives: the other host makes way
+        ([view(OTHER), view(HOST)], False, HOST, dict(displaced=[OTHER], advertise=None)),
+        # another host while the preferred one is away: keep advertising for it
+        ([view(OTHER)], False, HOST, dict(advertise=False, state=BluetoothState.CONNECTED, ready=OTHER)),
+        # bonded but disconnected devices do not count
+        ([view(HOST, connected=False)], False, None, dict(advertise=False, ready=None)),
+    ],
+)
+def test_decide_applies_the_keyboards_rules(
+    devices: list[DeviceView], pairing: bool, preferred: str | None, expected: dict[str, object]
+) -> None:
+    from voxkey.transports.bluetooth.policy import decide
+
+    decision = decide(devices, pairing=pairing, powered=True, preferred=preferred, subscribed=True)
+    got = {
+        "bond": decision.bond.address if decision.bond else None,
+        "strangers": [d.address for d in decision.strangers],
+        "displaced": [d.address for d in decision.displaced],
+        "advertise": decision.advertise,
+        "state": decision.state,
+        "ready": decision.ready.address if decision.ready else None,
+    }
+    assert {key: got[key] for key in expected} == expected
+
+
+def test_decide_never_advertises_with_the_radio_off_and_nobody_is_ready_before_subscribing() -> None:
+    from voxkey.transports.bluetooth.policy import decide
+
+    assert decide([], pairing=True, powered=False, preferred=None, subscribed=True).advertise is None
+    unsubscribed = decide([view(HOST)], pairing=False, powered=True, preferred=None, subscribed=False)
+    assert unsubscribed.ready is None and unsubscribed.state == BluetoothState.WAITING_FOR_HOST
+
+
+def test_hosts_lists_only_what_the_keyboard_accepts_as_a_bonded_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One rule with the running keyboard: Trusted (set by voxkey when it bonded) is part of it."""
+    import asyncio
+
+    from voxkey.transports.bluetooth import hosts as module
+
+    def device(address: str, **props: object) -> dict[str, dict[str, Variant]]:
+        values = {"Address": address, "Paired": True, "Trusted": True, "Connected": False, **props}
+        kinds = {bool: "b", str: "s"}
+        return {bluez.DEVICE: {k: Variant(kinds[type(v)], v) for k, v in values.items()}}
+
+    objects = {
+        "/org/bluez/hci0/dev_1": device(HOST, Alias="laptop", Modalias=DEBIAN_12_HOST),
+        "/org/bluez/hci0/dev_2": device(OTHER, Trusted=False),  # paired some other way: voxkey drops it
+        "/org/bluez/hci0/dev_3": device(STRANGER, Bonded=False),  # BlueZ >= 5.67: paired without keys stored
+        "/org/bluez/hci1/dev_4": device("DD:DD:DD:DD:DD:DD"),  # another adapter
+    }
+
+    class Bus:
+        def disconnect(self) -> None: ...
+
+    async def connect() -> Bus:
+        return Bus()
+
+    async def adapter_path(bus: object, adapter: str) -> str:
+        return f"/org/bluez/{adapter}"
+
+    async def managed(bus: object) -> dict[str, dict[str, dict[str, object]]]:
+        return {
+            path: {i: {k: bluez.plain(v) for k, v in p.items()} for i, p in ifs.items()}
+            for path, ifs in objects.items()
+        }
+
+    monkeypatch.setattr(module.bluez, "connect_system_bus", connect)
+    monkeypatch.setattr(module.bluez, "adapter_path", adapter_path)
+    monkeypatch.setattr(module.bluez, "managed_objects", managed)
+    listed = asyncio.run(module.list_hosts_async("hci0", preferred=HOST.lower()))
+    assert [(h.address, h.name, h.preferred) for h in listed] == [(HOST, "laptop", True)]
+    assert listed[0].problem is not None and "BlueZ 5.66" in listed[0].problem
+
+
+# ----------------------------------------------------------------------------- the loop thread
+
+
+def test_the_loop_thread_runs_coroutines_for_blocking_callers_and_stops_cleanly() -> None:
+    import asyncio
+
+    from voxkey.transports.bluetooth.loop_thread import LoopThread
+
+    runner = LoopThread("test-loop")
+    with pytest.raises(BluetoothError, match="not running"):
+        runner.submit(asyncio.sleep(0))
+    threads: list[str] = []
+
+    async def boot() -> None:
+        threads.append(threading.current_thread().name)
+
+    runner.start(boot, timeout_s=10)
+    assert runner.started and threads == ["test-loop"]
+
+    async def double(value: int) -> int:
+        return 2 * value
+
+    assert runner.submit(double(21)).result(timeout=10) == 42
+    done = threading.Event()
+    runner.call_soon(lambda: (threads.append(threading.current_thread().name), done.set()))
+    assert done.wait(10) and threads[-1] == "test-loop"
+    stopped: list[bool] = []
+
+    async def shutdown() -> None:
+        stopped.append(True)
+
+    runner.stop(shutdown, timeout_s=10)
+    assert stopped == [True] and not runner.started and runner.loop is None
+    runner.stop(shutdown, timeout_s=10)  # stopping twice is harmless
+    assert stopped == [True]
+
+
+def test_a_failing_boot_is_raised_to_the_caller() -> None:
+    from voxkey.transports.bluetooth.loop_thread import LoopThread
+
+    runner = LoopThread("test-loop")
+
+    async def boot() -> None:
+        raise BluetoothError("no adapter")
+
+    async def shutdown() -> None:
+        return None
+
+    with pytest.raises(BluetoothError, match="no adapter"):
+        runner.start(boot, timeout_s=10)
+    runner.stop(shutdown, timeout_s=10)
+    assert not runner.started

@@ -137,6 +137,8 @@ def run_hosts_list(args: argparse.Namespace) -> int:
     for host in list_hosts(settings.adapter, settings.preferred_host):
         marks = ",".join(mark for mark, on in (("connected", host.connected), ("preferred", host.preferred)) if on)
         print(f"{host.address}\t{host.name}\t{marks}".rstrip())
+        if host.problem:
+            print(f"voxkey: {host.address}: {host.problem}", file=sys.stderr)
     return 0
 
 
@@ -189,6 +191,7 @@ def _write_stats(path: str, link: BluetoothLink, keyboard: Keyboard, elapsed: fl
         "seconds": round(elapsed, 3),
         "acknowledged_reports": link.pacer.delivered_reports,
         "replayed_reports": link.pacer.replayed_reports,
+        "connection_interval_ms": link.connection_interval_ms(),
     }
     with open(path, "w", encoding="utf-8") as stream:
         json.dump(stats, stream)

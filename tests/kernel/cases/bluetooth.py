@@ -20,7 +20,8 @@ ever types on the host. The hog cases therefore run the bluetoothd that
 ``hardware/bluetooth.md`` builds from Debian's newer BlueZ source (found at
 ``TEST_BLUETOOTHD`` or ``$VOXKEY_BLUETOOTHD``); the bleak case and the stranger
 case run bookworm's own 5.66, the version a Raspberry Pi OS bookworm ships, so
-voxkey is exercised on both.
+voxkey is exercised on both. The old-host case runs 5.66 with hog on: a host
+on Debian 12, which voxkey must recognise and refuse loudly (``hostcompat``).
 
 The guest emulates its CPU (no KVM), so every wait below is generous and keyed
 to a log line or a state, never to a fixed sleep.
@@ -59,6 +60,13 @@ CENTRAL_PLUGINS_OFF = ("-P", "hog,vcp,micp,bap,bass,mcp,csip,ccp")
 """bluetoothd options for the bleak and stranger cases: hog off, so the HID service is on D-Bus;
 the LE audio plugins off, which 5.66 crashed in (VCP) while a central connected to voxkey."""
 TEST_BLUETOOTHD = "/opt/voxkey-bluez/install/libexec/bluetooth/bluetoothd"
+APP_CENTRAL_DEVICE_ID = "bluetooth:004C:0001:0001"
+"""The Device ID bluetoothd reports for the bleak and stranger cases: a tablet's stack, not BlueZ's.
+
+The central there is bleak, an app on the GATT client that hears both
+notification opcodes; but voxkey refuses every host whose Device ID says
+BlueZ 5.55-5.66 (their keyboard driver, hog, does not), and bluetoothd would
+report its own 5.66. An app on a tablet is what the bleak case stands for."""
 BDADDR_LE_PUBLIC = "1"  # btmgmt takes the mgmt address type as a number
 
 
@@ -96,6 +104,7 @@ class Stack:
         self.bluetoothd: subprocess.Popen[bytes] | None = None
         self.btvirt: subprocess.Popen[bytes] | None = None
         self.runs: list[dict[str, Any]] = []
+        self.interval_request: dict[str, Any] = {}
 
     @property
     def current(self) -> dict[str, Any]:
@@ -113,6 +122,7 @@ class Stack:
             self.start_bluetoothd(binary, bluetoothd_args)
             found = self.wait_adapters(timeout_s=120, fail=False)
             if {VOXKEY_ADAPTER, HOST_ADAPTER} <= set(found):
+                self.interval_request = request_short_interval()
                 return {"adapters": found, "attempts": attempt + 1}
             self.stop_bluetoothd()
             if self.btvirt is not None:
@@ -133,7 +143,7 @@ class Stack:
             time.sleep(1)
         raise RuntimeError("btvirt -l2 did not bring up two controllers")
 
-    def start_bluetoothd(self, binary: str, args: tuple[str, ...] = ()) -> None:
+    def start_bluetoothd(self, binary: str, args: tuple[str, ...] = (), device_id: str | None = None) -> None:
         """bluetoothd with LE-only controllers.
 
         btvirt's controllers are dual-mode. After LE pairing BlueZ derives a
@@ -143,12 +153,15 @@ class Stack:
         keyboard, so the guest, like the Pi should, runs BlueZ in LE mode.
         """
         config = self.work / "main.conf"
-        config.write_text("[General]\nControllerMode = le\n\n[Policy]\nAutoEnable = true\n")
+        general = "[General]\nControllerMode = le\n" + (f"DeviceID = {device_id}\n" if device_id else "")
+        config.write_text(general + "\n[Policy]\nAutoEnable = true\n")
         log = (self.work / f"bluetoothd-{len(self.runs)}.log").open("wb")
         # -E: Adapter1.ConnectDevice (connect by address without discovery) is experimental
         command = [binary, "-n", "-d", "-E", "-f", str(config), *args]
         self.bluetoothd = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        self.runs.append({"binary": binary, "version": bluetoothd_version(binary), "args": list(args)})
+        self.runs.append(
+            {"binary": binary, "version": bluetoothd_version(binary), "args": list(args), "device_id": device_id}
+        )
 
     def stop_bluetoothd(self) -> None:
         if self.bluetoothd is not None:
@@ -156,14 +169,14 @@ class Stack:
             self.bluetoothd.wait(timeout=30)
             self.bluetoothd = None
 
-    def restart_bluetoothd(self, binary: str, args: tuple[str, ...] = ()) -> None:
+    def restart_bluetoothd(self, binary: str, args: tuple[str, ...] = (), device_id: str | None = None) -> None:
         self.stop_bluetoothd()
         if binary != self.current.get("binary"):
             # Another BlueZ version: its attribute caches of the remote side describe the other
             # version's own services (5.66 crashed in its VCP plugin reading 5.82's cache).
             for cache in Path("/var/lib/bluetooth").glob("*/cache/*"):
                 cache.unlink()
-        self.start_bluetoothd(binary, args)
+        self.start_bluetoothd(binary, args, device_id)
         self.wait_adapters()
 
     def wait_adapters(self, timeout_s: float = BOOT_WAIT_S, fail: bool = True) -> list[str]:
@@ -186,6 +199,34 @@ class Stack:
         if fail:
             raise RuntimeError(f"adapters not powered in time: {found}")
         return found
+
+
+SHORT_INTERVAL = (6, 12)
+"""7.5-15 ms in units of 1.25 ms: what keyboards ask for, and what ``hardware/bluetooth.md`` sets on the Pi."""
+
+
+def request_short_interval(adapter: str = VOXKEY_ADAPTER) -> dict[str, Any]:
+    """Make voxkey's controller ask its hosts for a 7.5-15 ms connection interval, as the Pi does.
+
+    On the Pi that is ``[LE] MinConnectionInterval=6`` / ``MaxConnectionInterval=12``
+    in main.conf; bluetoothd hands them to the kernel, and the kernel, as the
+    peripheral, sends an L2CAP Connection Parameter Update Request whenever a
+    host connects outside that range. Here one bluetoothd serves both sides
+    and main.conf would set the host's own intervals too, so the guest sets
+    only hci0's defaults, through debugfs.
+    """
+    debugfs = Path("/sys/kernel/debug")
+    if not (debugfs / "bluetooth").is_dir():
+        subprocess.run(["mount", "-t", "debugfs", "none", str(debugfs)], check=False)
+    base = debugfs / "bluetooth" / adapter
+    result: dict[str, Any] = {}
+    for name, value in (("conn_min_interval", SHORT_INTERVAL[0]), ("conn_max_interval", SHORT_INTERVAL[1])):
+        try:
+            (base / name).write_text(str(value))
+            result[name] = int((base / name).read_text().strip())
+        except OSError as exc:
+            result[name] = f"{type(exc).__name__}: {exc}"
+    return result
 
 
 class Voxkey:
@@ -384,11 +425,14 @@ def stack(context: GuestContext) -> Stack:
     return _STACK
 
 
-def use_bluetoothd(context: GuestContext, binary: str, args: tuple[str, ...] = ()) -> Stack:
-    """Make ``binary`` with ``args`` the running bluetoothd (restarting it only if it differs)."""
+def use_bluetoothd(
+    context: GuestContext, binary: str, args: tuple[str, ...] = (), device_id: str | None = None
+) -> Stack:
+    """Make ``binary`` with ``args`` (and ``DeviceID``) the running bluetoothd, restarting it only if it differs."""
     the_stack = stack(context)
-    if the_stack.current.get("binary") != binary or tuple(the_stack.current.get("args", ())) != args:
-        the_stack.restart_bluetoothd(binary, args)
+    current = the_stack.current
+    if (current.get("binary"), tuple(current.get("args", ())), current.get("device_id")) != (binary, args, device_id):
+        the_stack.restart_bluetoothd(binary, args, device_id)
     return the_stack
 
 
@@ -399,19 +443,26 @@ def type_and_record(
     pair: bool = False,
     drop_after_presses: int | None = None,
     eject: bool = False,
+    bluetoothd: str | None = None,
 ) -> CaseResult:
     """Run voxkey with ``text``; the host pairs if asked, records everything, optionally drops the link.
 
     With ``eject`` voxkey presses the media key Eject after the text (hid-input
     reports it on the keyboard's own input device, where the recorder sees it).
+    ``bluetoothd`` is the binary serving both sides (default: the hog-capable one).
     """
-    the_stack = use_bluetoothd(context, hog_bluetoothd())
+    the_stack = use_bluetoothd(context, bluetoothd or hog_bluetoothd())
     address = adapter_address(VOXKEY_ADAPTER)
     pair = pair or not host_device_props(address).get("Paired")  # a case run on its own bonds first
     # voxkey waits 2 s (host_settle_s) after the host subscribes, before its keyboard even exists
     recorder = start_recorder(find_input_event, open_timeout_s=None, poll_s=0.02)
     voxkey = Voxkey(context, label, text, *(("--pair",) if pair else ()), *(("--eject",) if eject else ()))
-    observations: dict[str, Any] = {"text": text, "voxkey_address": address, "bluetoothd": the_stack.current}
+    observations: dict[str, Any] = {
+        "text": text,
+        "voxkey_address": address,
+        "bluetoothd": the_stack.current,
+        "interval_request": the_stack.interval_request,
+    }
     ready = voxkey.wait_log(r"bluetooth: (pairing|waiting-for-host|connected)")
     observations["voxkey_ready"] = ready
     started = time.monotonic()
@@ -433,7 +484,16 @@ def type_and_record(
     recorder.wait_quiet(3.0, 30)
     recorder.stop()
     observations.update(recorder.snapshot(), host_device=host_device_props(address))
+    observations["host_modalias_seen_by_voxkey"] = voxkey_side_props(address).get("Modalias")
     return observations
+
+
+def voxkey_side_props(host_side_address: str) -> dict[str, Any]:
+    """hci0's Device1 for the host (hci1): what voxkey's BlueZ knows about the host, its Modalias included."""
+    host_address = adapter_address(HOST_ADAPTER)
+    path = f"/org/bluez/{VOXKEY_ADAPTER}/dev_{host_address.replace(':', '_')}"
+    props = run_async(managed_objects()).get(path, {}).get(bluez.DEVICE, {})
+    return {k: props.get(k) for k in ("Connected", "Paired", "Modalias")}
 
 
 def _drop_and_restore(
@@ -524,12 +584,48 @@ def drop_mid_text(context: GuestContext) -> CaseResult:
     return type_and_record(context, "drop", typing_text(900), drop_after_presses=300)
 
 
-@guest_case("bluetooth.reconnect_after_restart", modules=MODULES, timeout_s=1500)
+RESTART_ROUNDS = 3
+SERVER_HANDLE = re.compile(r"database_add_(service|chrc|desc)\(\) handle 0x([0-9a-f]{4}) UUID ([0-9a-f-]+)")
+HOST_CACHE_MISS = re.compile(r".*Invalid handle.*")
+
+
+@guest_case("bluetooth.reconnect_after_restart", modules=MODULES, timeout_s=2700)
 def reconnect_after_restart(context: GuestContext) -> CaseResult:
-    """bluetoothd restarted (a power loss of the keyboard's stack) and a new voxkey: the bond must still work."""
+    """Three restarts: bluetoothd and voxkey (a power loss of the keyboard), then voxkey alone, twice.
+
+    Each round a new voxkey types a line to the bonded host, which must come
+    back by itself and use the handles it cached: every round records the
+    attribute handles BlueZ gave voxkey's services (bluetoothd's debug log),
+    the host's reads that failed on a stale handle, and the host's keyboard
+    device, to compare across rounds.
+    """
     the_stack = use_bluetoothd(context, hog_bluetoothd())
-    the_stack.restart_bluetoothd(hog_bluetoothd())
-    return type_and_record(context, "restart", "Reconnected after restart: no pairing needed!\n")
+    out: dict[str, Any] = {}
+    if not host_device_props(adapter_address(VOXKEY_ADAPTER)).get("Paired"):  # run on its own: bond first
+        out["bonding"] = type_and_record(context, "restart-bond", "Bonded.\n", pair=True)
+    rounds = []
+    for number in range(RESTART_ROUNDS):
+        if number == 0:
+            the_stack.restart_bluetoothd(hog_bluetoothd())
+        log_path = context.work_dir / f"bluetoothd-{len(the_stack.runs) - 1}.log"
+        start = log_path.stat().st_size
+        keyboard_before = find_input_event()
+        seen = type_and_record(context, f"restart{number}", f"Reconnected after restart {number}: no pairing needed!\n")
+        log_text = log_path.read_bytes()[start:].decode(errors="replace")
+        seen["round"] = number
+        seen["restarted"] = "bluetoothd and voxkey" if number == 0 else "voxkey"
+        seen["server_handles"] = [
+            f"{kind} {handle} {uuid[4:8]}" for kind, handle, uuid in SERVER_HANDLE.findall(log_text)
+        ]
+        seen["host_cache_misses"] = [line[-200:] for line in HOST_CACHE_MISS.findall(log_text)][:20]
+        # BlueZ's GATT client compares the server's Database Hash with its cache and logs the verdict
+        seen["discovery_skipped"] = log_text.count("DB Hash match: skipping discovery")
+        seen["hash_mismatches"] = log_text.count("DB Hash value:")
+        seen["keyboard_before"] = keyboard_before
+        seen["keyboard_after"] = find_input_event()
+        rounds.append(seen)
+    out["rounds"] = rounds
+    return out
 
 
 @guest_case("bluetooth.bleak_central", modules=MODULES, timeout_s=1500)
@@ -539,7 +635,7 @@ def bleak_central(context: GuestContext) -> CaseResult:
     Runs on bookworm's bluetoothd 5.66 (the Pi's), with the hog plugin off so
     the HID service is not claimed by hog and appears on D-Bus for bleak.
     """
-    the_stack = use_bluetoothd(context, SYSTEM_BLUETOOTHD, CENTRAL_PLUGINS_OFF)
+    the_stack = use_bluetoothd(context, SYSTEM_BLUETOOTHD, CENTRAL_PLUGINS_OFF, APP_CENTRAL_DEVICE_ID)
     address = adapter_address(VOXKEY_ADAPTER)
     bonded = bool(host_device_props(address).get("Paired"))
     voxkey = Voxkey(context, "bleak", BLEAK_TEXT, *(() if bonded else ("--pair",)))
@@ -688,7 +784,7 @@ def stranger_refused(context: GuestContext) -> CaseResult:
     hog is off on the host (bookworm's bluetoothd, as in the bleak case) so the
     HID characteristics appear on D-Bus and a read and a subscription can be tried.
     """
-    use_bluetoothd(context, SYSTEM_BLUETOOTHD, CENTRAL_PLUGINS_OFF)
+    use_bluetoothd(context, SYSTEM_BLUETOOTHD, CENTRAL_PLUGINS_OFF, APP_CENTRAL_DEVICE_ID)
     address = adapter_address(VOXKEY_ADAPTER)
     host_address = adapter_address(HOST_ADAPTER)
     observations: dict[str, Any] = {}
@@ -828,3 +924,16 @@ async def _stranger_try(bus: Any, adapter: str, device: str, address: str, subsc
         await bluez.call(bus, device, bluez.DEVICE, "Disconnect")
     await asyncio.sleep(2)
     return attempt
+
+
+@guest_case("bluetooth.old_bluez_host", modules=MODULES, timeout_s=1500)
+def old_bluez_host(context: GuestContext) -> CaseResult:
+    """A host on Debian 12's own bluetoothd 5.66 with its hog on: voxkey must refuse it loudly.
+
+    One bluetoothd serves both controllers in this guest (see the module
+    docstring), so voxkey's side runs 5.66 here too: the Pi on Raspberry Pi
+    OS bookworm. The host pairs, its hog subscribes, and voxkey must see from
+    the host's Modalias that its hog drops what BlueZ sends and fail instead
+    of typing into the void.
+    """
+    return type_and_record(context, "old-host", typing_text(1600), pair=True, bluetoothd=SYSTEM_BLUETOOTHD)

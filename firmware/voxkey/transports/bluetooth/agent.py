@@ -28,11 +28,18 @@ CAPABILITY = "NoInputNoOutput"
 class PairingAgent(ServiceInterface):  # type: ignore[misc]
     """``org.bluez.Agent1``; ``pairing_allowed`` says whether pairing mode is on right now."""
 
-    def __init__(self, path: str, pairing_allowed: Callable[[], bool], is_known_host: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        path: str,
+        pairing_allowed: Callable[[], bool],
+        is_known_host: Callable[[str], bool],
+        on_cancel: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(bluez.AGENT)
         self.path = path
         self._pairing_allowed = pairing_allowed
         self._is_known_host = is_known_host
+        self._on_cancel = on_cancel
 
     def _require_pairing_mode(self, device: str, what: str) -> None:
         if not self._pairing_allowed():
@@ -77,3 +84,4 @@ class PairingAgent(ServiceInterface):  # type: ignore[misc]
     @dbus_method()
     def Cancel(self) -> bluez.DBusNone:
         log.info("bluetooth: pairing cancelled by the host")
+        self._on_cancel()

@@ -102,7 +102,7 @@ async def managed_objects(bus: MessageBus) -> dict[str, dict[str, dict[str, Any]
     except DBusError as exc:
         raise BluetoothError(f"bluetoothd is not answering on D-Bus ({exc.text or exc.type}); is it running?") from exc
     return {
-        path: {name: {key: _plain(value) for key, value in props.items()} for name, props in interfaces.items()}
+        path: {name: {key: plain(value) for key, value in props.items()} for name, props in interfaces.items()}
         for path, interfaces in objects.items()
     }
 
@@ -126,5 +126,6 @@ def device_path(adapter_object: str, address: str) -> str:
     return f"{adapter_object}/dev_{address.upper().replace(':', '_')}"
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A D-Bus variant's value; anything else as it is."""
     return value.value if isinstance(value, Variant) else value

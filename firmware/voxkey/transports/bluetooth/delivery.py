@@ -50,6 +50,8 @@ EVENT_DISCONNECTION_COMPLETE = 0x05
 EVENT_NUMBER_OF_COMPLETED_PACKETS = 0x13
 EVENT_LE_META = 0x3E
 LE_CONNECTION_COMPLETE = 0x01
+LE_CONNECTION_UPDATE_COMPLETE = 0x03
+CONNECTION_INTERVAL_UNIT_MS = 1.25
 LE_ENHANCED_CONNECTION_COMPLETE = 0x0A
 L2CAP_CID_ATT = 0x0004
 L2CAP_CID_DYNAMIC = 0x0040
@@ -86,6 +88,17 @@ class DeliveryLedger:
     controller's ACL buffer size split. Unparsed, those reports were never
     acknowledged and the report window stayed shut after every reconnection.
     """
+
+    intervals_ms: dict[str, float] = field(default_factory=dict)
+    """The connection interval of each peer's current link: what the host granted (``hardware/bluetooth.md``)."""
+
+    def interval_changed(self, handle: int, interval_ms: float, address: str | None = None) -> None:
+        address = address or self.addresses.get(handle)
+        if address is None:
+            return
+        if self.intervals_ms.get(address) != interval_ms:
+            log.info("bluetooth: link to %s: connection interval %.2f ms", address, interval_ms)
+        self.intervals_ms[address] = interval_ms
 
     def connected(self, handle: int, address: str) -> None:
         self.in_flight[handle] = deque()
@@ -207,7 +220,16 @@ def _le_meta(ledger: DeliveryLedger, parameters: bytes) -> None:
     if sub_event in (LE_CONNECTION_COMPLETE, LE_ENHANCED_CONNECTION_COMPLETE) and len(parameters) >= 12:
         status, handle = parameters[1], struct.unpack_from("<H", parameters, 2)[0] & 0x0FFF
         if status == 0:
-            ledger.connected(handle, _format_address(parameters[6:12]))
+            address = _format_address(parameters[6:12])
+            ledger.connected(handle, address)
+            # The interval follows the peer address, and in the enhanced event two resolvable addresses too.
+            at = 12 if sub_event == LE_CONNECTION_COMPLETE else 24
+            if len(parameters) >= at + 2:
+                interval = struct.unpack_from("<H", parameters, at)[0] * CONNECTION_INTERVAL_UNIT_MS
+                ledger.interval_changed(handle, interval, address)
+    elif sub_event == LE_CONNECTION_UPDATE_COMPLETE and len(parameters) >= 6 and parameters[1] == 0:
+        handle, interval = struct.unpack_from("<HH", parameters, 2)
+        ledger.interval_changed(handle & 0x0FFF, interval * CONNECTION_INTERVAL_UNIT_MS)
 
 
 class _SockaddrHci(ctypes.Structure):

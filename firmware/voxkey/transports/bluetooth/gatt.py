@@ -33,7 +33,15 @@ from typing import Annotated, Any
 
 from dbus_fast import DBusError, Variant
 from dbus_fast.aio import MessageBus
-from dbus_fast.annotations import DBusBool, DBusBytes, DBusDict, DBusObjectPath, DBusSignature, DBusStr
+from dbus_fast.annotations import (
+    DBusBool,
+    DBusBytes,
+    DBusDict,
+    DBusObjectPath,
+    DBusSignature,
+    DBusStr,
+    DBusUInt16,
+)
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
@@ -56,6 +64,18 @@ PNP_VENDOR_SOURCE_USB = 0x02
 PNP_VENDOR_LINUX_FOUNDATION = 0x1D6B
 PNP_PRODUCT = 0x0104  # the same ids the USB gadget reports
 PNP_VERSION = 0x0100
+
+SERVICE_HANDLES: dict[str, int] = {
+    bluez.HID_SERVICE: 0x0100,
+    bluez.BATTERY_SERVICE: 0x0120,
+    bluez.DEVICE_INFORMATION_SERVICE: 0x0130,
+}
+"""Where each service starts in the attribute table: the same handles in every run (see ``pin_handles``).
+
+Above the handles bluetoothd gives its own services (GAP, GATT, its Device
+Information) and those of its plugins, which it registers before voxkey runs:
+in the test guest 5.66 and 5.82 ended theirs below 0x0040.
+"""
 
 DBusStrList = Annotated[list[str], DBusSignature("as")]
 DBusObjectPathList = Annotated[list[str], DBusSignature("ao")]
@@ -160,6 +180,8 @@ class Characteristic(ServiceInterface):  # type: ignore[misc]
         self.value = value
         self.notifying = False
         self.descriptors: list[Descriptor] = []
+        self.handle = 0
+        """The value's attribute handle (its declaration is the one before); 0 lets BlueZ choose."""
         self._callbacks = callbacks
         self._on_write = on_write
         self._guarded = guarded
@@ -215,6 +237,10 @@ class Characteristic(ServiceInterface):  # type: ignore[misc]
     def Notifying(self) -> DBusBool:
         return self.notifying
 
+    @dbus_property(access=PropertyAccess.READ)
+    def Handle(self) -> DBusUInt16:
+        return self.handle
+
     def notify(self, value: bytes) -> None:
         """Send ``value`` to every subscribed host: BlueZ turns this signal into ATT notifications."""
         self.value = value
@@ -226,6 +252,7 @@ class Characteristic(ServiceInterface):  # type: ignore[misc]
             "Service": Variant("o", self.service_path),
             "Flags": Variant("as", self.flags),
             "Notifying": Variant("b", self.notifying),
+            "Handle": Variant("q", self.handle),
         }
 
 
@@ -237,6 +264,7 @@ class Descriptor(ServiceInterface):  # type: ignore[misc]
         self.uuid = uuid
         self.flags = flags
         self.value = value
+        self.handle = 0
 
     @dbus_method()
     def ReadValue(self, options: DBusDict) -> DBusBytes:
@@ -253,6 +281,10 @@ class Descriptor(ServiceInterface):  # type: ignore[misc]
         return self.characteristic.path
 
     @dbus_property(access=PropertyAccess.READ)
+    def Handle(self) -> DBusUInt16:
+        return self.handle
+
+    @dbus_property(access=PropertyAccess.READ)
     def Flags(self) -> DBusStrList:
         return self.flags
 
@@ -261,6 +293,7 @@ class Descriptor(ServiceInterface):  # type: ignore[misc]
             "UUID": Variant("s", self.uuid),
             "Characteristic": Variant("o", self.characteristic.path),
             "Flags": Variant("as", self.flags),
+            "Handle": Variant("q", self.handle),
         }
 
 
@@ -270,6 +303,8 @@ class Service(ServiceInterface):  # type: ignore[misc]
         self.path = path
         self.uuid = uuid
         self.characteristics: list[Characteristic] = []
+        self.handle = 0
+        self.end_handle = 0
 
     @dbus_property(access=PropertyAccess.READ)
     def UUID(self) -> DBusStr:
@@ -283,8 +318,17 @@ class Service(ServiceInterface):  # type: ignore[misc]
     def Includes(self) -> DBusObjectPathList:
         return []
 
+    @dbus_property(access=PropertyAccess.READ)
+    def Handle(self) -> DBusUInt16:
+        return self.handle
+
     def properties(self) -> dict[str, Variant]:
-        return {"UUID": Variant("s", self.uuid), "Primary": Variant("b", True), "Includes": Variant("ao", [])}
+        return {
+            "UUID": Variant("s", self.uuid),
+            "Primary": Variant("b", True),
+            "Includes": Variant("ao", []),
+            "Handle": Variant("q", self.handle),
+        }
 
 
 # Flags of the HID service: everything needs an encrypted (bonded) link.
@@ -341,6 +385,7 @@ class HidApplication:
         self._characteristic(info, bluez.PNP_ID, ["read"], pnp_id(), guarded=False)
         self._characteristic(info, bluez.MANUFACTURER_NAME, ["read"], b"voxkey", guarded=False)
         self._characteristic(info, bluez.MODEL_NUMBER, ["read"], model.encode(), guarded=False)
+        pin_handles(self.services)
 
     @property
     def input_report(self) -> Characteristic:
@@ -412,6 +457,38 @@ class HidApplication:
     def _write_control_point(self, value: bytes) -> None:
         if len(value) == 1:
             self.callbacks.on_control_point(value[0])
+
+
+def pin_handles(services: list[Service]) -> None:
+    """Give every service, characteristic and descriptor the attribute handle BlueZ must use.
+
+    Without them BlueZ hands out whatever handles are free when voxkey
+    registers, which changed from one run to the next (the input Report at
+    0x001d, then 0x0041). A bonded host keeps the handles it discovered; with
+    new ones its reads failed with "Invalid handle" and Linux's hog deleted
+    and recreated the keyboard on every reconnection, and hosts that trust
+    their cache more (iOS, Windows) may never recover without pairing again.
+
+    The layout is the one BlueZ builds (``src/gatt-database.c``, 5.66 and
+    5.82 alike): the service declaration, then per characteristic its
+    declaration and value (``Handle`` names the value), then the Client
+    Characteristic Configuration descriptor BlueZ adds by itself to every
+    notifying characteristic, then our descriptors. BlueZ reserves exactly
+    that many handles for the service, so the pinned handles must be
+    contiguous in that order.
+    """
+    for service in services:
+        handle = SERVICE_HANDLES[service.uuid]
+        service.handle = handle
+        for characteristic in service.characteristics:
+            handle += 2
+            characteristic.handle = handle
+            if any(flag.endswith(("notify", "indicate")) for flag in characteristic.flags):
+                handle += 1
+            for descriptor in characteristic.descriptors:
+                handle += 1
+                descriptor.handle = handle
+        service.end_handle = handle
 
 
 def describe(objects: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, str, str]]:

@@ -1,5 +1,10 @@
 """Bonded hosts: list them, forget one, and which one is preferred.
 
+A bonded host is what the running keyboard accepts (``DeviceView.is_bonded_host``):
+paired, with keys stored, and marked Trusted by voxkey when it bonded in
+pairing mode. A device BlueZ paired some other way is not listed: voxkey
+would disconnect it.
+
 These talk to bluetoothd directly (no running keyboard needed), so ``voxkey
 hosts`` works while the daemon runs: BlueZ stores the bonds, voxkey only marks
 the hosts it bonded in pairing mode as Trusted.
@@ -15,6 +20,7 @@ from dbus_fast import DBusError
 
 from voxkey.errors import BluetoothError
 from voxkey.transports.bluetooth import bluez
+from voxkey.transports.bluetooth.devices import device_from
 
 ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
@@ -26,6 +32,8 @@ class BondedHost:
     connected: bool
     trusted: bool
     preferred: bool
+    problem: str | None = None
+    """Why this host cannot receive keys (its BlueZ version, ``hostcompat``), or None."""
 
 
 async def list_hosts_async(adapter: str = "hci0", preferred: str | None = None) -> list[BondedHost]:
@@ -40,16 +48,17 @@ async def list_hosts_async(adapter: str = "hci0", preferred: str | None = None) 
         props = interfaces.get(bluez.DEVICE)
         if props is None or not path.startswith(adapter_object + "/"):
             continue
-        if not props.get("Paired") or props.get("Bonded") is False:
+        device = device_from(path, props)
+        if not device.is_bonded_host:
             continue
-        address = str(props.get("Address", ""))
         hosts.append(
             BondedHost(
-                address=address,
-                name=str(props.get("Alias") or props.get("Name") or ""),
-                connected=bool(props.get("Connected")),
-                trusted=bool(props.get("Trusted")),
-                preferred=bool(preferred) and address.upper() == (preferred or "").upper(),
+                address=device.address,
+                name=str(props.get("Alias") or device.name),
+                connected=device.connected,
+                trusted=device.trusted,
+                preferred=bool(preferred) and device.address.upper() == (preferred or "").upper(),
+                problem=device.problem,
             )
         )
     return hosts

@@ -32,14 +32,24 @@ from collections import deque
 from voxkey.errors import HostUnavailableError, TransportError
 from voxkey.hid import RELEASE_ALL
 from voxkey.transports.bluetooth.delivery import DeliveryLedger, HciMonitor
+from voxkey.transports.bluetooth.devices import DeviceView
 from voxkey.transports.bluetooth.gatt import CONSUMER_RELEASE, consumer_report
-from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral, DeviceView
+from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral
 from voxkey.transports.bluetooth.settings import BluetoothSettings
 
 log = logging.getLogger(__name__)
 
 WAIT_SLICE_S = 0.5
 CLOSE_DRAIN_S = 3.0
+HOST_IDENTITY_WAIT_S = 6.0
+"""How long after a host arrives the first key waits for its PnP ID (``Modalias``), if it has none yet.
+
+bluetoothd reads it from the host's Device Information service after
+resolving the host's services: 3.3 s after that in the emulated guest. Until
+then a host on BlueZ 5.66 looks like any other and would be sent keys its hog
+drops (``hostcompat``). BlueZ keeps the ID of a bonded host, so this costs
+time once, or on every connection of a host that publishes no PnP ID.
+"""
 
 
 class ReportPacer:
@@ -99,19 +109,26 @@ class BluetoothLink:
     name = "bluetooth"
 
     def __init__(
-        self, peripheral: BluetoothPeripheral, window: int | None = None, owns_peripheral: bool = False
+        self,
+        peripheral: BluetoothPeripheral,
+        window: int | None = None,
+        owns_peripheral: bool = False,
+        identity_wait_s: float = HOST_IDENTITY_WAIT_S,
     ) -> None:
         self.peripheral = peripheral
+        self.identity_wait_s = identity_wait_s
         self.pacer = ReportPacer(window or peripheral.settings.report_window)
         self.owns_peripheral = owns_peripheral
         self._last_report = RELEASE_ALL
         self._waiting_logged = False
         self._monitor: HciMonitor | None = None
+        self._ledger: DeliveryLedger | None = None
         peripheral.add_listener(self._peripheral_changed)
 
     def start_delivery_tracking(self) -> None:
         """Watch the controller's acknowledgements (needs CAP_NET_RAW)."""
         ledger = DeliveryLedger(self._on_delivered, self._on_lost)
+        self._ledger = ledger
         index = int(self.peripheral.settings.adapter.removeprefix("hci"))
         self._monitor = HciMonitor(index, ledger)
         self._monitor.start()
@@ -147,6 +164,13 @@ class BluetoothLink:
                 self._clear_to_write(deadline)
                 self._write_consumer(value)
 
+    def connection_interval_ms(self) -> float | None:
+        """The interval of the current host's link as its controller reported it (needs delivery tracking)."""
+        address = self.pacer.host_address
+        if self._ledger is None or address is None:
+            return None
+        return self._ledger.intervals_ms.get(address.upper())
+
     def led_state(self) -> int:
         return self.peripheral.leds
 
@@ -174,6 +198,9 @@ class BluetoothLink:
                         return False
                     continue
                 self.pacer.condition.wait(min(remaining, WAIT_SLICE_S))
+            host = self._live_host()
+            if host is not None and host.problem:  # its Modalias arrived after the last report went out
+                raise TransportError(f"Bluetooth host {host.address}: {host.problem}")
             return True
 
     def close(self) -> None:
@@ -205,9 +232,19 @@ class BluetoothLink:
     def _wait_ready(self, deadline: float | None) -> None:
         while True:
             host = self._live_host()
-            settling = self.peripheral.host_arrived_at + self.peripheral.settings.host_settle_s - time.monotonic()
+            if host is not None and host.problem:
+                # Its controller would acknowledge every report while its desktop typed nothing:
+                # an error, never "delivered" (hostcompat).
+                raise TransportError(f"Bluetooth host {host.address}: {host.problem}")
+            now = time.monotonic()
+            settling = self.peripheral.host_arrived_at + self.peripheral.settings.host_settle_s - now
             if host is not None and settling > 0:
                 self._wait(deadline, f"host {host.address} subscribed but did not settle", min(settling, WAIT_SLICE_S))
+                continue
+            identifying = self.peripheral.host_arrived_at + self.identity_wait_s - now
+            if host is not None and not host.modalias and identifying > 0:
+                why = f"host {host.address} did not tell which Bluetooth stack it runs"
+                self._wait(deadline, why, min(identifying, WAIT_SLICE_S))
                 continue
             if host is not None:
                 if self.pacer.host_address != host.address:

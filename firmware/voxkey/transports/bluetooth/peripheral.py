@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dbus_fast import DBusError, Message, MessageType, Variant
@@ -29,7 +28,11 @@ from voxkey.errors import BluetoothError
 from voxkey.transports.bluetooth import bluez
 from voxkey.transports.bluetooth.advertising import Advertisement
 from voxkey.transports.bluetooth.agent import CAPABILITY, PairingAgent
+from voxkey.transports.bluetooth.devices import DeviceView, describe, device_from, unwrap
 from voxkey.transports.bluetooth.gatt import GattCallbacks, HidApplication, consumer_report
+from voxkey.transports.bluetooth.loop_thread import LoopThread
+from voxkey.transports.bluetooth.pairing import PairingWindow
+from voxkey.transports.bluetooth.policy import Decision, decide
 from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
 
 log = logging.getLogger(__name__)
@@ -44,52 +47,20 @@ SHUTDOWN_TIMEOUT_S = 20.0
 T = TypeVar("T")
 
 
-@dataclass
-class DeviceView:
-    """What we know about one remote device on our adapter (from BlueZ's Device1 properties)."""
-
-    path: str
-    address: str = ""
-    name: str = ""
-    connected: bool = False
-    paired: bool = False
-    bonded: bool | None = None
-    """BlueZ ≥ 5.67 tells bonded (keys stored) apart from paired; older versions do not have it."""
-    trusted: bool = False
-    services_resolved: bool = False
-    """BlueZ has the link's ATT bearer up (it discovered the host's own GATT services over it).
-
-    ``Connected`` turns true with the bare link, before encryption and before
-    BlueZ attaches its GATT server to it: notifications emitted then were
-    silently dropped by bluetoothd (a reconnecting host keeps its subscription,
-    so nothing else marks the moment), and the unacknowledged reports held the
-    window shut for good.
-    """
-
-    @property
-    def is_bonded_host(self) -> bool:
-        return self.paired and self.trusted and self.bonded is not False
-
-    def update(self, props: dict[str, Any]) -> None:
-        for key, attribute in (
-            ("Address", "address"),
-            ("Name", "name"),
-            ("Connected", "connected"),
-            ("Paired", "paired"),
-            ("Bonded", "bonded"),
-            ("Trusted", "trusted"),
-            ("ServicesResolved", "services_resolved"),
-        ):
-            if key in props:
-                setattr(self, attribute, props[key])
-
-
 class BluetoothPeripheral:
     """voxkey as a BLE HID keyboard on one adapter; see the package docstring for the API."""
 
-    def __init__(self, settings: BluetoothSettings, on_state: Callable[[BluetoothState], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: BluetoothSettings,
+        on_state: Callable[[BluetoothState], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.on_state = on_state
+        self.clock = clock
+        """What pairing mode's window is timed by (tests pass a fake one)."""
+        self.pairing_window: PairingWindow | None = None
         self.adapter_path = f"/org/bluez/{settings.adapter}"
         self.devices: dict[str, DeviceView] = {}
         self.leds = 0
@@ -103,15 +74,15 @@ class BluetoothPeripheral:
         self._pairing_timer: asyncio.TimerHandle | None = None
         self._pairing_result: concurrent.futures.Future[str | None] | None = None
         self._bus: MessageBus | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self.runner = LoopThread("voxkey-bluetooth")
         self._advertisement: Advertisement | None = None
         self._advertisement_pending: Advertisement | None = None
         self._evaluating: asyncio.Lock | None = None
         self._closing = False
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._registered = False
         self._listeners: list[Callable[[], None]] = []
+        self._told_unsupported: set[str] = set()
+        """Device paths whose unusable stack was logged during their current connection."""
         self._lock = threading.Lock()
         self.app = HidApplication(
             APP_ROOT,
@@ -123,7 +94,9 @@ class BluetoothPeripheral:
             ),
             battery_level=settings.battery_level,
         )
-        self.agent = PairingAgent(AGENT_PATH, lambda: self._pairing, self.host_allowed)
+        self.agent = PairingAgent(
+            AGENT_PATH, lambda: self._pairing, self.host_allowed, lambda: self._pairing_failed("a host", "it cancelled")
+        )
 
     # ----------------------------------------------------------------- public, thread-safe
 
@@ -141,14 +114,11 @@ class BluetoothPeripheral:
 
     def start(self) -> None:
         """Connect to BlueZ and register everything; raises ``BluetoothError`` if that fails."""
-        if self._thread is not None:
+        if self.runner.started:
             return
         self._closing = False
-        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run_loop, args=(ready,), name="voxkey-bluetooth", daemon=True)
-        self._thread.start()
         try:
-            ready.result(timeout=STARTUP_TIMEOUT_S)
+            self.runner.start(self._connect, STARTUP_TIMEOUT_S)
         except concurrent.futures.TimeoutError as exc:
             self.close()
             raise BluetoothError("bluetoothd did not answer within 30 s; check 'systemctl status bluetooth'") from exc
@@ -157,26 +127,14 @@ class BluetoothPeripheral:
             raise
 
     def close(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if loop.is_running():
-            future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-            try:
-                future.result(timeout=SHUTDOWN_TIMEOUT_S)
-            except Exception as exc:  # closing must not raise: the keyboard is going away anyway
-                log.debug("bluetooth: shutdown: %s", exc)
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        self._thread = None
-        self._loop = None
+        self.runner.stop(self._shutdown, SHUTDOWN_TIMEOUT_S)
 
     def start_pairing(self, timeout_s: float | None = None) -> concurrent.futures.Future[str | None]:
         """Enter pairing mode; the future resolves to the new host's address, or None on timeout."""
-        return self._submit(self._start_pairing(timeout_s or self.settings.pairing_timeout_s))
+        return self.runner.submit(self._start_pairing(timeout_s or self.settings.pairing_timeout_s))
 
     def stop_pairing(self) -> None:
-        self._submit(self._stop_pairing(None)).result(timeout=10)
+        self.runner.submit(self._stop_pairing(None)).result(timeout=10)
 
     def ready_host(self) -> DeviceView | None:
         """The bonded, connected host that subscribed to key reports, if there is one."""
@@ -185,8 +143,7 @@ class BluetoothPeripheral:
 
     def notify_input(self, report: bytes) -> None:
         """Queue one key report for the subscribed host (delivery is tracked by the link)."""
-        loop = self._require_loop()
-        loop.call_soon_threadsafe(self._emit, report)
+        self.runner.call_soon(self._emit, report)
 
     @property
     def consumer_subscribed(self) -> bool:
@@ -194,8 +151,7 @@ class BluetoothPeripheral:
         return bool(self.app.consumer_input.notifying)
 
     def notify_consumer(self, usage: int) -> None:
-        loop = self._require_loop()
-        loop.call_soon_threadsafe(self.app.consumer_input.notify, consumer_report(usage))
+        self.runner.call_soon(self.app.consumer_input.notify, consumer_report(usage))
 
     def hosts(self) -> list[DeviceView]:
         with self._lock:
@@ -217,38 +173,8 @@ class BluetoothPeripheral:
 
     # ----------------------------------------------------------------- loop thread
 
-    def _run_loop(self, ready: concurrent.futures.Future[None]) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-
-        async def boot() -> None:
-            try:
-                await self._connect()
-            except BaseException as exc:
-                ready.set_exception(exc)
-                return
-            ready.set_result(None)
-
-        self._spawn(boot())
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
-
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coroutine`` on the loop, keeping a reference so it is not garbage-collected mid-way."""
-        task = self._require_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _require_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            raise BluetoothError("the Bluetooth keyboard is not running")
-        return self._loop
-
-    def _submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._require_loop())
+        self.runner.spawn(coroutine)
 
     async def _connect(self) -> None:
         self._bus = await bluez.connect_system_bus()
@@ -286,7 +212,7 @@ class BluetoothPeripheral:
         objects = await bluez.managed_objects(bus)
         with self._lock:
             self.devices = {
-                path: _device_from(path, interfaces[bluez.DEVICE])
+                path: device_from(path, interfaces[bluez.DEVICE])
                 for path, interfaces in objects.items()
                 if bluez.DEVICE in interfaces and path.startswith(adapter + "/")
             }
@@ -352,18 +278,40 @@ class BluetoothPeripheral:
     # ----------------------------------------------------------------- pairing mode
 
     async def _start_pairing(self, timeout_s: float) -> str | None:
-        loop = asyncio.get_running_loop()
         if self._pairing_result is None or self._pairing_result.done():
             self._pairing_result = concurrent.futures.Future()
         result = self._pairing_result
         self._pairing = True
+        self.pairing_window = PairingWindow(timeout_s, self.clock)
         await self._set_adapter("Pairable", Variant("b", True))
-        if self._pairing_timer is not None:
-            self._pairing_timer.cancel()
-        self._pairing_timer = loop.call_later(timeout_s, lambda: self._spawn(self._stop_pairing(None)))
+        self._arm_pairing_timer()
         log.info("bluetooth: pairing mode on for %.0f s: pair with %r from the host", timeout_s, self.settings.name)
         await self._evaluate()
         return await asyncio.wrap_future(result)
+
+    def _arm_pairing_timer(self) -> None:
+        if self._pairing_timer is not None:
+            self._pairing_timer.cancel()
+        window = self.pairing_window
+        delay = window.remaining_s() if window is not None else 0.0
+        self._pairing_timer = self.runner.require().call_later(delay, self._pairing_deadline)
+
+    def _pairing_deadline(self) -> None:
+        """The timer fired: close the window if its own clock agrees, else wait for the rest."""
+        self._pairing_timer = None
+        window = self.pairing_window
+        if not self._pairing or window is None:
+            return
+        if window.expired:
+            self._spawn(self._stop_pairing(None))
+        else:
+            self._arm_pairing_timer()
+
+    def _pairing_failed(self, host: str, why: str) -> None:
+        """A host gave up on pairing: the window stays open (``pairing`` module), and the log says so."""
+        window = self.pairing_window
+        if self._pairing and window is not None and not window.expired:
+            log.warning("bluetooth: %s", window.attempt_failed(host, why))
 
     async def _stop_pairing(self, bonded: str | None, reevaluate: bool = True) -> None:
         if self._pairing_timer is not None:
@@ -402,15 +350,17 @@ class BluetoothPeripheral:
             and message.body[0] == bluez.ADAPTER
             and "Powered" in message.body[1]
         ):
-            self._spawn(self._adapter_powered(bool(_unwrap(message.body[1])["Powered"])))
+            self._spawn(self._adapter_powered(bool(unwrap(message.body[1])["Powered"])))
             return None
         changed = False
         with self._lock:
             if message.member == "PropertiesChanged" and message.body[0] == bluez.DEVICE:
                 device = self.devices.get(message.path or "")
                 if device is not None:
-                    changes = _unwrap(message.body[1])
-                    log.debug("bluetooth: %s %s", device.address, _describe(changes))
+                    changes = unwrap(message.body[1])
+                    log.debug("bluetooth: %s %s", device.address, describe(changes))
+                    if changes.get("Connected") is False and device.connected and not device.paired:
+                        self._pairing_failed(device.address, "it disconnected before bonding")
                     device.update(changes)
                     if changes.get("ServicesResolved") and device.is_bonded_host:
                         self.host_arrived_at = time.monotonic()
@@ -418,7 +368,7 @@ class BluetoothPeripheral:
             elif message.member == "InterfacesAdded" and bluez.DEVICE in message.body[1]:
                 path = message.body[0]
                 if path.startswith(self.adapter_path + "/"):
-                    self.devices[path] = _device_from(path, _unwrap(message.body[1][bluez.DEVICE]))
+                    self.devices[path] = device_from(path, unwrap(message.body[1][bluez.DEVICE]))
                     changed = True
             elif message.member == "InterfacesRemoved" and bluez.DEVICE in message.body[1]:
                 changed = self.devices.pop(message.body[0], None) is not None
@@ -503,46 +453,44 @@ class BluetoothPeripheral:
             return
         with self._lock:
             devices = list(self.devices.values())
-        for device in devices:
-            if not device.connected:
-                continue
-            if self._pairing and device.paired and not device.trusted:
-                await self._trust(device)
-                await self._stop_pairing(device.address, reevaluate=False)
-                await self._evaluate_locked()
-                return
-            if not device.is_bonded_host and not self._pairing:
-                log.warning(
-                    "bluetooth: %s is not a bonded host and voxkey is not pairing; disconnecting", device.address
-                )
-                await self._disconnect(device)
-        await self._apply_preference(devices)
-        with self._lock:
-            ready = self._ready_host_locked()
-            connected_hosts = [d for d in self.devices.values() if d.connected and d.is_bonded_host]
-        preferred = (self.settings.preferred_host or "").upper()
-        want_ads = (
-            self._pairing
-            or not connected_hosts
-            or bool(preferred and all(d.address.upper() != preferred for d in connected_hosts))
-        )
-        await self._set_advertising(self._pairing if want_ads and self._powered else None)
-        if self._pairing:
-            self._set_state(BluetoothState.PAIRING)
-        elif ready is not None:
-            self._set_state(BluetoothState.CONNECTED)
-        else:
-            self._set_state(BluetoothState.WAITING_FOR_HOST)
+        self._report_unusable(devices)
+        decision = self._decide(devices)
+        if decision.bond is not None:
+            await self._trust(decision.bond)
+            await self._stop_pairing(decision.bond.address, reevaluate=False)
+            await self._evaluate_locked()
+            return
+        for device in decision.strangers:
+            log.warning("bluetooth: %s is not a bonded host and voxkey is not pairing; disconnecting", device.address)
+            await self._disconnect(device)
+        for device in decision.displaced:
+            log.info(
+                "bluetooth: preferred host %s is here; disconnecting %s", self.settings.preferred_host, device.address
+            )
+            await self._disconnect(device)
+        with self._lock:  # the disconnections above took a while: advertise and show what is true now
+            decision = self._decide(list(self.devices.values()))
+        await self._set_advertising(decision.advertise)
+        self._set_state(decision.state)
         self._notify_listeners()
 
-    async def _apply_preference(self, devices: list[DeviceView]) -> None:
-        preferred = (self.settings.preferred_host or "").upper()
-        if not preferred or not any(d.connected and d.address.upper() == preferred for d in devices):
-            return
+    def _decide(self, devices: list[DeviceView]) -> Decision:
+        return decide(
+            devices,
+            pairing=self._pairing,
+            powered=self._powered,
+            preferred=self.settings.preferred_host,
+            subscribed=self._registered and bool(self.app.input_report.notifying),
+        )
+
+    def _report_unusable(self, devices: list[DeviceView]) -> None:
+        """Log a connected host whose stack drops our key reports, once per connection (``hostcompat``)."""
         for device in devices:
-            if device.connected and device.address.upper() != preferred:
-                log.info("bluetooth: preferred host %s is here; disconnecting %s", preferred, device.address)
-                await self._disconnect(device)
+            if not device.connected:
+                self._told_unsupported.discard(device.path)
+            elif device.problem and device.path not in self._told_unsupported:
+                self._told_unsupported.add(device.path)
+                log.error("bluetooth: %s (%s): %s", device.address, device.name or "no name", device.problem)
 
     async def _trust(self, device: DeviceView) -> None:
         try:
@@ -604,12 +552,9 @@ class BluetoothPeripheral:
     # ----------------------------------------------------------------- helpers
 
     def _ready_host_locked(self) -> DeviceView | None:
-        if not self._registered or not self.app.input_report.notifying:
+        if not self._registered:
             return None
-        for device in self.devices.values():
-            if device.connected and device.services_resolved and device.is_bonded_host:
-                return device
-        return None
+        return self._decide(list(self.devices.values())).ready
 
     def _emit(self, report: bytes) -> None:
         self.app.input_report.notify(report)
@@ -624,7 +569,7 @@ class BluetoothPeripheral:
         self._refresh()
 
     def _refresh(self) -> None:
-        if self._loop is not None:
+        if self.runner.loop is not None:
             self._spawn(self._evaluate())
 
     def _set_state(self, state: BluetoothState) -> None:
@@ -641,20 +586,3 @@ class BluetoothPeripheral:
     def _notify_listeners(self) -> None:
         for listener in self._listeners:
             listener()
-
-
-def _describe(changes: dict[str, Any]) -> str:
-    """Device property changes for the debug log (large values such as ManufacturerData left out)."""
-    return ", ".join(f"{key}={value}" for key, value in changes.items() if isinstance(value, (bool, int, str)))
-
-
-def _unwrap(props: dict[str, Any]) -> dict[str, Any]:
-    return {key: value.value if isinstance(value, Variant) else value for key, value in props.items()}
-
-
-def _device_from(path: str, props: dict[str, Any]) -> DeviceView:
-    plain = _unwrap(props)
-    device = DeviceView(path)
-    device.update(plain)
-    log.debug("bluetooth: device %s %s", device.address, _describe(plain))
-    return device
