@@ -470,6 +470,8 @@ class _Reader:
             # .nan passes every "> 0" check and .inf overflows when turned into samples or frames
             if isinstance(value, int | float) and not isinstance(value, bool) and _finite(value):
                 return float(value)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                raise self.fail(node, f"{name} must be a finite number, not {value!r}")
             raise self.fail(node, f"{name} must be a number, not {value!r}")
         if hint is str:
             if isinstance(value, str):
