@@ -100,18 +100,29 @@ def document(values: dict[tuple[str, ...], str]) -> str:
     return "\n".join(lines(tree, 0)) + "\n"
 
 
+def assert_points_into(exc: ConfigError, text: str, path: Path) -> None:
+    assert exc.where is not None, f"no file:line in {exc}"
+    match = re.fullmatch(re.escape(str(path)) + r":(\d+)", exc.where)
+    assert match, exc.where
+    last_line = max(1, len(text.splitlines()))
+    assert 1 <= int(match[1]) <= last_line, f"{exc} points past the file's {last_line} lines"
+    assert str(exc).startswith(f"{path}:{match[1]}: ")
+
+
 def check(text: str, path: Path) -> Config | None:
-    """Load ``text`` as the CLI does; a ConfigError must point at a line the file has."""
+    """Load ``text`` as the CLI does (``voxkey run``: all of it; ``voxkey type``: some sections).
+
+    Either way the answer is settings or a ConfigError pointing at a line the file has.
+    """
     path.write_text(text, encoding="utf-8")
+    try:
+        config_module.load_sections(["output", "usb", "commands"], path)
+    except ConfigError as exc:
+        assert_points_into(exc, text, path)
     try:
         loaded = config_module.load(path)
     except ConfigError as exc:
-        assert exc.where is not None, f"no file:line in {exc}"
-        match = re.fullmatch(re.escape(str(path)) + r":(\d+)", exc.where)
-        assert match, exc.where
-        last_line = max(1, len(text.splitlines()))
-        assert 1 <= int(match[1]) <= last_line, f"{exc} points past the file's {last_line} lines"
-        assert str(exc).startswith(f"{path}:{match[1]}: ")
+        assert_points_into(exc, text, path)
         return None
     start_pieces(loaded)
     return loaded
