@@ -1,4 +1,4 @@
-"""Soak: 200 button cycles through the real daemon, whisper included; nothing may accumulate.
+"""Soak: 1,000 button cycles through the real daemon, whisper included; nothing may accumulate or slow down.
 
 Each cycle is a press on a MockFactory pin. Seven in ten are dictations of a
 short real recording; the others exercise the other paths: a dictation undone
@@ -7,13 +7,20 @@ After every cycle the daemon must be idle again; the host's screen must show
 exactly what the sequence implies.
 
 Bounds, measured between cycle 20 (warm: model, allocator pools and caches
-settled) and cycle 200, with the daemon idle:
+settled) and the last cycle, with the daemon idle:
 - threads: no growth (the same count);
 - open file descriptors: no growth;
 - RSS: at most 16 MiB growth (whisper's and numpy's allocator pools make a
   few MiB of jitter; a per-cycle leak of one recording, ~50 KiB, would add
-  ~9 MiB over 180 cycles and a leaked whisper state far more).
+  ~49 MiB over 980 cycles and a leaked whisper state far more);
+- no slowdown: the process CPU time of the last 100 cycles is at most 1.5
+  times that of cycles 21-120 (the same mix of cycle kinds). CPU time, not
+  wall time, so a busy CI machine does not fake a slowdown; a structure
+  that grows per cycle and is walked per cycle (a list of all dictations,
+  a log buffer) would show here long before it shows in RSS.
 The figures are printed (run with ``-s``) and saved as test properties.
+``VOXKEY_SOAK_CYCLES`` lowers the count only to debug (at least 220 keep the
+slowdown windows apart).
 """
 
 from __future__ import annotations
@@ -40,9 +47,11 @@ from voxkey.ui import ButtonEdge
 
 pytestmark = pytest.mark.slow
 
-CYCLES = int(os.environ.get("VOXKEY_SOAK_CYCLES", "200"))  # fewer only to debug
+CYCLES = int(os.environ.get("VOXKEY_SOAK_CYCLES", "1000"))  # fewer only to debug
 WARM_UP = min(20, CYCLES)
 RSS_BOUND_MIB = 16.0
+WINDOW = 100  # cycles per slowdown window
+SLOWDOWN_BOUND = 1.5
 CANCEL_PIN = 22
 
 
@@ -81,7 +90,7 @@ def wait(condition: object, timeout: float = 240.0) -> None:
         time.sleep(0.005)
 
 
-def test_soak_200_cycles(pins: MockFactory, tmp_path: Path, record_property: object) -> None:
+def test_soak_1000_cycles(pins: MockFactory, tmp_path: Path, record_property: object) -> None:
     samples, _ = read_wav(SPEECH / "3752-4944-0002.wav")
     speech = tmp_path / "phrase.wav"
     write_wav(speech, samples[: int(1.8 * 16000)])  # "In the valley of ...": short, so whisper is quick
@@ -89,7 +98,9 @@ def test_soak_200_cycles(pins: MockFactory, tmp_path: Path, record_property: obj
     write_wav(silence, np.zeros(16000 * 3, np.int16))
 
     config = make_config("hold")
-    config = dataclasses.replace(config, button=dataclasses.replace(config.button, cancel_pin=CANCEL_PIN))
+    # a shorter double-press window than the default 0.4 s: every cycle waits it out, 1,000 times
+    button = dataclasses.replace(config.button, cancel_pin=CANCEL_PIN, double_press_s=0.3)
+    config = dataclasses.replace(config, button=button)
     engine = WhisperEngine(AsrSettings(model=MODEL, threads=1))
     phrase = transcribe_file(engine, speech, config.vad, config.audio).text
     assert phrase, "the soak phrase must transcribe to something"
@@ -131,8 +142,10 @@ def test_soak_200_cycles(pins: MockFactory, tmp_path: Path, record_property: obj
 
     marks: dict[int, tuple[int, int, float]] = {}
     kinds = [cycle % 10 for cycle in range(1, CYCLES + 1)]
+    cpu_s: list[float] = []  # process CPU time of each cycle
     started = time.monotonic()
     for cycle in range(1, CYCLES + 1):
+        cycle_cpu = time.process_time()
         kind = cycle % 10
         if kind == 7:  # a dictation, then undo it with two taps
             dictate()
@@ -155,6 +168,7 @@ def test_soak_200_cycles(pins: MockFactory, tmp_path: Path, record_property: obj
         else:
             dictate()
         wait(idle)
+        cpu_s.append(time.process_time() - cycle_cpu)
         time.sleep(config.button.double_press_s + 0.05)  # no cycle may fall into the previous one's window
         if cycle in (WARM_UP, CYCLES):
             marks[cycle] = (threads(), open_fds(), rss_mib())
@@ -165,12 +179,20 @@ def test_soak_200_cycles(pins: MockFactory, tmp_path: Path, record_property: obj
     engine.close()
 
     (t0, f0, r0), (t1, f1, r1) = marks[WARM_UP], marks[CYCLES]
+    early = sum(cpu_s[WARM_UP : WARM_UP + WINDOW]) / WINDOW
+    late = sum(cpu_s[-WINDOW:]) / WINDOW
     figures = (
         f"soak: {CYCLES} cycles in {elapsed:.0f} s; threads {t0} -> {t1}, fds {f0} -> {f1}, "
-        f"RSS {r0:.1f} -> {r1:.1f} MiB (+{r1 - r0:.1f}, bound {RSS_BOUND_MIB:.0f})"
+        f"RSS {r0:.1f} -> {r1:.1f} MiB (+{r1 - r0:.1f}, bound {RSS_BOUND_MIB:.0f}), "
+        f"CPU per cycle {early * 1000:.0f} -> {late * 1000:.0f} ms (x{late / early:.2f}, bound x{SLOWDOWN_BOUND})"
     )
     print(figures)
-    for name, value in (("threads", (t0, t1)), ("fds", (f0, f1)), ("rss_mib", (round(r0, 1), round(r1, 1)))):
+    for name, value in (
+        ("threads", (t0, t1)),
+        ("fds", (f0, f1)),
+        ("rss_mib", (round(r0, 1), round(r1, 1))),
+        ("cpu_ms_per_cycle", (round(early * 1000), round(late * 1000))),
+    ):
         record_property(name, value)  # type: ignore[operator]
 
     assert daemon.counters.typed == expected_typed
@@ -181,3 +203,5 @@ def test_soak_200_cycles(pins: MockFactory, tmp_path: Path, record_property: obj
     assert t1 <= t0, figures
     assert f1 <= f0, figures
     assert r1 - r0 <= RSS_BOUND_MIB, figures
+    if CYCLES >= WARM_UP + 2 * WINDOW:
+        assert late <= SLOWDOWN_BOUND * early, figures

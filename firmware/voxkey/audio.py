@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from voxkey.errors import AudioError
+from voxkey.errors import AudioError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,28 @@ class AudioSettings:
     min_recording_ms: int = 300  # shorter presses are taps, not dictation: they type nothing
     max_recording_s: float = 300.0  # bounds memory; recording stops by itself after this
     stall_timeout_s: float = 2.0  # no audio for this long while recording means the device is gone
+
+    def validate(self) -> None:
+        """Values the capture core can run with; the config reader calls this and points at the line.
+
+        Found by fuzzing the config file: a negative ``stall_timeout_s`` failed in the middle of the
+        first recording, a long negative pre-roll at start, both with a traceback.
+        """
+        if not 1 <= self.block_ms <= 1000:
+            raise ConfigError(f"audio.block_ms must be 1 to 1000, not {self.block_ms}", settings=("block_ms",))
+        for name in ("pre_roll_ms", "post_roll_ms", "min_post_roll_ms", "min_recording_ms"):
+            if not 0 <= getattr(self, name) <= 60_000:
+                raise ConfigError(f"audio.{name} must be 0 to 60000, not {getattr(self, name)}", settings=(name,))
+        if not 0 < self.max_recording_s <= 3600:
+            raise ConfigError(
+                f"audio.max_recording_s must be more than 0 and at most 3600, not {self.max_recording_s}",
+                settings=("max_recording_s",),
+            )
+        if self.stall_timeout_s <= 0:
+            raise ConfigError(
+                f"audio.stall_timeout_s must be greater than 0, not {self.stall_timeout_s}",
+                settings=("stall_timeout_s",),
+            )
 
 
 def samples_to_float(samples: Samples) -> npt.NDArray[np.float32]:
@@ -128,7 +150,10 @@ def _decode_pcm(data: bytes, tag: int, bits: int, channels: int, path: Path) -> 
     elif tag == _WAVE_FORMAT_PCM and bits == 32:
         audio = (np.frombuffer(data, "<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
     elif tag == _WAVE_FORMAT_FLOAT and bits in (32, 64):
-        audio = np.frombuffer(data, "<f4" if bits == 32 else "<f8").astype(np.float32)
+        raw = np.frombuffer(data, "<f4" if bits == 32 else "<f8")
+        if not np.isfinite(raw).all():  # NaN and inf have no sample value: cast, they became noise or silence
+            raise AudioError(f"{path}: the audio holds NaN or infinite samples; the file is damaged")
+        audio = np.clip(raw, -1.0, 1.0).astype(np.float32)  # full scale is ±1; beyond it overflowed later
     else:
         raise AudioError(
             f"{path}: unsupported WAV encoding (format {tag}, {bits}-bit); "
@@ -177,7 +202,7 @@ def read_wav(path: str | Path) -> tuple[Samples, WavInfo]:
     if data is None:
         raise AudioError(f"{path}: WAV file has no audio data chunk; the file is damaged or truncated")
     tag, channels, rate, bits = fmt
-    if channels < 1 or rate < 1000 or bits not in (8, 16, 24, 32, 64):
+    if channels < 1 or not 1000 <= rate <= 768_000 or bits not in (8, 16, 24, 32, 64):
         raise AudioError(f"{path}: WAV header is invalid ({channels} channels, {rate} Hz, {bits}-bit)")
     if truncated:
         log.warning("%s: audio data is shorter than the header says; using the %d bytes present", path, len(data))

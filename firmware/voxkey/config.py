@@ -28,6 +28,7 @@ import dataclasses
 import difflib
 import enum
 import importlib
+import math
 import os
 import types
 import typing
@@ -368,7 +369,13 @@ def loads(text: str, path: str | Path = "<config>") -> Config:
 
 def _compose(text: str, path: Path) -> yaml.Node | None:
     """The YAML node tree of a config file; None for a file with nothing set."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: PyYAML refuses the text before parsing it
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        message = f"not valid YAML: control character U+{code:04X} is not allowed; delete it"
+        raise ConfigError(message, f"{path}:{line}") from None
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -437,7 +444,7 @@ class _Reader:
         fields = [f.name for f in dataclasses.fields(cls) if f.init and _from_file(cls, f.name)]
         written: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
-            key = self.constructor.construct_object(key_node)
+            key = self._construct(key_node)
             if not isinstance(key, str) or key not in fields:
                 raise self.fail(key_node, self._unknown_key(key, name, fields))
             if key in written:
@@ -516,8 +523,11 @@ class _Reader:
                 return value
             raise self.fail(node, f"{name} must be a whole number, not {value!r}")
         if hint is float:
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            # .nan passes every "> 0" check and .inf overflows when turned into samples or frames
+            if isinstance(value, int | float) and not isinstance(value, bool) and _finite(value):
                 return float(value)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                raise self.fail(node, f"{name} must be a finite number, not {value!r}")
             raise self.fail(node, f"{name} must be a number, not {value!r}")
         if hint is str:
             if isinstance(value, str):
@@ -534,7 +544,7 @@ class _Reader:
         raise self.fail(node, f"{name}: settings of type {hint!r} cannot be read from YAML")
 
     def _union_from(self, options: tuple[Any, ...], node: yaml.Node, name: str) -> Any:
-        is_null = isinstance(node, yaml.ScalarNode) and self.constructor.construct_object(node) is None
+        is_null = isinstance(node, yaml.ScalarNode) and self._construct(node) is None
         if is_null and type(None) in options:
             return None
         errors: list[ConfigError] = []
@@ -578,11 +588,19 @@ class _Reader:
         if not isinstance(node, yaml.ScalarNode):
             kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
             raise self.fail(node, f"{name} must be a single value, not {kind}")
-        return self.constructor.construct_object(node)
+        return self._construct(node)
+
+    def _construct(self, node: yaml.Node) -> Any:
+        """A scalar's Python value; a tag PyYAML cannot build (``=``, ``!!python/...``) is a mistake at its line."""
+        try:
+            return self.constructor.construct_object(node)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or exc
+            raise self.fail(node, f"cannot read {node.value!r} here: {problem}") from None
 
     def _show(self, node: yaml.Node) -> str:
         if isinstance(node, yaml.ScalarNode):
-            return repr(self.constructor.construct_object(node))
+            return repr(self._construct(node))
         return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
 
     @staticmethod
@@ -594,6 +612,14 @@ class _Reader:
         hint = difflib.get_close_matches(str(key), known, n=1)
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
         return f"unknown setting {key!r} {where}{suggestion}; known: {', '.join(known)}"
+
+
+def _finite(value: float) -> bool:
+    """A number a float setting can hold: not .nan or .inf, and no integer too large for a float."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _describe(hint: Any) -> str:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from voxkey.config import Config
 from voxkey.errors import BluetoothError, ConfigError, ModelError
-from voxkey.models import find_model, verify_model
+from voxkey.models import OFFICIAL_MODELS, find_model, model_name_from_path, verify_model
 
 if TYPE_CHECKING:
     from voxkey.transports.bluetooth.hosts import BondedHost
@@ -161,10 +161,10 @@ class Doctor:
         try:
             path = find_model(name)
         except ModelError as exc:
-            return CheckResult("model", False, str(exc), f"voxkey models download {name}")
+            return CheckResult("model", False, str(exc), _model_fix(name, None))
         status = verify_model(path)
         if not status.ok:
-            return CheckResult("model", False, f"{path}: {status.detail}", f"voxkey models download {name}")
+            return CheckResult("model", False, f"{path}: {status.detail}", _model_fix(name, path))
         if not os.access(path, os.R_OK):
             return CheckResult("model", False, f"{path} is not readable", f"chmod a+r {path}")
         return CheckResult("model", True, f"{path} ({status.verdict}: {status.detail})")
@@ -560,3 +560,18 @@ def format_results(results: list[CheckResult]) -> str:
     failed = sum(1 for r in results if not r.ok)
     lines.append("all checks passed" if not failed else f"{failed} problem{'s' if failed > 1 else ''} found")
     return "\n".join(lines)
+
+
+def _model_fix(name: str, path: Path | None) -> str:
+    """The command that replaces a missing or damaged model.
+
+    ``asr.model`` may be a path (``/data/ggml-tiny.en-q5_1.bin``) or a name that is no official model; a
+    ``voxkey models download`` of that text would fail. A damaged file is replaced where it lies
+    (``--dir``): downloaded anywhere else, the damaged copy would still be found first.
+    """
+    if path is None:
+        return f"voxkey models download {name}"
+    official = model_name_from_path(path)
+    if official not in OFFICIAL_MODELS:
+        return f"replace {path} with an intact copy (it is not an official model voxkey can download)"
+    return f"voxkey models download {official} --dir {path.parent}"
