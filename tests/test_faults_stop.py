@@ -22,7 +22,7 @@ from gpiozero.pins.mock import MockFactory
 
 from tests.test_daemon import MODEL, SHORT, SPEECH_S, CaptureLink, Harness, make_config, padded
 from voxkey.asr import AsrSettings, WhisperEngine
-from voxkey.daemon import install_signal_handlers
+from voxkey.wiring import install_signal_handlers
 from voxkey.dictation import transcribe_file
 
 REPO = Path(__file__).resolve().parents[1]
