@@ -193,7 +193,7 @@ def test_a_key_left_held_by_a_killed_writer_is_released_by_the_next_start_of_the
 def test_an_error_from_the_link_mid_key_leaves_no_key_held_on_the_host(guest_case_result: dict[str, Any]) -> None:
     failed = guest_case_result["phases"]["link_error_mid_key"]
     assert "injected: the link failed mid-key" in failed["stdout"], failed
-    events = _phase_events(guest_case_result, "link_error_mid_key")
-    assert decode_events(events, "us").text == "abc", "the error came after the press of c"
     assert failed["held"] == [], f"keys still held after the link failed mid-key: {failed['held']}"
+    events = _phase_events(guest_case_result, "link_error_mid_key")
     assert _repeats(events) == [], "a key held after the failure auto-repeated"
+    assert decode_events(events, "us").text == "abc", "the error came after the press of c"
