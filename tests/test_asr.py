@@ -142,7 +142,8 @@ def test_feeding_from_another_thread_in_odd_chunks(tiny_engine: WhisperEngine) -
 
     feeder = threading.Thread(target=feed)
     feeder.start()
-    feeder.join()
+    feeder.join(120)
+    assert not feeder.is_alive(), "feeding the session hung"
     assert session.finish() == reference
 
 
