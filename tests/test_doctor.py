@@ -316,9 +316,32 @@ def test_format_results() -> None:
     ]
 
 
-def test_cli_doctor_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("oks", "code", "last_line"), [((True, True), 0, "all checks passed"), ((True, False), 1, "1 problem found")]
+)
+def test_cli_doctor_exits_1_exactly_when_a_check_fails(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    oks: tuple[bool, ...],
+    code: int,
+    last_line: str,
+) -> None:
+    """A service script runs ``voxkey doctor`` for its exit code: it must not say "fine" with a FAIL line."""
+    from voxkey import doctor
+
+    results = [CheckResult(f"check {i}", ok, "detail", "" if ok else "do this") for i, ok in enumerate(oks)]
+    results.append(CheckResult("bluetooth", True, "not used", used=False))
+    monkeypatch.setattr(doctor, "run_checks", lambda config, config_error=None: results)
+    assert main(["doctor", "--config", str(REPO / "examples" / "usb.yaml")]) == code
+    assert capsys.readouterr().out.strip().splitlines()[-1] == last_line
+
+
+def test_cli_doctor_fails_with_the_fix_when_the_model_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VOXKEY_MODEL_DIR", str(tmp_path))  # no model in it
     code = main(["doctor", "--config", str(REPO / "examples" / "usb.yaml")])
     out = capsys.readouterr().out
     assert "ok   config:" in out
-    assert code == (0 if "FAIL" not in out else 1)
-    assert out.strip().splitlines()[-1] in ("all checks passed",) or out.strip().endswith("found")
+    assert "FAIL model:" in out and "voxkey models download" in out
+    assert code == 1

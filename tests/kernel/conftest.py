@@ -23,6 +23,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "guest_case(*names): guest cases (tests/kernel/cases) this kernel test reads")
 
 
+KERNEL_TIMEOUT_S = 2700
+"""pytest-timeout for kernel tests: the first one boots the guest and runs every case (vm.run_cases: 1800 s)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("kernel") is not None:
+            item.add_marker(pytest.mark.timeout(KERNEL_TIMEOUT_S))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """After -k/-m deselection: boot only for the cases the selected tests read."""
     names: dict[str, None] = {}

@@ -1,9 +1,9 @@
-"""A German host on a real kernel types exactly the German sentence voxkey was given.
+"""German, Italian and French hosts on a real kernel type exactly the sentence voxkey was given.
 
 The guest case (``cases/layouts.py``) records the evdev key events the kernel's
 usbhid produced for our gadget; here they are replayed through libxkbcommon
-with xkeyboard-config's ``de`` layout and the Compose table, i.e. the way a
-German Linux desktop turns them into text.
+with xkeyboard-config's layout (``de``, ``it``, ``fr``) and the Compose table, i.e. the way a
+Linux desktop with that layout turns them into text.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _judge(observations: dict[str, Any]) -> None:
         if int(ev_type) == ecodes.EV_KEY:
             held[int(code)] = int(value)
     assert [code for code, value in held.items() if value] == [], "keys still held on the host at the end"
-    assert xkb_text(events, "de") == observations["text"]
+    assert xkb_text(events, observations["layout"]) == observations["text"]
 
 
 @pytest.mark.guest_case("layouts.german_sentence")
@@ -65,4 +65,18 @@ def test_german_sentence_with_host_caps_lock_on_decodes_exactly_with_xkb_de(
         if int(ev_type) == ecodes.EV_LED and int(code) == ecodes.LED_CAPSL
     ]
     assert caps_leds[:2] == [0, 1], "the host did not have Caps Lock on when voxkey started typing"
+    _judge(guest_case_result)
+
+
+@pytest.mark.guest_case("layouts.italian_sentence")
+def test_italian_sentence_with_altgr_keys_decodes_exactly_with_xkb_it(guest_case_result: dict[str, Any]) -> None:
+    assert guest_case_result["layout"] == "it"
+    assert {"€", "@", "[", "{", "#", "è", "ç"} <= set(guest_case_result["text"])
+    _judge(guest_case_result)
+
+
+@pytest.mark.guest_case("layouts.french_sentence")
+def test_french_sentence_with_dead_keys_decodes_exactly_with_xkb_fr(guest_case_result: dict[str, Any]) -> None:
+    assert guest_case_result["layout"] == "fr"
+    assert {"ê", "Ê", "ë", "Ë", "ÿ", "«", "€"} <= set(guest_case_result["text"])
     _judge(guest_case_result)

@@ -152,3 +152,48 @@ def test_gadget_down_leaves_configfs_clean(guest_case_result: dict[str, Any]) ->
     assert seen["udc_function_after"] in ("", None)
     assert seen["down_again"]["rc"] == 0 and "already down" in seen["down_again"]["stdout"]
     assert seen["status_after"]["rc"] == 3
+
+
+KEY_X = 45
+"""evdev's KEY_X: the key the case's dying writer leaves pressed (HID usage 0x1B)."""
+
+
+def _phase_events(observations: dict[str, Any], phase: str) -> list[list[float]]:
+    seen = observations["phases"][phase]
+    return [e for e in observations["events"][seen["events_from"] : seen["events_until"]] if e[1] == EV_KEY]
+
+
+def _repeats(events: list[list[float]]) -> list[int]:
+    return [int(code) for _, _, code, value in events if value == 2]
+
+
+@pytest.mark.kernel
+@pytest.mark.guest_case("usb.interrupted_typing")
+def test_a_key_left_held_by_a_killed_writer_is_released_by_the_next_start_of_the_link(
+    guest_case_result: dict[str, Any],
+) -> None:
+    phases = guest_case_result["phases"]
+    killed = phases["sigkill_voxkey"]
+    assert killed["still_typing_when_killed"], f"voxkey must be killed mid-text: {killed}"
+    writer = phases["writer_killed_mid_key"]
+    assert writer["rc"] == -9, writer
+    assert writer["held"] == [KEY_X], f"the hazard must be real: the host holds the dead writer's key: {writer}"
+    assert KEY_X in _repeats(_phase_events(guest_case_result, "writer_killed_mid_key")), "and auto-repeats it"
+    start = phases["next_start"]
+    assert start["voxkey"]["rc"] == 0, start["voxkey"]
+    assert start["held"] == [], f"after the next start of the USB link the host still holds keys {start['held']}"
+    events = _phase_events(guest_case_result, "next_start")
+    released = [i for i, (_, _, code, value) in enumerate(events) if code == KEY_X and value == 0]
+    assert released, "the next start must release the stuck key"
+    assert _repeats(events[released[0] :]) == [], "no auto-repeat after the release"
+
+
+@pytest.mark.kernel
+@pytest.mark.guest_case("usb.interrupted_typing")
+def test_an_error_from_the_link_mid_key_leaves_no_key_held_on_the_host(guest_case_result: dict[str, Any]) -> None:
+    failed = guest_case_result["phases"]["link_error_mid_key"]
+    assert "injected: the link failed mid-key" in failed["stdout"], failed
+    assert failed["held"] == [], f"keys still held after the link failed mid-key: {failed['held']}"
+    events = _phase_events(guest_case_result, "link_error_mid_key")
+    assert _repeats(events) == [], "a key held after the failure auto-repeated"
+    assert decode_events(events, "us").text == "abc", "the error came after the press of c"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from voxkey.errors import GadgetError, HostUnavailableError, TransportError
-from voxkey.hid import LED_CAPS_LOCK
+from voxkey.hid import LED_CAPS_LOCK, RELEASE_ALL
 from voxkey.keymap import Layout, decode, encode
 from voxkey.transports.base import Keyboard, LinkDown
 from voxkey.transports.usb import KernelLog, UsbHidLink, find_udc_state_file
@@ -29,7 +29,7 @@ def test_types_text_into_the_device_file_exactly(tmp_path: Path) -> None:
         assert keyboard.pending_text == ""
         assert keyboard.delivered_chars == len(text)
     reports = read_reports(device)
-    assert reports == encode(text, US)
+    assert reports == [RELEASE_ALL, *encode(text, US)]  # all keys up as the link starts, then the text
     assert decode(reports, US) == text
 
 
@@ -120,11 +120,15 @@ def test_unreadable_device_is_a_permission_error_naming_the_fix(
 
 def test_host_led_report_with_caps_lock_keeps_case_right(tmp_path: Path) -> None:
     device = tmp_path / "hidg0"
-    device.write_bytes(bytes([LED_CAPS_LOCK]))  # the host's output report, waiting to be read
-    link = UsbHidLink(device)
+    device.touch()
+    link = UsbHidLink(device)  # writes its start-up release: the file offset is 8 now
+    with device.open("ab") as host:
+        host.write(bytes([LED_CAPS_LOCK]))  # the host's output report, waiting to be read
     with Keyboard(link, US) as keyboard:
         keyboard.type("Hi")
-    data = device.read_bytes()[1:]  # after the LED byte the host wrote
+    data = device.read_bytes()
+    assert data[:9] == RELEASE_ALL + bytes([LED_CAPS_LOCK])
+    data = data[9:]  # after the LED byte the host wrote
     reports = [data[i : i + 8] for i in range(0, len(data), 8)]
     assert decode(reports, US, caps_lock=True) == "Hi"
     assert reports[0][0] == 0x00 and reports[2][0] == 0x02  # H without Shift, i with Shift
@@ -173,7 +177,7 @@ def test_after_the_host_comes_back_keys_up_reports_go_first_then_typing_resumes_
     def unplug_once(fd: int, data: bytes) -> int:
         nonlocal calls
         calls += 1
-        if calls == 3:  # the press of "b": the host is gone
+        if calls == 4:  # the press of "b" (1: the start-up release): the host is gone
             raise OSError(errno.ESHUTDOWN, os.strerror(errno.ESHUTDOWN))
         return real_write(fd, data)
 
@@ -181,7 +185,7 @@ def test_after_the_host_comes_back_keys_up_reports_go_first_then_typing_resumes_
     with Keyboard(UsbHidLink(device, settle_s=0), US) as keyboard:
         keyboard.type("abc")
     reports = read_reports(device)
-    assert reports[:3] == [*encode("a", US), bytes(8)]  # "a", then the settle report
+    assert reports[:4] == [RELEASE_ALL, *encode("a", US), bytes(8)]  # start-up release, "a", the settle report
     assert decode(reports, US) == "abc"
 
 
@@ -255,12 +259,12 @@ def test_the_kernel_log_decides_whether_the_press_before_an_unplug_arrived(
     device = tmp_path / "hidg0"
     device.touch()
     record = kernel_log.record
-    unplug_at_write(monkeypatch, 4, lambda: record(CANCELLED) if cancelled else None)  # 4: the release of "b"
+    unplug_at_write(monkeypatch, 5, lambda: record(CANCELLED) if cancelled else None)  # 5: the release of "b"
     with Keyboard(UsbHidLink(device, settle_s=0, kernel_log=kernel_log.log), US) as keyboard:
         keyboard.type("abc")
     b_press = encode("b", US)[0]
     retyped = encode("bc" if cancelled else "c", US)
-    assert read_reports(device) == [*encode("a", US), b_press, bytes(8), *retyped]  # bytes(8): settling
+    assert read_reports(device) == [RELEASE_ALL, *encode("a", US), b_press, bytes(8), *retyped]  # 2nd 0s: settling
 
 
 def test_a_cancellation_while_the_udc_looks_configured_is_a_link_drop(
@@ -298,3 +302,37 @@ class NeverWritable:
 
     def poll(self, timeout_ms: float) -> list[tuple[int, int]]:
         return []
+
+
+def test_a_link_releases_every_key_as_it_starts_before_any_text(tmp_path: Path) -> None:
+    """A voxkey killed mid-key (SIGKILL) left that key held on the host: the next link's first report lets it go."""
+    device = tmp_path / "hidg0"
+    device.touch()
+    UsbHidLink(device)
+    assert read_reports(device) == [RELEASE_ALL]
+
+
+def test_a_link_started_while_the_host_was_away_releases_every_key_as_it_first_reaches_it(tmp_path: Path) -> None:
+    """Without it a stuck "a" and a typed "a" merge into one press on the host: a character lost."""
+    device = tmp_path / "hidg0"
+    device.touch()
+    state = tmp_path / "state"
+    state.write_text("suspended\n")
+    link = UsbHidLink(device, state, settle_s=0)
+    assert device.read_bytes() == b""
+    state.write_text("configured\n")
+    with Keyboard(link, US) as keyboard:
+        keyboard.type("a")
+    assert read_reports(device) == [RELEASE_ALL, *encode("a", US)]
+
+
+def test_closing_after_a_press_releases_it_once(tmp_path: Path) -> None:
+    """The ``finally`` of ``voxkey type`` (Ctrl-C, SIGTERM, an error mid-key) must leave no key held."""
+    device = tmp_path / "hidg0"
+    device.touch()
+    link = UsbHidLink(device)
+    link.send(encode("a", US)[0], None)
+    link.release_all()
+    link.release_all()  # already released: nothing more
+    link.close()
+    assert read_reports(device) == [RELEASE_ALL, encode("a", US)[0], RELEASE_ALL]

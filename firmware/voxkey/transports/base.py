@@ -129,6 +129,12 @@ class Keyboard:
                     self._link_dropped(exc)
                 except HostUnavailableError as exc:
                     raise HostUnavailableError(f"{exc}; {len(self._pending)} characters kept for later") from exc
+                except Exception:
+                    # A failing link (not a host that left) may have delivered a press and never its
+                    # release: the host would auto-repeat that key. The text and the character in flight
+                    # are kept as they are, so the next flush resumes exactly where this one stopped.
+                    self.link.release_all()
+                    raise
                 if self.delivered_chars != delivered:
                     deadline = self._wait_deadline()
 

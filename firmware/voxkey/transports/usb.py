@@ -22,6 +22,13 @@ input for 50 ms after it opens a keyboard, and other hosts settle too. So the
 link first sends all-keys-up reports, which are harmless to lose, until the host
 has been polling for ``settle_s``; only then does text resume.
 
+A new link does not know what the writer before it left held: a ``voxkey``
+killed mid-text (SIGKILL, an OOM kill, a crash) can leave a key pressed, and
+the host auto-repeats it until the next report says otherwise. So a link
+releases every key as it starts (when a host is there; else as it first
+reaches one), before any text: typing the same key as the stuck one would
+otherwise merge with it and lose a character.
+
 A machine without a USB device controller, or without the gadget's device
 node, is different: no host coming back can fix that. So a one-shot command
 asks ``require_gadget`` first and fails at once with what to set up, instead
@@ -161,8 +168,10 @@ class UsbHidLink:
         self._needs_settle = False
         self._fd: int | None = None
         self._leds = 0
-        self._last_report = RELEASE_ALL
+        self._last_report: bytes | None = None
+        """The last report the host got from us; None: unknown, a writer before us may have left a key held."""
         self._waiting_logged = False
+        self.release_all()  # see the module doc: a killed writer before us may have left a key down
 
     @classmethod
     def for_gadget(
@@ -201,6 +210,8 @@ class UsbHidLink:
             state = self.udc_state()
             opened = state == "configured" and self._open()
             if opened and self._settled(deadline):
+                if self._last_report is None:  # the host was away when the link started
+                    self.send(RELEASE_ALL, deadline)
                 if self._waiting_logged:
                     log.info("usb: host is back, typing resumes")
                 self._waiting_logged = False
@@ -234,8 +245,16 @@ class UsbHidLink:
         return self._leds
 
     def release_all(self) -> None:
-        if self._fd is None or self._last_report == RELEASE_ALL:
+        """Best effort, never raises: all keys up, if a host is there and the last report held any (or is unknown)."""
+        if self._last_report == RELEASE_ALL:
             return
+        try:
+            if self._fd is None and not (self.udc_state() == "configured" and self._open()):
+                return
+        except TransportError as exc:
+            log.debug("usb: cannot release keys (%s)", exc)
+            return
+        assert self._fd is not None
         try:
             select.select([], [self._fd], [], 0.2)
             os.write(self._fd, RELEASE_ALL)
@@ -272,7 +291,6 @@ class UsbHidLink:
                 f"no permission to open {self.device}; run voxkey as a member of the group that owns it "
                 "(the installer's udev rule gives it to group 'voxkey')"
             ) from exc
-        self._last_report = RELEASE_ALL
         return True
 
     def _settled(self, deadline: float | None) -> bool:

@@ -1,4 +1,4 @@
-"""Host layouts on a real kernel: `voxkey type --layout de` through the USB gadget.
+"""Host layouts on a real kernel: `voxkey type --layout de|it|fr` through the USB gadget.
 
 The guest's host side (dummy_hcd → usbhid → evdev) receives what the gadget
 sends; these cases record the raw key events. ``test_layouts_usb.py`` replays
@@ -25,6 +25,12 @@ GERMAN_SENTENCE = (
     "'ja' & \"nein\" im Café à la carte, ‚genau‘ 3° warm; Fuß^2 = ?\n"
 )
 """Umlauts both cases, ß, €, German and ASCII quotes (AltGr keys), dead-key accents and ^, a newline."""
+
+ITALIAN_SENTENCE = "Perché è così caro? Costa 5 € @ [casa] {ok} #1, città più bella; l'ò, ù e ç.\n"
+"""Italian: €, @, #, brackets and braces are AltGr keys; accented vowels have keys of their own."""
+
+FRENCH_SENTENCE = "Être à côté du maître : « hôtel », naïve Noël, 20 € ; où ça ? Ê Ô Â Ë Ï Ü ê ô û î â ë ï ü ÿ\n"
+"""French AZERTY: circumflex and diaeresis only through dead keys (also on capitals), « » € AltGr."""
 
 CAPS_LOCK_SENTENCE = "Straße, Grüße und Maß: „Öl für 5 €“ – Café!\n"
 """Typed with the host's Caps Lock on: ß has no key then, so voxkey switches Caps Lock off around it."""
@@ -87,3 +93,27 @@ def german_caps_lock(context: GuestContext) -> CaseResult:
     finally:
         recorder.stop()
     return {"setup": setup, "text": CAPS_LOCK_SENTENCE, "layout": "de", "voxkey": run, **recorder.snapshot()}
+
+
+def _sentence_case(context: GuestContext, layout: str, text: str) -> CaseResult:
+    setup = ensure_gadget_up(context)
+    recorder = start_recorder()
+    try:
+        process = voxkey_type_layout(context, hidg_device(context), layout)
+        run = finish(process, text, 240)
+        recorder.wait_quiet(1.0)
+    finally:
+        recorder.stop()
+    return {"setup": setup, "text": text, "layout": layout, "voxkey": run, **recorder.snapshot()}
+
+
+@guest_case("layouts.italian_sentence", modules=MODULES, timeout_s=300)
+def italian_sentence(context: GuestContext) -> CaseResult:
+    """`voxkey type --layout it`: a second AltGr layout."""
+    return _sentence_case(context, "it", ITALIAN_SENTENCE)
+
+
+@guest_case("layouts.french_sentence", modules=MODULES, timeout_s=300)
+def french_sentence(context: GuestContext) -> CaseResult:
+    """`voxkey type --layout fr`: AZERTY, dead circumflex and diaeresis."""
+    return _sentence_case(context, "fr", FRENCH_SENTENCE)

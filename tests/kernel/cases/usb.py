@@ -462,3 +462,142 @@ def throughput(context: GuestContext) -> CaseResult:
         "text_chars": len(text),
         "guest_cpus": os.cpu_count(),
     }
+
+
+KEY_X_PRESS = bytes([0, 0, 0x1B, 0, 0, 0, 0, 0])
+"""The report a writer that dies mid-key leaves behind: "x" pressed."""
+DIE_MID_KEY = """
+import os, select, signal, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+os.write(fd, bytes.fromhex(sys.argv[2]))
+select.select([], [fd], [], 10)  # the host polled the press
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+ERROR_MID_KEY = """
+import sys
+from voxkey.errors import TransportError
+from voxkey.keymap import Layout
+from voxkey.transports.base import Keyboard
+from voxkey.transports.usb import UsbHidLink
+
+class FailsMidKey:
+    '''The gadget's link, failing with an error (not a host that left) right after the 4th report, a press.'''
+    def __init__(self, link):
+        self.link, self.name, self.sent = link, link.name, 0
+    def wait_for_host(self, deadline):
+        self.link.wait_for_host(deadline)
+    def send(self, report, deadline):
+        if self.sent == 5:
+            raise TransportError("injected: the link failed mid-key")
+        self.link.send(report, deadline)
+        self.sent += 1
+    def led_state(self):
+        return self.link.led_state()
+    def release_all(self):
+        self.link.release_all()
+    def close(self):
+        self.link.close()
+
+keyboard = Keyboard(FailsMidKey(UsbHidLink.for_gadget(sys.argv[1], sys.argv[2], require=True)), Layout.load("us"))
+try:
+    keyboard.type("abcdef")
+except TransportError as exc:
+    print(exc)
+finally:
+    keyboard.close()
+"""
+REPEAT_WAIT_S = 12.0
+"""Longer than the recorder's host autorepeat delay (HOST_REPEAT_DELAY_MS): a stuck key repeats by then."""
+
+
+def _held_keys() -> list[int]:
+    """Keys the host's input core holds down now (EVIOCGKEY), not what the recorder inferred."""
+    path = find_keyboard_event()
+    if path is None:
+        return []
+    return sorted(evdev.InputDevice(path).active_keys())
+
+
+def _mark(recorder: KeyRecorder) -> int:
+    return len(recorder.snapshot()["events"])
+
+
+@guest_case("usb.interrupted_typing", modules=MODULES, timeout_s=900)
+def interrupted_typing(context: GuestContext) -> CaseResult:
+    """Typing cut off (SIGKILL mid-text, a writer killed mid-key, an error from the link mid-key): keys left held?
+
+    Then an empty ``voxkey type``: a new USB link must release whatever the dead writer left held.
+    The host's auto-repeat delay is the recorder's (10 s): ``REPEAT_WAIT_S`` later a stuck key has repeated.
+    """
+    setup = ensure_gadget_up(context)
+    device = hidg_device(context)
+    recorder = start_recorder()
+    phases: dict[str, Any] = {}
+    try:
+        text = typing_text(2400, seed=6)
+        process = voxkey_type(context, text, device, wait_s=120)
+        assert process.stdin is not None
+        process.stdin.write(text)
+        process.stdin.close()
+        wait_for(lambda: recorder.key_presses >= 60 or process.poll() is not None, 600, 0.002)
+        still_typing = process.poll() is None
+        process.kill()
+        process.wait(30)
+        time.sleep(1.0)
+        phases["sigkill_voxkey"] = {
+            "still_typing_when_killed": still_typing,
+            "presses_before_kill": recorder.key_presses,
+            "held_after_kill": _held_keys(),
+            "events_until": _mark(recorder),
+            "stderr": (process.stderr.read() if process.stderr else "")[-2000:],
+        }
+
+        start = _mark(recorder)
+        died = subprocess.run(
+            [context.python, "-S", "-c", DIE_MID_KEY, device, KEY_X_PRESS.hex()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        time.sleep(REPEAT_WAIT_S)
+        phases["writer_killed_mid_key"] = {
+            "rc": died.returncode,
+            "stderr": died.stderr[-2000:],
+            "held": _held_keys(),
+            "events_from": start,
+            "events_until": _mark(recorder),
+        }
+
+        start = _mark(recorder)
+        restart = finish(voxkey_type(context, "", device, wait_s=60), "", 400)
+        time.sleep(REPEAT_WAIT_S)
+        phases["next_start"] = {
+            "voxkey": restart,
+            "held": _held_keys(),
+            "events_from": start,
+            "events_until": _mark(recorder),
+        }
+
+        start = _mark(recorder)
+        failed = subprocess.run(
+            [*context.voxkey_command()[:2], "-c", ERROR_MID_KEY, device, UDC],
+            capture_output=True,
+            text=True,
+            timeout=400,
+            check=False,
+            env=context.voxkey_env(),
+        )
+        time.sleep(REPEAT_WAIT_S)
+        phases["link_error_mid_key"] = {
+            "rc": failed.returncode,
+            "stdout": failed.stdout[-2000:],
+            "stderr": failed.stderr[-2000:],
+            "held": _held_keys(),
+            "events_from": start,
+            "events_until": _mark(recorder),
+        }
+        recorder.wait_quiet(1.0)
+    finally:
+        recorder.stop()
+    return {"setup": setup, "text": text, "phases": phases, **recorder.snapshot()}
