@@ -27,6 +27,7 @@ from voxkey.errors import HostUnavailableError
 from voxkey.hid import MODIFIER_BITS, USAGES
 from voxkey.layouts.xkb_host import XkbHost
 from voxkey.transports.base import LinkDown
+from voxkey.transports.host import Links
 from voxkey.typing_policy import UnsupportedPolicy
 
 MODEL = "tiny.en-q5_1"
@@ -110,7 +111,9 @@ def host_text(reports: list[bytes], layout: str) -> str:
 
 
 def dictate(cafe: Path, engine: WhisperEngine, hosts: list[Host], **output: object) -> None:
-    daemon = Daemon(make_config(**output), RunOptions(audio_file=cafe), link_factory=lambda c: hosts, engine=engine)
+    daemon = Daemon(
+        make_config(**output), RunOptions(audio_file=cafe), link_factory=lambda c: Links(hosts), engine=engine
+    )
     assert daemon.run() == 0
     assert daemon.counters.typed == 1 and daemon.counters.errors == 0, daemon.counters
 

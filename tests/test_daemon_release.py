@@ -25,6 +25,7 @@ from voxkey.daemon import Daemon, RunOptions
 from voxkey.errors import HostUnavailableError, TransportError, VoxkeyError
 from voxkey.hid import RELEASE_ALL
 from voxkey.keymap import Layout, decode
+from voxkey.transports.host import Links
 from voxkey.transports.usb import UsbHidLink
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +131,7 @@ class Running:
 def dictating(host: HoldingHost, engine: WhisperEngine, **output: object) -> Running:
     """One dictation of the short recording, then the daemon stays up (no exit when idle)."""
     options = RunOptions(audio_file=SHORT, exit_when_idle=False)
-    daemon = Daemon(make_config(**output), options, link_factory=lambda c: [host], engine=engine)
+    daemon = Daemon(make_config(**output), options, link_factory=lambda c: Links([host]), engine=engine)
     return Running(daemon)
 
 
@@ -169,11 +170,11 @@ def test_the_daemon_releases_every_key_as_it_starts_over_usb(
     started = threading.Event()
     reports_at_start: list[bytes] = []
 
-    def link_factory(config: Config) -> list[UsbHidLink]:
+    def link_factory(config: Config) -> Links:
         link = UsbHidLink(device)
         reports_at_start.extend(device.read_bytes()[i : i + 8] for i in range(0, device.stat().st_size, 8))
         started.set()
-        return [link]
+        return Links([link])
 
     daemon = Daemon(make_config(), RunOptions(audio_file=silence), link_factory=link_factory, engine=engine)
     assert daemon.run() == 0

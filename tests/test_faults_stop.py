@@ -22,8 +22,8 @@ from gpiozero.pins.mock import MockFactory
 
 from tests.test_daemon import MODEL, SHORT, SPEECH_S, CaptureLink, Harness, make_config, padded
 from voxkey.asr import AsrSettings, WhisperEngine
-from voxkey.wiring import install_signal_handlers
 from voxkey.dictation import transcribe_file
+from voxkey.wiring import install_signal_handlers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,6 @@ def test_sigterm_with_the_host_gone_does_not_wait_for_it(engine: WhisperEngine, 
         h.thread.join(60)
 
 
-@pytest.mark.xfail(strict=True, reason="the USB link sends no keys-up report when it opens (docs/reliability.md)")
 def test_after_sigkill_the_next_start_releases_every_key_first(tmp_path: Path) -> None:
     """SIGKILL between a key's press and its release leaves that key down on the host, auto-repeating.
 

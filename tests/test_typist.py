@@ -46,6 +46,17 @@ def test_pieces_of_one_dictation_join_as_the_text_says() -> None:
     assert host.screen() == "One phrase, and its rest."
 
 
+def test_a_piece_that_starts_with_its_full_stop_gets_no_space_before_it() -> None:
+    """A full stop held back at a short pause arrives at the start of the next piece, or alone at the end."""
+    host = CaptureLink()
+    t = typist(host)
+    t.perform(say(1, "It may justly be considered"))
+    t.perform(say(1, ". Printing differs"))
+    t.perform(say(1, " from the other arts"))
+    t.perform(say(1, "."))
+    assert host.screen() == "It may justly be considered. Printing differs from the other arts."
+
+
 def test_no_space_between_dictations_when_turned_off() -> None:
     host = CaptureLink()
     t = typist(host)

@@ -30,6 +30,8 @@ from voxkey.typing_policy import prepare_text, typing_layout
 
 log = logging.getLogger(__name__)
 
+_CLOSING = ",.!?;:)]}%"
+
 
 # --- jobs ---------------------------------------------------------------------------------------------
 
@@ -192,8 +194,13 @@ class Typist:
             self._typed = record  # also when the host went away mid-text: undo erases what of it arrived
 
     def _with_separator(self, text: str) -> str:
+        """A space before the next piece, unless one is there or it starts with punctuation that closes.
+
+        A dictation's own pieces carry their spacing (``PhraseResult.addition``); a piece that starts with
+        its full stop (held back at a short pause, see ``DictationSession``) must not get a space before it.
+        """
         previous = self.last_typed_text
-        if previous and not previous[-1].isspace() and text and not text[0].isspace():
+        if previous and not previous[-1].isspace() and text and not text[0].isspace() and text[0] not in _CLOSING:
             return " " + text
         return text
 
