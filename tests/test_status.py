@@ -36,6 +36,13 @@ def test_an_error_shows_until_its_time_is_up_when_nothing_else_goes_on() -> None
     assert light_state(Snapshot(error_until=10.0, now=9.0, typing=True)) is LightState.TYPING
 
 
+def test_idle_with_the_speech_server_down_says_the_pi_transcribes() -> None:
+    """asr.remote is on and its server is gone: the user sees that dictation runs on the device meanwhile."""
+    assert light_state(Snapshot(speech_server_down=True)) is LightState.ON_DEVICE
+    assert light_state(Snapshot(speech_server_down=True, listening=True)) is LightState.LISTENING
+    assert light_state(Snapshot(speech_server_down=True, error_until=10.0, now=5.0)) is LightState.ERROR
+
+
 def test_nothing_going_on_is_idle() -> None:
     assert light_state(Snapshot()) is LightState.IDLE
 

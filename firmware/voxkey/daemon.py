@@ -44,7 +44,7 @@ from voxkey.gestures import Act, Cancel, GestureInterpreter, Intent, Situation, 
 from voxkey.memory import limit_heap_growth
 from voxkey.notify import SystemdNotifier
 from voxkey.pipeline import Feedback, PhraseReady, Pipeline, Transcribed
-from voxkey.remote.engine import build_engine
+from voxkey.remote.engine import RemoteEngine, build_engine
 from voxkey.status import Counters, Snapshot, light_state, status_text
 from voxkey.transports.base import Keyboard
 from voxkey.transports.host import Links, PairingEnded, PairingMode
@@ -409,6 +409,7 @@ class Daemon:
             waiting_for_host=self._waiting_for_host,
             typing=self.pipeline.typing,
             in_flight=self.pipeline.in_flight(),
+            speech_server_down=isinstance(self._engine, RemoteEngine) and not self._engine.health.up,
             error_until=self._error_until,
             now=self.clock.now(),
         )

@@ -38,6 +38,8 @@ class Snapshot:
     typing: bool = False
     in_flight: bool = False
     """Something said is not typed yet: a recording finishing, transcribing, or waiting its turn to be typed."""
+    speech_server_down: bool = False
+    """``asr.remote`` is on and its server is down: dictation is transcribed on the device meanwhile."""
     error_until: float = 0.0
     """The error pattern shows until then (a failure that did not stop the daemon)."""
     now: float = 0.0
@@ -57,6 +59,8 @@ def light_state(snapshot: Snapshot) -> LightState:
         return LightState.TRANSCRIBING
     if snapshot.now < snapshot.error_until:
         return LightState.ERROR
+    if snapshot.speech_server_down:
+        return LightState.ON_DEVICE
     return LightState.IDLE
 
 

@@ -34,6 +34,8 @@ Light patterns (``PATTERNS``), distinct on a single LED; an RGB LED, or a mic HA
 state              single LED                           RGB
 =================  ===================================  ========
 idle               off (PWM/RGB: faint glow)            green
+on-device          idle, speech server down: a 0.05 s   yellow
+                   flash every 3 s (PWM/RGB: glow)
 listening          steady on                            red
 transcribing       blink 0.15 s on / 0.15 s off          cyan
 typing             flicker 0.03 s on / 0.05 s off        green
@@ -226,6 +228,7 @@ def open_buttons(settings: ButtonSettings, on_edge: EdgeHandler, on_quit: Callab
 
 class LightState(enum.Enum):
     IDLE = "idle"
+    ON_DEVICE = "on-device"  # idle, but asr.remote's server is down: speech is transcribed on the Pi
     LISTENING = "listening"
     TRANSCRIBING = "transcribing"
     TYPING = "typing"
@@ -257,6 +260,7 @@ class Pattern:
 
 PATTERNS: dict[LightState, Pattern] = {
     LightState.IDLE: Pattern(((0.05, FOREVER),), GREEN),
+    LightState.ON_DEVICE: Pattern(((1.0, 0.05), (0.05, 2.95)), YELLOW),
     LightState.LISTENING: Pattern(((1.0, FOREVER),), RED),
     LightState.TRANSCRIBING: Pattern(((1.0, 0.15), (0.0, 0.15)), CYAN),
     LightState.TYPING: Pattern(((1.0, 0.03), (0.0, 0.05)), GREEN),

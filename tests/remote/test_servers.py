@@ -41,6 +41,7 @@ from voxkey.remote.settings import RemoteSettings
 from voxkey.text.cleanup import join_two
 from voxkey.transports.host import Links
 from voxkey.transports.usb import UsbHidLink
+from voxkey.ui import LightState
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH = REPO.parent / "shared" / "speech"
@@ -228,6 +229,10 @@ def test_connection_refused_at_start_is_found_once_and_never_waited_for(
     caplog.set_level(logging.INFO)
     engine._first_probe()  # what warm_up runs in the background when the daemon starts
     assert not engine.health.up
+    idle = Daemon(
+        simulate_config("    enabled: false\n"), RunOptions(), link_factory=lambda c: Links([]), engine=engine
+    )
+    assert idle._display_state() is LightState.ON_DEVICE  # the LED says the Pi transcribes meanwhile
     typed, _ = dictate(simulate_config("    enabled: false\n"), LONG, tmp_path, engine)
     assert typed == session_text(local, LONG).text
     assert {o.source for o in engine.outcomes} == {"local"}
