@@ -608,7 +608,8 @@ def test_waiting_for_host_then_typing_when_it_comes(
     harnesses.append(h)
     h.speak(SPEECH_S)
     h.wait_for(lambda: h.light_state() is LightState.WAITING_FOR_HOST, 30)
-    assert h.led.state in (0, 1)
+    seen = len(h.led.states)
+    h.wait_for(lambda: len({change.state for change in h.led.states[seen:]}) == 2, 10)  # on and off: it blinks
     absent.present.set()  # the host is plugged in
     h.wait_for(lambda: h.daemon.counters.typed == 1)
     assert absent.typed() == transcribed(room)

@@ -495,7 +495,8 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
     assert link.drain(5)
     stop.set()
     for thread in threads:
-        thread.join()
+        thread.join(30)
+        assert not thread.is_alive(), f"{thread.name} still runs"
     assert dropped.is_set()
     assert decode(host_has, US) == text
     assert link.pacer.replayed_reports > 0
