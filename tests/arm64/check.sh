@@ -13,8 +13,9 @@
 #
 # How arm64 binaries run here: binfmt_misc is mounted in a private mount namespace (unshare -m) with
 # qemu-aarch64-static registered (flag F: the kernel holds the interpreter, so chroot needs no copy of
-# it); QEMU_CPU picks the CPU model. Nothing is registered outside that namespace (on kernels whose
-# binfmt_misc is global, the entry is removed on exit).
+# it); QEMU_CPU picks the CPU model. The entry is the kernel's, not the namespace's (on Linux 6.18 here,
+# every binfmt_misc mount of the same user namespace shares it), so each run registers its own name and
+# removes it on exit: two runs at once must not unregister each other.
 #
 # Cached in $VOXKEY_TEST_CACHE (default ~/.cache/voxkey-tests): the debootstrapped root as a tarball
 # (first run ~2-5 min to build) and pip's downloads/wheels for arm64 (evdev is compiled once).
@@ -34,7 +35,7 @@ RELEASE=trixie
 PACKAGES=python3,python3-venv,python3-dev,gcc,libc6-dev,libportaudio2,ca-certificates
 ROOT_TARBALL=$CACHE/$RELEASE-arm64-voxkey-root.tar
 BINFMT=/proc/sys/fs/binfmt_misc
-BINFMT_NAME=voxkey-aarch64
+BINFMT_NAME=voxkey-aarch64-$$
 # The ELF header of an aarch64 executable (e_machine 0xb7), as Debian's qemu-user-static registers it.
 AARCH64_MAGIC='\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
 AARCH64_MASK='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
