@@ -19,8 +19,8 @@
 #
 # Cached in $VOXKEY_TEST_CACHE (default ~/.cache/voxkey-tests): the debootstrapped root as a tarball
 # (first run ~2-5 min to build) and pip's downloads/wheels for arm64 (evdev is compiled once).
-# Needs root, debootstrap and qemu-user-static (apt). Not part of `python3 -m pytest`: run on demand
-# (README, Tests) or from .ci/run.
+# Needs root, debootstrap and qemu-user-static (apt). Not part of `python3 -m pytest`: .ci/run runs it
+# after pytest (about 11 min from scratch on a quiet 2-core machine), or run it by hand (README, Tests).
 #
 # Usage: tests/arm64/check.sh [--cpus "cortex-a53 cortex-a72 cortex-a76"] [--model tiny.en-q8_0]
 #                             [--speech "jfk 2412-153948-0002"] [--threads 2] [--keep]
