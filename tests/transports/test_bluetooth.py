@@ -464,13 +464,16 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
     received = [0]  # how many of radio.sent the host has taken (or lost with the link)
 
     def drop_then_restore() -> None:
-        while len(host_has) < 300:
-            time.sleep(0.001)
-        # The link dies with reports in flight: the host never gets the ones after this point.
-        with link.pacer.condition:
-            radio.connected = False
-            link.pacer.lost("AA:BB:CC:DD:EE:FF")
-            received[0] = len(radio.sent)  # in the same step, however late the host thread runs next
+        # The link dies with reports in flight: the host never gets the ones after this point. Waiting for
+        # a moment with some in flight (the host may have caught up) keeps the scenario the same every run.
+        while True:
+            with link.pacer.condition:
+                if len(host_has) >= 300 and received[0] < len(radio.sent):
+                    radio.connected = False
+                    link.pacer.lost("AA:BB:CC:DD:EE:FF")
+                    received[0] = len(radio.sent)  # in the same step, however late the host thread runs next
+                    break
+            time.sleep(0.0005)
         dropped.set()
         time.sleep(0.05)
         radio.host_back()
