@@ -24,13 +24,12 @@ from voxkey.errors import TransportError, VoxkeyError
 from voxkey.hid import CONSUMER_EJECT
 from voxkey.keymap import Layout, reports_for_strokes
 from voxkey.text import commands
+from voxkey.text.cleanup import CLOSING_PUNCTUATION
 from voxkey.transports.base import Keyboard, ReportLink
 from voxkey.transports.host import HostLink
 from voxkey.typing_policy import prepare_text, typing_layout
 
 log = logging.getLogger(__name__)
-
-_CLOSING = ",.!?;:)]}%"
 
 
 # --- jobs ---------------------------------------------------------------------------------------------
@@ -200,7 +199,8 @@ class Typist:
         its full stop (held back at a short pause, see ``DictationSession``) must not get a space before it.
         """
         previous = self.last_typed_text
-        if previous and not previous[-1].isspace() and text and not text[0].isspace() and text[0] not in _CLOSING:
+        attaches = not text or text[0].isspace() or text[0] in CLOSING_PUNCTUATION
+        if previous and not previous[-1].isspace() and not attaches:
             return " " + text
         return text
 

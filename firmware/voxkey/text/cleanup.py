@@ -236,6 +236,9 @@ _CONTINUING_WORDS: frozenset[str] = frozenset(
     ]
 )
 
+CLOSING_PUNCTUATION = ",.!?;:)]}%"
+"""Marks that attach to the text before them: no space goes in front (join_two, and the typist between pieces)."""
+
 _TERMINAL = re.compile(r"[.!?…][\"')\]]*$")
 _SOFT_END = re.compile(r"[,;:\-–—]$|\w$")
 
@@ -386,7 +389,7 @@ def join_two(previous: str, phrase: str) -> str:
         phrase = _capitalise_first(phrase)
     elif _SOFT_END.search(previous) and starts_mid_sentence(phrase):
         phrase = _lower_first(phrase)
-    if phrase[0] in ",.!?;:)]}%" or previous[-1] in "([{\n\t " or previous.endswith("\n"):
+    if phrase[0] in CLOSING_PUNCTUATION or previous[-1] in "([{\n\t " or previous.endswith("\n"):
         return previous + phrase
     return f"{previous} {phrase}"
 
