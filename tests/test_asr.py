@@ -197,6 +197,7 @@ def test_truncated_file_transcribes_what_is_there(tiny_engine: WhisperEngine, tm
     assert text.startswith("and so my fellow americans")
 
 
+@pytest.mark.slow  # real whisper
 def test_initial_prompt_steers_spelling(speech_tmp: Path) -> None:
     recording = load_utterance("3752-4944-0000")  # "captain frere says that the scenery is delightful"
     with WhisperEngine(AsrSettings(model="tiny.en-q5_1", threads=2, initial_prompt="Captain Frere.")) as engine:
@@ -356,6 +357,7 @@ def test_bad_asr_settings(bad: dict[str, object]) -> None:
         AsrSettings(**bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # real whisper
 def test_cli_transcribe_plain_and_json(tmp_path: Path) -> None:
     out = io.StringIO()
     with redirect_stdout(out):
