@@ -17,9 +17,10 @@ rules that the types alone do not say checked in ``__post_init__``, which
 raises ``_invalid(message, *settings)``: the reader turns the names of the
 settings at fault into the lines where they are written.
 
-So reading a config never imports numpy, webrtcvad, soxr, whisper or dbus-fast
-(about 0.3 s on a PC, seconds on a Pi Zero): ``voxkey config check`` does not
-wait for them, and ``tests/test_imports.py`` keeps it so. ``load_sections``
+So reading a config never imports numpy, webrtcvad, soxr, whisper or dbus-fast:
+they were 0.14 s of the 0.30 s ``voxkey config check`` took on a PC (an
+estimated half a second on a Pi Zero 2 W), and ``tests/test_imports.py`` keeps
+them out. ``load_sections``
 reads just the sections a command uses, so a mistake in, say, ``asr:`` does
 not stop ``voxkey type``.
 """

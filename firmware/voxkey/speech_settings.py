@@ -1,9 +1,9 @@
 """Settings of the speech path (the config file's ``audio:``, ``vad:`` and ``asr:`` sections).
 
 They live apart from the code they configure: ``voxkey.audio``, ``voxkey.vad``
-and ``voxkey.asr`` import numpy, soxr and webrtcvad (about 0.3 s on a PC,
-seconds on a Pi Zero), and ``voxkey config check``, ``voxkey doctor``'s config
-check and ``voxkey type`` must read these sections without waiting for them.
+and ``voxkey.asr`` import numpy, soxr and webrtcvad (about 0.1 s on a PC, an
+estimated 0.3-0.4 s on a Pi Zero 2 W), and ``voxkey config check``, the start
+of ``voxkey doctor`` and ``voxkey type`` read these sections without them.
 Those modules re-export their class, so ``from voxkey.asr import AsrSettings``
 keeps working.
 

@@ -33,8 +33,8 @@ and CAP_NET_RAW for the HCI monitor that tells which reports the host
 acknowledged (``delivery.py``). ``hardware/bluetooth.md`` has the details.
 
 The names load lazily, each from its own module on first use: the stack
-imports dbus-fast and asyncio (about 0.1 s on a PC, most of a second on a Pi
-Zero), and ``voxkey config check`` or ``voxkey type --transport usb`` reach
+imports dbus-fast and asyncio (about 50 ms on a PC, an estimated 0.15-0.2 s on
+a Pi Zero 2 W), and ``voxkey config check`` or ``voxkey type --transport usb`` reach
 this package only for ``BluetoothSettings`` (``settings.py``, light).
 """
 
