@@ -106,6 +106,11 @@ audio:
         ("asr:\n  tokens_per_second: 6\n  token_cap_base: 0\n", 3, "asr.token_cap_base must be positive"),
         ("bluetooth:\n  adapter: hci0\n  host_settle_s: 99\n", 3, "host_settle_s must be between 0 and 30"),
         ("bluetooth:\n  report_window: 8\n  name: ''\n", 3, "bluetooth name '' must be 1-29 bytes long"),
+        ("audio:\n  block_ms: 30\n  stall_timeout_s: 0\n", 3, "audio.stall_timeout_s must be greater than 0"),
+        ("asr:\n  remote:\n    enabled: true\n", 3, "asr.remote.url is needed when asr.remote is enabled"),
+        ("commands:\n  quotes: true\n  disabled_phrases: [peroid]\n", 3, "'peroid' is not a spoken command"),
+        ("commands:\n  disabled_phrases: [peroid]\n", 2, "(did you mean 'period'?)"),
+        ("commands:\n  undo: true\n  replacements: {' ': x}\n", 3, "' ' has no words to replace"),
         ("button: 17\n", 1, "button must be a mapping of settings, not 17"),
         ("- just\n- a list\n", 1, "the file must be a mapping of settings"),
         ("dictation:\n  auto_silence_s: -1\n", 2, "auto_silence_s must be greater than 0, not -1"),
@@ -318,25 +323,32 @@ def test_every_section_names_the_line_of_the_value_at_fault(
     assert fragment in str(error), error
 
 
-def test_every_setting_of_the_config_module_is_frozen_and_documented() -> None:
-    """The settings convention (see ``voxkey.config``): frozen sections, a docstring under every setting."""
+def _sections(cls: type, seen: dict[type, None]) -> dict[type, None]:
+    """``cls`` and every settings dataclass its settings hold, however deep (``leds.rgb``, ``asr.remote``)."""
+    import typing
+
+    seen[cls] = None
+    for hint in typing.get_type_hints(cls).values():
+        for candidate in (hint, *typing.get_args(hint)):
+            if dataclasses.is_dataclass(candidate) and isinstance(candidate, type) and candidate not in seen:
+                _sections(candidate, seen)
+    return seen
+
+
+def test_every_section_follows_the_settings_convention() -> None:
+    """The convention (see ``voxkey.config``), in whichever module a section lives: frozen, a docstring under
+    every setting, and rules checked in ``__post_init__`` (no separate ``validate`` a caller could forget)."""
     import ast
     import inspect
+    import textwrap
 
-    tree = ast.parse(inspect.getsource(config))
-    sections = [
-        config.ButtonSettings,
-        config.RgbPins,
-        config.Apa102Settings,
-        config.LedSettings,
-        config.DictationSettings,
-        config.OutputSettings,
-        config.UsbSettings,
-        config.ServiceSettings,
-    ]
+    sections = [cls for cls in _sections(config.Config, {}) if cls is not config.Config]
+    assert len(sections) == 14, [cls.__name__ for cls in sections]
     for cls in sections:
         assert cls.__dataclass_params__.frozen, cls  # type: ignore[attr-defined]
-        node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+        assert not hasattr(cls, "validate"), f"{cls.__name__}: validate() instead of __post_init__"
+        node = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+        assert isinstance(node, ast.ClassDef)
         body = node.body
         undocumented = [
             statement.target.id

@@ -445,9 +445,16 @@ def eject_harness(
 def test_three_taps_send_eject_and_undo_nothing(
     engine: WhisperEngine, pins: MockFactory, quiet_room: Path, harnesses: list[Harness]
 ) -> None:
-    h, host = eject_harness("triple-tap", engine, pins, quiet_room, harnesses)
-    taps = [(at + d, kind) for at in (0.0, 0.15, 0.3) for d, kind in ((0.0, "press"), (0.05, "release"))]
-    h.edges(*taps)
+    """By the daemon's injected clock, which stands still: however late the loop runs on a loaded machine,
+    the third tap is never "after the undo window" (by the wall clock it once flipped to undo)."""
+    clock = ManualClock(1000.0)
+    host = MediaKeyHost()
+    h = Harness(eject_config("triple-tap"), engine, pins, quiet_room, link=host, clock=clock)
+    harnesses.append(h)
+    taps = [(1000.0 + at + d, kind) for at in (0.0, 0.15, 0.3) for d, kind in ((0.0, "press"), (0.05, "release"))]
+    clock.set(taps[-1][0])  # the three taps have happened; the clock stays there, well inside the 1.5 s window
+    for at, kind in taps:
+        h.daemon.events.put(ButtonEdge(kind, at))  # type: ignore[arg-type]
     h.wait_for(lambda: h.daemon.counters.ejected == 1, 10)
     h.wait_idle()  # idle includes "no undo waiting for a third tap"
     assert host.media_keys == [CONSUMER_EJECT]

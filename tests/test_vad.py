@@ -179,13 +179,9 @@ def test_speech_ms_counts_voiced_audio(sentences: tuple[np.ndarray, np.ndarray])
 
 @pytest.mark.parametrize(
     "bad",
-    [
-        VadSettings(aggressiveness=4),
-        VadSettings(frame_ms=25),
-        VadSettings(start_ratio=0),
-        VadSettings(max_phrase_s=30),
-    ],
+    [{"aggressiveness": 4}, {"frame_ms": 25}, {"start_ratio": 0}, {"max_phrase_s": 30}, {"tail_ms": 900}],
 )
-def test_bad_settings_are_config_errors(bad: VadSettings) -> None:
+def test_bad_settings_are_config_errors(bad: dict[str, object]) -> None:
+    """Frozen and checked when made: no segmenter can be given settings webrtcvad or the rules cannot run with."""
     with pytest.raises(ConfigError):
-        PhraseSegmenter(bad)
+        VadSettings(**bad)  # type: ignore[arg-type]

@@ -50,7 +50,6 @@ from __future__ import annotations
 import atexit
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -63,60 +62,20 @@ import numpy as np
 import numpy.typing as npt
 
 from voxkey.audio import SAMPLE_RATE, Samples
-from voxkey.errors import ConfigError, ModelError
-from voxkey.models import DEFAULT_MODEL, check_model, find_model
-from voxkey.remote.settings import RemoteSettings
+from voxkey.errors import ModelError
+from voxkey.models import check_model, find_model
+from voxkey.speech_settings import FULL_AUDIO_CTX as _FULL_AUDIO_CTX
+from voxkey.speech_settings import AsrSettings as AsrSettings  # defined apart, light to import; re-exported
 
 log = logging.getLogger(__name__)
 whisper_log = logging.getLogger("voxkey.whisper")
 
 MIN_WHISPER_SAMPLES = int(1.1 * SAMPLE_RATE)  # whisper.cpp ignores input under 1000 ms
 _ENCODER_POSITIONS_PER_S = 50  # 1500 positions for whisper's 30 s window
-_FULL_AUDIO_CTX = 1500
 _CTX_BLOCK = 256
 MAX_WORDS_PER_S = 4.5  # brisk dictation is ~3 words/s; more from whisper means a loop or invented words
 MIN_LOOP_WORDS = 3  # a run of this many words said twice back to back is whisper looping, not a speaker
 _WORDS = re.compile(r"[\w']+")
-
-
-@dataclass
-class AsrSettings:
-    """Speech recognition settings (the config file's ``asr:`` section)."""
-
-    model: str = DEFAULT_MODEL  # whisper.cpp model name (tiny.en-q5_1, base.en-q8_0, ...) or a file path
-    threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    language: str = "en"
-    initial_prompt: str = ""  # custom vocabulary / style, e.g. "Grafana, Kubernetes, voxkey."
-    audio_ctx: str | int = "auto"  # "auto": sized to each phrase; 0: whisper's full 30 s window; N: fixed
-    audio_ctx_margin_s: float = 0.5  # extra encoder context past the phrase end when sized automatically
-    short_phrase_s: float = 2.0  # "auto" gives phrases shorter than this short_audio_ctx (see module doc)
-    short_audio_ctx: int = 256  # encoder positions (5.12 s) for phrases under short_phrase_s; 0: full window
-    tokens_per_second: float = 6.0  # token cap = base + rate x phrase seconds (repetition-loop guard)
-    token_cap_base: int = 16
-    temperature_fallback: bool = False  # whisper's own guard: re-decode hotter (slow, and not repeatable)
-    context_words: int = 0  # words of the dictation so far given to whisper as the prompt for the next phrase
-    remote: RemoteSettings = field(default_factory=RemoteSettings)  # optional LAN speech server (voxkey.remote)
-
-    def validate(self) -> None:
-        if self.threads < 1:
-            raise ConfigError(f"asr.threads must be at least 1, not {self.threads}", settings=("threads",))
-        if isinstance(self.audio_ctx, str) and self.audio_ctx != "auto":
-            raise ConfigError(
-                f"asr.audio_ctx must be 'auto' or a number of encoder positions, not {self.audio_ctx!r}",
-                settings=("audio_ctx",),
-            )
-        if isinstance(self.audio_ctx, int) and not 0 <= self.audio_ctx <= _FULL_AUDIO_CTX:
-            raise ConfigError(
-                f"asr.audio_ctx must be between 0 and {_FULL_AUDIO_CTX}, not {self.audio_ctx}", settings=("audio_ctx",)
-            )
-        if self.context_words < 0:
-            raise ConfigError(
-                f"asr.context_words must be 0 or more, not {self.context_words}", settings=("context_words",)
-            )
-        if self.tokens_per_second <= 0 or self.token_cap_base < 1:
-            at_fault = ("tokens_per_second",) if self.tokens_per_second <= 0 else ("token_cap_base",)
-            raise ConfigError("asr.tokens_per_second and asr.token_cap_base must be positive", settings=at_fault)
-        self.remote.validate()
 
 
 @dataclass
@@ -239,7 +198,6 @@ class WhisperEngine:
 
     def __init__(self, settings: AsrSettings | None = None) -> None:
         self.settings = settings or AsrSettings()
-        self.settings.validate()
         self.model_path: Path = find_model(self.settings.model)
         check_model(self.model_path)
         _install_log_bridge()

@@ -46,48 +46,13 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from voxkey.errors import AudioError, ConfigError
+from voxkey.errors import AudioError
+from voxkey.speech_settings import AudioSettings as AudioSettings  # defined apart, light to import; re-exported
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 Samples = npt.NDArray[np.int16]
-
-
-@dataclass
-class AudioSettings:
-    """Capture settings (the config file's ``audio:`` section)."""
-
-    device: str | int | None = None  # input device name (substring, case-insensitive) or index; None: default
-    block_ms: int = 30  # capture block; 10/20/30 ms keep blocks aligned with VAD frames
-    pre_roll_ms: int = 300  # sound kept from before the button press
-    post_roll_ms: int = 300  # sound kept after the button release, at most: only while the speaker is mid-phrase
-    min_post_roll_ms: int = 90  # ... and at least this much (audio still in the device's buffer at release)
-    min_recording_ms: int = 300  # shorter presses are taps, not dictation: they type nothing
-    max_recording_s: float = 300.0  # bounds memory; recording stops by itself after this
-    stall_timeout_s: float = 2.0  # no audio for this long while recording means the device is gone
-
-    def validate(self) -> None:
-        """Values the capture core can run with; the config reader calls this and points at the line.
-
-        Found by fuzzing the config file: a negative ``stall_timeout_s`` failed in the middle of the
-        first recording, a long negative pre-roll at start, both with a traceback.
-        """
-        if not 1 <= self.block_ms <= 1000:
-            raise ConfigError(f"audio.block_ms must be 1 to 1000, not {self.block_ms}", settings=("block_ms",))
-        for name in ("pre_roll_ms", "post_roll_ms", "min_post_roll_ms", "min_recording_ms"):
-            if not 0 <= getattr(self, name) <= 60_000:
-                raise ConfigError(f"audio.{name} must be 0 to 60000, not {getattr(self, name)}", settings=(name,))
-        if not 0 < self.max_recording_s <= 3600:
-            raise ConfigError(
-                f"audio.max_recording_s must be more than 0 and at most 3600, not {self.max_recording_s}",
-                settings=("max_recording_s",),
-            )
-        if self.stall_timeout_s <= 0:
-            raise ConfigError(
-                f"audio.stall_timeout_s must be greater than 0, not {self.stall_timeout_s}",
-                settings=("stall_timeout_s",),
-            )
 
 
 def samples_to_float(samples: Samples) -> npt.NDArray[np.float32]:

@@ -2,8 +2,10 @@
 
 Every section is a dataclass with defaults, so an empty file is a working
 (Raspberry Pi + USB) configuration and a user only writes what differs. The
-speech, command and Bluetooth sections use the dataclasses their own modules
-define; this module only knows how to fill a dataclass from YAML.
+speech, command and Bluetooth sections are defined next to the code they
+configure, in modules that import nothing heavy (``voxkey.speech_settings``,
+``voxkey.text.commands``, ``voxkey.transports.bluetooth.settings``); this module
+only knows how to fill a dataclass from YAML.
 
 Errors must point at the place to edit: YAML is composed into nodes first
 (``yaml.compose`` keeps each node's line), and every wrong key or value becomes
@@ -15,11 +17,12 @@ rules that the types alone do not say checked in ``__post_init__``, which
 raises ``_invalid(message, *settings)``: the reader turns the names of the
 settings at fault into the lines where they are written.
 
-The audio, speech and Bluetooth settings classes live in modules that import
-numpy, webrtcvad and dbus-fast (about 0.3 s on a PC, seconds on a Pi Zero).
-They are imported only when a config needs them, and ``load_sections`` reads
-just the sections a command uses, so ``voxkey type`` reads the daemon's
-config without waiting for the speech stack.
+So reading a config never imports numpy, webrtcvad, soxr, whisper or dbus-fast:
+they were 0.14 s of the 0.30 s ``voxkey config check`` took on a PC (an
+estimated half a second on a Pi Zero 2 W), and ``tests/test_imports.py`` keeps
+them out. ``load_sections``
+reads just the sections a command uses, so a mistake in, say, ``asr:`` does
+not stop ``voxkey type``.
 """
 
 from __future__ import annotations
@@ -27,27 +30,22 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
-import importlib
 import math
 import os
 import types
 import typing
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 
 from voxkey.errors import ConfigError
+from voxkey.speech_settings import AsrSettings, AudioSettings, VadSettings
 from voxkey.text.commands import CommandSettings
+from voxkey.transports.bluetooth.settings import BluetoothSettings
 from voxkey.typing_policy import UnsupportedPolicy
-
-if TYPE_CHECKING:
-    from voxkey.asr import AsrSettings
-    from voxkey.audio import AudioSettings
-    from voxkey.transports.bluetooth.settings import BluetoothSettings
-    from voxkey.vad import VadSettings
 
 DEFAULT_PATH = Path("/etc/voxkey/config.yaml")
 CONFIG_ENV = "VOXKEY_CONFIG"
@@ -57,25 +55,6 @@ ButtonSource = Literal["gpio", "terminal"]
 EjectGesture = Literal["off", "triple-tap", "cancel-button"]
 LedKind = Literal["none", "led", "pwm", "rgb", "apa102"]
 TransportName = Literal["usb", "bluetooth", "both", "terminal", "uinput"]
-
-
-IMPORTED_LATER = {
-    "AudioSettings": "voxkey.audio",
-    "VadSettings": "voxkey.vad",
-    "AsrSettings": "voxkey.asr",
-    "BluetoothSettings": "voxkey.transports.bluetooth.settings",
-}
-"""Settings classes whose modules are heavy to import (see the module doc), by the module that defines them."""
-
-
-def _imported_later(name: str) -> type[Any]:
-    cls: type[Any] = getattr(importlib.import_module(IMPORTED_LATER[name]), name)
-    return cls
-
-
-def _default(name: str) -> Callable[[], Any]:
-    """A section's default, made (and its module imported) only when a whole ``Config`` is."""
-    return lambda: _imported_later(name)()
 
 
 def _invalid(message: str, *settings: str) -> ConfigError:
@@ -290,13 +269,13 @@ class Config:
     button: ButtonSettings = field(default_factory=ButtonSettings)
     leds: LedSettings = field(default_factory=LedSettings)
     dictation: DictationSettings = field(default_factory=DictationSettings)
-    audio: AudioSettings = field(default_factory=_default("AudioSettings"))
-    vad: VadSettings = field(default_factory=_default("VadSettings"))
-    asr: AsrSettings = field(default_factory=_default("AsrSettings"))
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
     commands: CommandSettings = field(default_factory=CommandSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     usb: UsbSettings = field(default_factory=UsbSettings)
-    bluetooth: BluetoothSettings = field(default_factory=_default("BluetoothSettings"))
+    bluetooth: BluetoothSettings = field(default_factory=BluetoothSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
     source: Path | None = field(default=None, compare=False)
 
@@ -390,19 +369,9 @@ def _compose(text: str, path: Path) -> yaml.Node | None:
 
 
 def _section_class(name: str) -> type[Any]:
-    """The settings class of the top-level section ``name``, importing its module only now."""
-    annotation = str(next(f.type for f in dataclasses.fields(Config) if f.name == name))  # postponed: a name
-    if annotation in IMPORTED_LATER:
-        return _imported_later(annotation)
-    cls: type[Any] = globals()[annotation]
+    """The settings class of the top-level section ``name``."""
+    cls: type[Any] = typing.get_type_hints(Config)[name]
     return cls
-
-
-def _type_hints(cls: type[Any]) -> dict[str, Any]:
-    """A settings class's field types; ``Config``'s name the classes that are imported later."""
-    if cls is Config:
-        return typing.get_type_hints(cls, localns={name: _imported_later(name) for name in IMPORTED_LATER})
-    return typing.get_type_hints(cls)
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, text: str, path: Path) -> ConfigError:
@@ -454,16 +423,13 @@ class _Reader:
 
     def dataclass_from(self, cls: type[Any], node: yaml.Node, name: str) -> Any:
         written = self.settings_nodes(cls, node, name)
-        hints = _type_hints(cls)
+        hints = typing.get_type_hints(cls)
         values = {
             key: self.value_from(hints[key], value, self._dotted(name, key)) for key, (_, value) in written.items()
         }
         key_nodes = {key: key_node for key, (key_node, _) in written.items()}
         try:
             result = cls(**values)
-            validate = getattr(result, "validate", None)
-            if callable(validate):
-                validate()
         except ConfigError as exc:
             raise self._rejected(exc, node, name, key_nodes) from None
         except (ValueError, TypeError) as exc:

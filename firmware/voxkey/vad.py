@@ -37,50 +37,7 @@ import numpy as np
 import webrtcvad
 
 from voxkey.audio import SAMPLE_RATE, Samples
-from voxkey.errors import ConfigError
-
-
-@dataclass
-class VadSettings:
-    """Phrase detection settings (the config file's ``vad:`` section)."""
-
-    aggressiveness: int = 3  # webrtcvad mode 0..3; 3 rejects fan hum and hiss best
-    frame_ms: int = 30  # 10, 20 or 30
-    padding_ms: int = 300  # sound kept before speech; also the window that opens a phrase
-    tail_ms: int = 180  # sound kept after the last voiced frame
-    start_ratio: float = 0.6  # share of voiced frames in that window needed to open a phrase
-    phrase_pause_ms: int = 600  # a pause at least this long always ends a phrase
-    short_pause_ms: int = 180  # ... and a pause this long ends one that already holds long_phrase_s
-    long_phrase_s: float = 6.0  # phrases shorter than this keep going over short pauses (context for whisper)
-    min_speech_ms: int = 250  # phrases with less voiced audio are coughs and clicks: dropped
-    max_phrase_s: float = 15.0  # speech without a short pause is cut at its longest pause once this long
-    min_dynamic_db: float = 6.0  # speech rises and falls; steady hiss or hum (which fools webrtcvad) does not
-
-    def validate(self) -> None:
-        if self.aggressiveness not in (0, 1, 2, 3):
-            raise ConfigError(
-                f"vad.aggressiveness must be 0, 1, 2 or 3, not {self.aggressiveness}", settings=("aggressiveness",)
-            )
-        if self.frame_ms not in (10, 20, 30):
-            raise ConfigError(f"vad.frame_ms must be 10, 20 or 30, not {self.frame_ms}", settings=("frame_ms",))
-        if not 0.0 < self.start_ratio <= 1.0:
-            raise ConfigError(f"vad.start_ratio must be in (0, 1], not {self.start_ratio}", settings=("start_ratio",))
-        if self.max_phrase_s <= 1.0 or self.max_phrase_s > 29.0:
-            raise ConfigError(
-                f"vad.max_phrase_s must be between 1 and 29 seconds, not {self.max_phrase_s}",
-                settings=("max_phrase_s",),
-            )
-        if not self.frame_ms <= self.tail_ms <= self.short_pause_ms <= self.phrase_pause_ms:
-            raise ConfigError(
-                "vad needs frame_ms <= tail_ms <= short_pause_ms <= phrase_pause_ms, not "
-                f"{self.frame_ms} <= {self.tail_ms} <= {self.short_pause_ms} <= {self.phrase_pause_ms}",
-                settings=("tail_ms", "short_pause_ms", "phrase_pause_ms"),
-            )
-        if not 0.0 < self.long_phrase_s < self.max_phrase_s:
-            raise ConfigError(
-                f"vad.long_phrase_s must be between 0 and max_phrase_s, not {self.long_phrase_s}",
-                settings=("long_phrase_s", "max_phrase_s"),
-            )
+from voxkey.speech_settings import VadSettings as VadSettings  # defined apart, light to import; re-exported
 
 
 @dataclass
@@ -130,7 +87,6 @@ class PhraseSegmenter:
 
     def __init__(self, settings: VadSettings | None = None) -> None:
         self.settings = settings or VadSettings()
-        self.settings.validate()
         self._vad = webrtcvad.Vad(self.settings.aggressiveness)
         frame_ms = self.settings.frame_ms
         self._frame_len = SAMPLE_RATE * frame_ms // 1000

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "usb.yaml"
 def setting_paths(cls: type[Any] = Config, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
     """Every setting a file can write, as (section, ..., name) with its type: nested sections included."""
     paths: list[tuple[tuple[str, ...], Any]] = []
-    hints = config_module._type_hints(cls)
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if not f.init or not config_module._from_file(cls, f.name):
             continue

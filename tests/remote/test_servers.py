@@ -43,6 +43,9 @@ from voxkey.transports.host import Links
 from voxkey.transports.usb import UsbHidLink
 from voxkey.ui import LightState
 
+pytestmark = pytest.mark.slow  # real speech servers and the on-device whisper, end to end
+
+
 REPO = Path(__file__).resolve().parents[2]
 SPEECH = REPO.parent / "shared" / "speech"
 US = Layout.load("us")

@@ -7,10 +7,10 @@ else ``/etc/voxkey/config.yaml`` if it exists, else the defaults), and a flag
 given on the command line wins for that one run. Commands declare such flags
 with ``default=None``: None means "not given, take the config's value".
 
-The speech and Bluetooth settings classes live in modules that import numpy,
-webrtcvad and dbus-fast (about 0.3 s on a PC, seconds on a Pi Zero). So a
-command reads only the sections it uses (``load_sections``; ``voxkey run``
-and ``voxkey doctor`` read them all): ``voxkey type`` never waits for them.
+A command reads only the sections it uses (``load_sections``; ``voxkey run``
+and ``voxkey doctor`` read them all), so a mistake in a section it does not
+use does not stop it. Reading the config imports nothing heavy either way
+(see ``voxkey.config``).
 """
 
 from __future__ import annotations
@@ -72,12 +72,9 @@ def _say_which(args: argparse.Namespace, source: Path | None) -> None:
 def with_flags(section: Section, args: argparse.Namespace, flags: Mapping[str, str]) -> Section:
     """A config section with the flags the user gave put over it; ``flags`` maps option dest → setting.
 
-    The result is validated as the file's values are, so a wrong flag fails
-    with the same message a wrong setting would.
+    The result is validated as the file's values are (``dataclasses.replace``
+    runs the section's ``__post_init__``), so a wrong flag fails with the same
+    message a wrong setting would.
     """
     given = {setting: getattr(args, dest) for dest, setting in flags.items() if getattr(args, dest, None) is not None}
-    result = dataclasses.replace(section, **given)
-    validate = getattr(result, "validate", None)
-    if callable(validate):
-        validate()
-    return result
+    return dataclasses.replace(section, **given)

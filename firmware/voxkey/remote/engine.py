@@ -94,7 +94,6 @@ class RemoteEngine:
         clock: Callable[[], float] = time.monotonic,
         background: bool = True,
     ) -> None:
-        remote.validate()
         self.local = local
         self.remote = remote
         self.client = client or client_for(remote)

@@ -1,7 +1,7 @@
 """Settings of the optional speech server (the config file's ``asr.remote:`` subsection).
 
 Kept apart from the clients so that reading a config never imports a network
-library: ``voxkey.asr`` names this class as the type of ``AsrSettings.remote``.
+library: ``voxkey.speech_settings`` names this class as the type of ``AsrSettings.remote``.
 """
 
 from __future__ import annotations
@@ -24,20 +24,30 @@ class RemoteSettings:
     """Where the speech server is and how long to wait for it; off unless ``enabled``."""
 
     enabled: bool = False
+    """Off: every phrase is transcribed on the Pi."""
     protocol: Protocol = "wyoming"
-    # wyoming: tcp://HOST:PORT (wyoming-faster-whisper listens on 10300);
-    # openai: http(s)://HOST[:PORT][/PREFIX], voxkey posts to PREFIX/v1/audio/transcriptions
+    """``wyoming`` (wyoming-faster-whisper) or ``openai`` (an OpenAI-compatible transcription server)."""
     url: str = ""
-    model: str = ""  # the server's model name ("" : the server's default; openai servers often need one)
-    language: str = ""  # "" : asr.language
-    timeout_s: float = 3.0  # per phrase: no answer by then and the on-device model types this phrase
-    fallback: FallbackStart = "at_deadline"  # when the on-device model starts on a phrase the server may miss
-    token_file: Path | None = None  # openai: a file holding a bearer token (never logged)
-    ca_file: Path | None = None  # openai over https: a CA bundle for a self-signed LAN server (always checked)
-    retry_min_s: float = 5.0  # a server that failed is tried again in the background after this ...
-    retry_max_s: float = 300.0  # ... doubling up to this
+    """wyoming: tcp://HOST:PORT (wyoming-faster-whisper listens on 10300); openai: http(s)://HOST[:PORT][/PREFIX],
+    voxkey posts to PREFIX/v1/audio/transcriptions."""
+    model: str = ""
+    """The server's model name (empty: the server's default; openai servers often need one)."""
+    language: str = ""
+    """Empty: ``asr.language``."""
+    timeout_s: float = 3.0
+    """Per phrase: no answer by then and the on-device model types this phrase."""
+    fallback: FallbackStart = "at_deadline"
+    """When the on-device model starts on a phrase the server may miss."""
+    token_file: Path | None = None
+    """openai: a file holding a bearer token (never logged)."""
+    ca_file: Path | None = None
+    """openai over https: a CA bundle for a self-signed LAN server (always checked)."""
+    retry_min_s: float = 5.0
+    """A server that failed is tried again in the background after this ..."""
+    retry_max_s: float = 300.0
+    """... doubling up to this."""
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ConfigError(
                 f"asr.remote.timeout_s must be greater than 0, not {self.timeout_s}", settings=("timeout_s",)

@@ -36,11 +36,13 @@ Recognition rules, so ordinary speech stays text:
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from voxkey.errors import ConfigError
 from voxkey.keymap import KeyStroke, Layout, parse_stroke
 
 
@@ -77,14 +79,38 @@ class CommandSettings:
     """Which spoken commands are on; from the ``commands`` section of the config."""
 
     new_line: bool = True
+    """ "new line" (and "newline") types Enter."""
     new_paragraph: bool = True
+    """ "new paragraph" types Enter twice."""
     undo: bool = True
+    """ "scratch that" and "undo that" erase the previous dictation, or this one's words before them."""
     punctuation: bool = True
+    """ "comma", "period", "question mark", ... type the mark."""
     quotes: bool = True
+    """ "open quote" and "close quote" type a double quote."""
     disabled_phrases: frozenset[str] = frozenset()
     """Single phrases to leave as text, e.g. {"period"} while "full stop" stays a command."""
     replacements: Mapping[str, str] = field(default_factory=dict)
+    """Spoken → written, as whole words and case-insensitively, e.g. {"vox key": "voxkey"}."""
     allow_key_commands: bool = False
+    """ "press enter", "select all", ...: off, nothing said can press Ctrl, Alt or Super chords on the host."""
+
+    def __post_init__(self) -> None:
+        for phrase in self.disabled_phrases:
+            if " ".join(phrase.lower().split()) not in COMMANDS:
+                close = difflib.get_close_matches(phrase.lower(), COMMANDS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"commands.disabled_phrases: {phrase!r} is not a spoken command{hint}; "
+                    f"the commands are: {', '.join(COMMANDS)}",
+                    settings=("disabled_phrases",),
+                )
+        for spoken in self.replacements:
+            if not spoken.split():
+                raise ConfigError(
+                    f"commands.replacements: {spoken!r} has no words to replace (it would match everywhere)",
+                    settings=("replacements",),
+                )
 
 
 class Kind(Enum):

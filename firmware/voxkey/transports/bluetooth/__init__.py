@@ -31,15 +31,38 @@ API for the daemon and the CLI (everything is synchronous and thread-safe)::
 Requirements on the Pi: bluetoothd running (BlueZ ≥ 5.66), the system D-Bus,
 and CAP_NET_RAW for the HCI monitor that tells which reports the host
 acknowledged (``delivery.py``). ``hardware/bluetooth.md`` has the details.
+
+The names load lazily, each from its own module on first use: the stack
+imports dbus-fast and asyncio (about 50 ms on a PC, an estimated 0.15-0.2 s on
+a Pi Zero 2 W), and ``voxkey config check`` or ``voxkey type --transport usb`` reach
+this package only for ``BluetoothSettings`` (``settings.py``, light).
 """
 
 from __future__ import annotations
 
-from voxkey.hid import CONSUMER_EJECT
-from voxkey.transports.bluetooth.hosts import BondedHost, forget_host, list_hosts
-from voxkey.transports.bluetooth.link import BluetoothLink, ReportPacer, open_bluetooth_link
-from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral
-from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from voxkey.hid import CONSUMER_EJECT
+    from voxkey.transports.bluetooth.hosts import BondedHost, forget_host, list_hosts
+    from voxkey.transports.bluetooth.link import BluetoothLink, ReportPacer, open_bluetooth_link
+    from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral
+    from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
+
+_MODULE_OF = {
+    "CONSUMER_EJECT": "voxkey.hid",
+    "BondedHost": "voxkey.transports.bluetooth.hosts",
+    "forget_host": "voxkey.transports.bluetooth.hosts",
+    "list_hosts": "voxkey.transports.bluetooth.hosts",
+    "BluetoothLink": "voxkey.transports.bluetooth.link",
+    "ReportPacer": "voxkey.transports.bluetooth.link",
+    "open_bluetooth_link": "voxkey.transports.bluetooth.link",
+    "BluetoothPeripheral": "voxkey.transports.bluetooth.peripheral",
+    "BluetoothSettings": "voxkey.transports.bluetooth.settings",
+    "BluetoothState": "voxkey.transports.bluetooth.settings",
+}
+"""Where each public name is defined: imported from there when first asked for (PEP 562)."""
 
 __all__ = [
     "CONSUMER_EJECT",
@@ -53,3 +76,16 @@ __all__ = [
     "list_hosts",
     "open_bluetooth_link",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

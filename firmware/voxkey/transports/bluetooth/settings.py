@@ -34,9 +34,13 @@ class BluetoothSettings:
     """
 
     name: str = "voxkey"
+    """The name hosts list when they search for keyboards (1-29 bytes: it must fit in an advertisement)."""
     pairing_timeout_s: float = DEFAULT_PAIRING_TIMEOUT_S
+    """How long pairing mode (long press, ``voxkey pair``) stays open for a new host."""
     preferred_host: str | None = None
+    """A bonded host's address that takes the connection over from any other (see above)."""
     adapter: str = "hci0"
+    """The BlueZ adapter (``hciconfig``/``bluetoothctl list``)."""
     report_window: int = 8
     """Key reports written but not yet acknowledged by the host's link layer (see ``link``)."""
     battery_level: int = 100
