@@ -241,7 +241,8 @@ def test_a_dictation_of_four_sentences_streams_into_the_right_text(tiny_engine: 
 def test_same_audio_same_text_however_the_worker_is_scheduled(tiny_engine: WhisperEngine) -> None:
     """Guesses at pauses, pacing and a busy worker change when text comes, never what it says."""
     parts = ["LJ001-0001", "3752-4944-0000", "LJ001-0005"]
-    recording = concat(*[piece for ident in parts for piece in (load_utterance(ident), silence(0.35))], silence(0.7))
+    pause = 0.5  # a held guess waits for HELD_GUESS_PAUSE of phrase_pause_ms; this is past it, short of the end
+    recording = concat(*[piece for ident in parts for piece in (load_utterance(ident), silence(pause))], silence(0.7))
     at_once = transcribe_samples(tiny_engine, recording)  # no guesses, the worker never idle
     pieces: list[PhraseResult] = []
     session = DictationSession(tiny_engine, on_phrase=pieces.append)
@@ -297,13 +298,15 @@ def test_a_long_pause_after_a_held_stop_keeps_it(tiny_engine: WhisperEngine, spe
 
 
 def test_the_last_phrase_is_ready_when_the_speaker_stops(tiny_engine: WhisperEngine) -> None:
-    """Once tail_ms of silence follow the last word, the open phrase is decoded ahead; closing it reuses that."""
+    """Once the button is up and tail_ms of silence follow the last word, the open phrase is decoded ahead;
+    closing it reuses that."""
     speech = load_utterance("3752-4944-0002")
     loud = np.nonzero(np.abs(speech.astype(np.int32)) > 300)[0]
-    recording = concat(speech[: loud[-1] + 1], silence(0.35))  # past tail_ms, short of a pause that ends a phrase
+    recording = concat(speech[: loud[-1] + 1], silence(0.25))  # past tail_ms, short of a pause that ends a phrase
     session = DictationSession(tiny_engine)
     session.start()
     session.feed(recording)
+    session.release()
     deadline = time.monotonic() + 60
     while session.result is None and not session._speculated:  # the worker's guess at the open phrase
         assert time.monotonic() < deadline, "no guess at the open phrase"

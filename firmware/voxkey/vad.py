@@ -112,6 +112,11 @@ class PhraseSegmenter:
         """No speech is going on: nothing is open, or the open phrase's audio is complete (see ``candidate``)."""
         return self._open is None or self._open.trailing_silence >= self._tail_frames
 
+    @property
+    def silence_ms(self) -> int:
+        """How long the speaker has been silent inside the open phrase (0 while they speak or nothing is open)."""
+        return 0 if self._open is None else self._open.trailing_silence * self.settings.frame_ms
+
     def feed(self, samples: Samples) -> list[Phrase]:
         """Run VAD over new audio; return the phrases that this audio closed."""
         self.total_samples += samples.size

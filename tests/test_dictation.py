@@ -1,0 +1,117 @@
+"""When the dictation session spends whisper time on guesses: scheduling rules, with a counting engine.
+
+Whisper's words do not matter here (``test_asr.py`` checks those with the real
+model); what matters is which audio gets decoded and when, so the engine
+records its calls and answers at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from voxkey.asr import AsrSettings, Transcript
+from voxkey.audio import SAMPLE_RATE, Samples
+from voxkey.dictation import HELD_GUESS_PAUSE, DictationSession
+from voxkey.vad import PhraseSegmenter, VadSettings
+
+
+class CountingEngine:
+    """A PhraseTranscriber that remembers the length of every stretch it was asked to decode."""
+
+    def __init__(self) -> None:
+        self.settings = AsrSettings(context_words=0)
+        self.name = "counting"
+        self.decoded_s: list[float] = []
+        self.called = threading.Event()
+
+    def transcribe(self, samples: Samples, prompt: str | None = None) -> Transcript:
+        seconds = samples.size / SAMPLE_RATE
+        self.decoded_s.append(round(seconds, 2))
+        self.called.set()
+        return Transcript("Words.", seconds, 0.01)
+
+    def warm_up(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def voiced(seconds: float) -> Samples:
+    """A vowel-like buzz that webrtcvad calls speech, with syllable-like loudness changes."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    syllables = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)
+    tone = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((150, 300, 450, 600, 900), start=1))
+    return (6000 * syllables * tone).astype(np.int16)
+
+
+def quiet(seconds: float) -> Samples:
+    return np.zeros(int(seconds * SAMPLE_RATE), np.int16)
+
+
+def phrase_then_pause(pause_ms: float, settings: VadSettings) -> Samples:
+    """3 s of speech, then quiet until the VAD has heard ``pause_ms`` of silence (it hangs over past the sound)."""
+    segmenter = PhraseSegmenter(settings)
+    audio = [quiet(0.3), voiced(3.0)]
+    segmenter.feed(np.concatenate(audio))
+    while segmenter.silence_ms < pause_ms:
+        audio.append(quiet(settings.frame_ms / 1000))
+        segmenter.feed(audio[-1])
+    return np.concatenate(audio)
+
+
+def decodes_after(session: DictationSession, engine: CountingEngine) -> int:
+    """How many decodes the worker started once it has had time to act on what it was fed."""
+    engine.called.wait(0.5)  # a guess, if one is wanted, starts at once; none waits the whole time
+    return len(engine.decoded_s)
+
+
+@pytest.fixture
+def engine() -> CountingEngine:
+    return CountingEngine()
+
+
+def test_a_short_pause_while_the_button_is_held_costs_no_decode(engine: CountingEngine) -> None:
+    """Pauses inside a sentence (180-300 ms) rarely end the phrase: a guess there was a wasted whole decode."""
+    settings = VadSettings()
+    below = HELD_GUESS_PAUSE * settings.phrase_pause_ms - 60
+    assert below >= settings.tail_ms + 30  # past tail_ms: the phrase is a candidate already
+    session = DictationSession(engine, settings)
+    session.start()
+    session.feed(phrase_then_pause(below, settings))
+    assert decodes_after(session, engine) == 0
+    session.cancel()
+
+
+def test_a_pause_halfway_to_the_end_of_a_phrase_is_guessed_at(engine: CountingEngine) -> None:
+    settings = VadSettings()
+    beyond = HELD_GUESS_PAUSE * settings.phrase_pause_ms + 90
+    assert beyond < settings.phrase_pause_ms - settings.frame_ms  # the phrase is still open: this is a guess
+    session = DictationSession(engine, settings)
+    session.start()
+    session.feed(phrase_then_pause(beyond, settings))
+    assert decodes_after(session, engine) == 1
+    session.release()
+    session.finish()
+    assert session.result is not None and session.result.speculation_hits == 1  # the guess was the phrase
+    assert len(engine.decoded_s) == 1  # and it was not decoded again
+
+
+def test_after_release_the_open_phrase_is_guessed_at_once(engine: CountingEngine) -> None:
+    """Once the button is up the speaker has stopped: waiting for a longer pause would only add to the wait."""
+    settings = VadSettings()
+    session = DictationSession(engine, settings)
+    session.start()
+    session.feed(phrase_then_pause(settings.tail_ms + 30, settings))
+    assert decodes_after(session, engine) == 0
+    session.release()
+    deadline = time.monotonic() + 5
+    while not engine.decoded_s:
+        assert time.monotonic() < deadline, "no guess after release"
+        engine.called.wait(0.05)
+    session.finish()
+    assert session.result is not None and session.result.speculation_hits == 1
