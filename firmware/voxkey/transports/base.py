@@ -16,11 +16,14 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from voxkey.errors import HostUnavailableError, UnsupportedCharacterError
 from voxkey.hid import LED_CAPS_LOCK, RELEASE_ALL
 from voxkey.keymap import Layout, caps_lock_toggles, reports_for_strokes
+
+if TYPE_CHECKING:
+    from voxkey.kept import KeptText
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,30 @@ class MediaKeyLink(Protocol):
 
     def send_consumer(self, usage: int, deadline: float | None) -> None:
         """Press and release one consumer-page usage; ``TransportError`` if this host cannot take it."""
+
+
+@runtime_checkable
+class HostIdentity(Protocol):
+    """A link that can tell which host is there, without sending anything (for ``voxkey.kept``).
+
+    USB: how many times the link saw the gadget re-enumerated; Bluetooth: the host's address.
+    """
+
+    name: str
+
+    def host_id(self) -> str | None:
+        """The ready host's identity as this link sees it; None while no host is there."""
+
+
+@runtime_checkable
+class KeepsReports(Protocol):
+    """A link that keeps reports of its own for a host that left (Bluetooth's replay): kept text, too."""
+
+    kept: KeptText | None
+    """Set by ``HostLink``: the link asks it before it sends kept reports to a host that came back."""
+
+    def discard_kept(self) -> int:
+        """Drop the reports kept for a host that left; how many there were."""
 
 
 class Keyboard:
