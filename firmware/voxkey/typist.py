@@ -114,6 +114,8 @@ class Typist:
         self._thread: threading.Thread | None = None
         self._undone = 0
         self._ejected = 0
+        self._dropped_from: int | None = None
+        """A dictation whose kept text was dropped: the rest of it must not go out without its beginning."""
 
     # --- the main thread's side ------------------------------------------------------------------
 
@@ -175,9 +177,11 @@ class Typist:
             else:
                 self._type_actions(job.number, job.actions)
         except KeptTextDropped as exc:
+            self._dropped_from = job.number
             self._drop_kept(str(exc))
             error = None if exc.by_user else exc
         except HostUnavailableError as exc:
+            self._dropped_from = job.number
             wait_s = self.config.output.host_wait_s
             dropped = self._drop_kept(f"no host took it within output.host_wait_s ({wait_s:g} s)")
             cause = exc.__cause__ if isinstance(exc.__cause__, HostUnavailableError) else exc
@@ -210,6 +214,9 @@ class Typist:
 
     def _type_actions(self, number: int, actions: list[commands.Action]) -> None:
         assert self.keyboard is not None and self._layout is not None
+        if number == self._dropped_from:
+            log.warning("dictation %d: its kept text was dropped, so its rest is too: %r", number, actions)
+            return
         record = self._typed if self._typed is not None and self._typed.number == number else None
         if record is None:
             record = TypedRecord(number, text_before=self.last_typed_text)

@@ -289,6 +289,8 @@ class BluetoothLink:
         (``voxkey.kept``); without it (``voxkey type``) replayed reports wait for their own host.
         """
         if self.kept is not None:
+            if self.pacer.replay:
+                self.kept.host_gone()  # the link dropped: even a host that is back at once may be another
             return self.kept.host_ready(f"{self.name}:{address.upper()}") is Resume.TYPE
         meant_for = self.pacer.host_address
         return not self.pacer.replay or meant_for is None or meant_for.upper() == address.upper()
