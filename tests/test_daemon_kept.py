@@ -27,7 +27,7 @@ from voxkey.config import Config, OutputSettings
 from voxkey.dictation import transcribe_file
 from voxkey.hid import RELEASE_ALL
 from voxkey.transports.base import LinkDown
-from voxkey.ui import LightState
+from voxkey.ui import ButtonEdge, LightState
 
 LEAVE_AFTER = 21
 """Reports before the host leaves: ten characters (press, release) and the press of the 11th."""
@@ -92,16 +92,21 @@ class MovableHost(CaptureLink):
         self.present.set()
 
 
-def config(resume_within_s: float) -> Config:
-    return dataclasses.replace(
-        make_config("hold"), output=OutputSettings(transport="usb", resume_within_s=resume_within_s)
-    )
+def config(resume_within_s: float, cancel_pin: int | None = None) -> Config:
+    base = make_config("hold")
+    output = OutputSettings(transport="usb", resume_within_s=resume_within_s)
+    return dataclasses.replace(base, output=output, button=dataclasses.replace(base.button, cancel_pin=cancel_pin))
 
 
 def dictate_until_the_host_left(
-    engine: WhisperEngine, pins: MockFactory, room: Path, host: MovableHost, resume_within_s: float
+    engine: WhisperEngine,
+    pins: MockFactory,
+    room: Path,
+    host: MovableHost,
+    resume_within_s: float,
+    cancel_pin: int | None = None,
 ) -> Harness:
-    h = Harness(config(resume_within_s), engine, pins, room, link=host)
+    h = Harness(config(resume_within_s, cancel_pin), engine, pins, room, link=host)
     h.speak(3.4)
     h.wait_for(lambda: host.left, 120)
     h.wait_for(lambda: h.light_state() is LightState.WAITING_FOR_HOST, 10)
@@ -164,21 +169,26 @@ def test_kept_text_is_held_for_a_tap_and_then_typed_once(
     h.wait_idle()
 
 
-def test_a_double_press_drops_held_text_and_undo_then_erases_exactly_what_the_host_got(
+@pytest.mark.parametrize("gesture", ["double press", "cancel button"])
+def test_a_double_press_or_the_cancel_button_drops_held_text_and_undo_then_erases_exactly_what_the_host_got(
     engine: WhisperEngine,
     pins: MockFactory,
     room: Path,
     transcribed: Callable[[Path], str],
     harnesses: list[Harness],
     caplog: pytest.LogCaptureFixture,
+    gesture: str,
 ) -> None:
     host = MovableHost()
-    h = dictate_until_the_host_left(engine, pins, room, host, resume_within_s=60)
+    h = dictate_until_the_host_left(engine, pins, room, host, resume_within_s=60, cancel_pin=22)
     harnesses.append(h)
     host.come_back("1")  # re-enumerated
     assert_held(h, host)
     with caplog.at_level(logging.WARNING, logger="voxkey.typist"):
-        h.double_tap()
+        if gesture == "double press":
+            h.double_tap()
+        else:
+            h.daemon.events.put(ButtonEdge("press", time.monotonic(), "cancel"))
         h.wait_for(lambda: not h.daemon.pipeline.typing and h.light_state() is not LightState.TEXT_WAITING, 30)
     expected = transcribed(room)
     assert host.typed() == expected[:FIRST_PART]  # nothing of the rest arrived
