@@ -200,14 +200,17 @@ class Typist:
         stopped voxkey or let the wait expire can still copy it from ``journalctl -u voxkey``.
         """
         assert self.keyboard is not None and self._host_link is not None
-        dropped = self.keyboard.discard_pending()
         reports = self._host_link.discard_kept()
+        unsent = self.keyboard.unsend(reports)  # written, never acknowledged: not delivered after all
+        if unsent and self._typed is not None:
+            self._typed.delivered = max(0, self._typed.delivered - len(unsent))
+        dropped = unsent + self.keyboard.discard_pending()
         self.kept.settled()
         log.warning(
             "%d characters not typed (%s) were dropped%s: %r",
             len(dropped),
             why,
-            f", with {reports} key reports kept for a Bluetooth host" if reports else "",
+            f", with {len(reports)} key reports kept for a Bluetooth host" if reports else "",
             dropped,
         )
         return len(dropped)

@@ -19,7 +19,7 @@ from voxkey.errors import HostUnavailableError, KeptTextDropped
 from voxkey.hid import RELEASE_ALL
 from voxkey.kept import KeptText, Resume, ResumePolicy
 from voxkey.keymap import Layout, encode
-from voxkey.transports.base import LinkDown
+from voxkey.transports.base import Keyboard, LinkDown
 from voxkey.transports.bluetooth.devices import DeviceView
 from voxkey.transports.bluetooth.link import BluetoothLink
 from voxkey.transports.host import HostLink
@@ -155,7 +155,7 @@ def test_dropped_kept_reports_are_gone() -> None:
     assert kept.drop("double press")
     with pytest.raises(KeptTextDropped):
         link.send(reports[4], deadline=time.monotonic() + 1)
-    assert link.discard_kept() == 3
+    assert link.discard_kept() == reports[1:4]
     kept.settled()
     link.send(RELEASE_ALL, deadline=time.monotonic() + 1)  # the next text: to B, without A's rest
     assert radio.sent == [*reports[:4], RELEASE_ALL]
@@ -212,3 +212,36 @@ def test_with_both_links_text_of_a_host_that_left_does_not_fall_over_to_the_othe
     host.wait_for_host(time.monotonic() + 1)
     assert host.active is bluetooth
     assert kept.host_ready("bluetooth:0") is Resume.TYPE
+
+
+def test_characters_whose_presses_were_kept_for_a_host_and_dropped_do_not_count_as_delivered() -> None:
+    """Undo erases what the host got: "a" arrived; "b" and "c" were written, never acknowledged, then dropped."""
+    radio = TwoHostRadio()
+    kept = KeptText(ResumePolicy(5), ManualClock())
+    link = BluetoothLink(radio, window=16)  # type: ignore[arg-type]
+    keyboard = Keyboard(HostLink([link], lambda waiting: None, kept), US, host_wait_s=5)
+    keyboard.type("abc")
+    assert keyboard.delivered_chars == 3  # written counts as sent
+    link.pacer.delivered(A, radio.sent[0])
+    link.pacer.delivered(A, radio.sent[1])  # "a": press and release acknowledged
+    radio.connected = False
+    link.pacer.lost(A)
+    radio.come_back(B)
+    assert kept.drop("double press") is False  # nothing waited yet: the link has not looked
+    with pytest.raises(HostUnavailableError):
+        link.wait_for_host(time.monotonic() + 0.1)  # held: another host
+    assert kept.drop("double press")
+    with pytest.raises(KeptTextDropped):
+        keyboard.type("d")
+    reports = link.discard_kept()
+    assert keyboard.unsend(reports) == "bc"
+    assert keyboard.delivered_chars == 1
+    assert keyboard.discard_pending() == "d"
+
+
+def test_a_kept_release_alone_leaves_its_character_delivered() -> None:
+    keyboard = Keyboard(Wire("usb"), US)  # type: ignore[arg-type]
+    keyboard.type("ab")
+    assert keyboard.unsend([RELEASE_ALL]) == ""  # only "b"'s release: its press arrived
+    assert keyboard.unsend([bytes([0, 0, 99, 0, 0, 0, 0, 0]), RELEASE_ALL]) == ""  # not this keyboard's reports
+    assert keyboard.delivered_chars == 2

@@ -177,9 +177,9 @@ class HostLink:
                 self.kept.host_gone()  # the rest is kept text now, even if another link has a host at once
             raise
 
-    def discard_kept(self) -> int:
-        """Drop what the links keep of their own for a host that left (see ``KeepsReports``)."""
-        return sum(link.discard_kept() for link in self.links if isinstance(link, KeepsReports))
+    def discard_kept(self) -> list[bytes]:
+        """Drop what the links keep of their own for a host that left (see ``KeepsReports``); return it."""
+        return [report for link in self.links if isinstance(link, KeepsReports) for report in link.discard_kept()]
 
     def send_consumer(self, usage: int, deadline: float | None) -> None:
         """A media key to the active host; the USB boot keyboard and the terminal have none."""

@@ -173,14 +173,14 @@ class BluetoothLink:
             host = self._live_host()
             return host.address.upper() if host is not None else None
 
-    def discard_kept(self) -> int:
+    def discard_kept(self) -> list[bytes]:
         """Drop the reports kept for a host that left (the user dropped the kept text, or it expired)."""
         with self.pacer.condition:
-            count = len(self.pacer.replay)
+            reports = list(self.pacer.replay)
             self.pacer.replay.clear()
-            if count:
-                log.warning("bluetooth: %d key reports kept for host %s dropped", count, self.pacer.host_address)
-            return count
+            if reports:
+                log.warning("bluetooth: %d key reports kept for host %s dropped", len(reports), self.pacer.host_address)
+            return reports
 
     def connection_interval_ms(self) -> float | None:
         """The interval of the current host's link as its controller reported it (needs delivery tracking)."""
