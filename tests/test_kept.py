@@ -10,7 +10,7 @@ import pytest
 from voxkey.clock import ManualClock
 from voxkey.config import ButtonSettings, OutputSettings
 from voxkey.errors import ConfigError, KeptTextDropped
-from voxkey.gestures import Act, GestureInterpreter, Situation
+from voxkey.gestures import Act, GestureInterpreter, RecordingView, Situation
 from voxkey.kept import KeptText, Resume, ResumePolicy
 from voxkey.ui import ButtonEdge
 
@@ -160,3 +160,12 @@ def test_without_held_text_a_press_starts_a_dictation() -> None:
     g = interpreter(ManualClock(10.0))
     intents = g.edge(ButtonEdge("press", 10.0), Situation())
     assert [type(i).__name__ for i in intents] == ["Start"]
+
+
+def test_a_press_during_a_recording_is_about_the_recording_even_with_text_held() -> None:
+    """Toggle mode: the press that stops a dictation started before the text was held still stops it."""
+    g = GestureInterpreter(ButtonSettings(mode="toggle", double_press_s=0.4), ManualClock(10.0), 0.3)
+    recording = RecordingView(pressed_at=5.0)
+    intents = g.edge(ButtonEdge("press", 10.0), Situation(recording=recording, text_held=True))
+    assert [type(i).__name__ for i in intents] == ["Stop"]
+    assert g.kept_due_at is None

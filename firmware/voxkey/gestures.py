@@ -174,7 +174,7 @@ class GestureInterpreter:
         if situation.pairing:
             self._swallow_release = True
             return [Act.END_PAIRING]
-        if situation.text_held or self._kept_due_at is not None:
+        if (situation.text_held or self._kept_due_at is not None) and situation.recording is None:
             return self._press_on_held_text(at)
         if settings.cancel_by_press_after_stop:
             cancel = self._cancel_in_window(at, situation)
