@@ -632,7 +632,10 @@ def test_host_that_never_comes_is_an_error_not_a_crash(
     h.speak(SPEECH_S)
     h.wait_for(lambda: h.daemon.counters.errors == 1, 30)
     h.wait_for(lambda: h.light_state() is LightState.ERROR, 5)
-    assert h.daemon.keyboard is not None and h.daemon.keyboard.pending_text  # kept for when the host returns
+    assert h.daemon.keyboard is not None and h.daemon.keyboard.pending_text == ""  # dropped (and logged)
+    absent.present.set()
+    time.sleep(0.5)
+    assert absent.reports == []  # expired text never lands in a host that comes later
     assert h.thread.is_alive()
 
 

@@ -10,12 +10,20 @@ from voxkey.status import Counters, Snapshot, light_state, status_text
 from voxkey.ui import LightState
 
 EVERYTHING = Snapshot(
-    listening=True, pairing=True, waiting_for_host=True, typing=True, in_flight=True, error_until=10.0, now=5.0
+    listening=True,
+    pairing=True,
+    text_held=True,
+    waiting_for_host=True,
+    typing=True,
+    in_flight=True,
+    error_until=10.0,
+    now=5.0,
 )
 
 PRIORITY = [
     ("listening", LightState.LISTENING),
     ("pairing", LightState.PAIRING),
+    ("text_held", LightState.TEXT_WAITING),  # held text asks for a press: it must not look like mere waiting
     ("waiting_for_host", LightState.WAITING_FOR_HOST),
     ("typing", LightState.TYPING),
     ("in_flight", LightState.TRANSCRIBING),

@@ -234,10 +234,20 @@ class OutputSettings:
     unsupported_characters: UnsupportedPolicy = UnsupportedPolicy.TRANSLITERATE
     """What to do with a character the host layout cannot type."""
     host_wait_s: float = 300.0
-    """How long text waits for an absent host before it is dropped (LED: waiting-for-host)."""
+    """How long text waits for an absent host before it is dropped, logged with its characters."""
+    resume_within_s: float = 5.0
+    """Text kept while the host was away resumes by itself only if the same host is back within this time.
+
+    Later, after a USB re-enumeration, or with another host, it waits for a tap (LED: text-waiting);
+    a double press drops it (``voxkey.kept``). 0: kept text always waits for a tap.
+    """
 
     def __post_init__(self) -> None:
         _positive("output", "host_wait_s", self.host_wait_s)
+        if not 0 <= self.resume_within_s < float("inf"):  # also refuses NaN
+            raise _invalid(
+                f"output.resume_within_s must be 0 or more seconds, not {self.resume_within_s!r}", "resume_within_s"
+            )
 
 
 @dataclass(frozen=True)

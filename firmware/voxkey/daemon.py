@@ -65,6 +65,13 @@ class HostWaiting:
 
 
 @dataclass(frozen=True)
+class TextHeld:
+    """Kept text started (or stopped) waiting for the user's tap (``voxkey.kept``)."""
+
+    held: bool
+
+
+@dataclass(frozen=True)
 class StopRequested:
     reason: str
 
@@ -82,6 +89,7 @@ Event = (
     | PhraseReady
     | OutputDone
     | HostWaiting
+    | TextHeld
     | PairingEnded
     | StopRequested
     | Reload
@@ -142,7 +150,7 @@ class Daemon:
         self._engine = engine
         self._own_engine = engine is None
         self.gestures = GestureInterpreter(config.button, clock, config.audio.min_recording_ms / 1000)
-        self.typist = Typist(config, self.events.put)
+        self.typist = Typist(config, self.events.put, clock, lambda held: self.events.put(TextHeld(held)))
         self.pairing = PairingMode(self.events.put)
         recorder = Recorder(config, audio_factory or self._default_audio, self.events.put)
         feedback = Feedback(flash=self._flash, show_error=self._show_error)
@@ -150,6 +158,7 @@ class Daemon:
         self.light: StatusLight | None = None
         self._buttons: Buttons | None = None
         self._waiting_for_host = False
+        self._text_held = False
         self._error_until = 0.0
         self._stopping: str | None = None
         self._reload_requested = False
@@ -263,13 +272,14 @@ class Daemon:
             self._refresh_light()
 
     def _idle(self) -> bool:
-        return self.pipeline.idle() and self.gestures.undo_due_at is None
+        return self.pipeline.idle() and self.gestures.undo_due_at is None and self.gestures.kept_due_at is None
 
     def _next_wakeup(self) -> float:
         now = self.clock.now()
         wake = now + TICK_S
-        if self.gestures.undo_due_at is not None:
-            wake = min(wake, self.gestures.undo_due_at)
+        for due_at in (self.gestures.undo_due_at, self.gestures.kept_due_at):
+            if due_at is not None:
+                wake = min(wake, due_at)
         if self._error_until > now:
             wake = min(wake, self._error_until)
         if self._watchdog_s:
@@ -299,6 +309,8 @@ class Daemon:
                 self.pipeline.output_done(event)
             case HostWaiting(waiting=waiting):
                 self._waiting_for_host = waiting
+            case TextHeld(held=held):
+                self._text_held = held
             case PairingEnded():
                 if self.pairing.ended(event) and event.error is not None:
                     log.error("pairing mode failed: %s", event.error)
@@ -314,7 +326,10 @@ class Daemon:
 
     def _situation(self) -> Situation:
         return dataclasses.replace(
-            self.pipeline.situation(), pairing=self.pairing.active, stopping=self._stopping is not None
+            self.pipeline.situation(),
+            pairing=self.pairing.active,
+            stopping=self._stopping is not None,
+            text_held=self._text_held,
         )
 
     def _carry_out(self, intents: list[Intent]) -> None:
@@ -326,6 +341,8 @@ class Daemon:
                     self.pipeline.stop_recording(at)
                 case Act.ABORT:
                     self.pipeline.abort_recording()
+                case Cancel(why=why) if self._text_held:
+                    self._drop_kept(why)
                 case Cancel(why=why, eject_if_nothing=eject_if_nothing):
                     if not self.pipeline.cancel_latest(why) and eject_if_nothing:
                         self.pipeline.request_eject()
@@ -339,6 +356,16 @@ class Daemon:
                     self._start_pairing()
                 case Act.END_PAIRING:
                     self.pairing.stop()
+                case Act.TYPE_KEPT:
+                    if self.typist.kept.accept():
+                        log.info("tap: typing the kept text into the host that is there")
+                case Act.DROP_KEPT:
+                    self._drop_kept("double press")
+
+    def _drop_kept(self, why: str) -> None:
+        if self.typist.kept.drop(why):
+            self.counters.cancelled += 1
+            self._flash(LightState.CANCELLED)
 
     def _start_pairing(self) -> None:
         try:
@@ -356,6 +383,7 @@ class Daemon:
             return
         log.info("stopping (%s): finishing what is in flight", reason)
         self._stopping = reason
+        self.typist.kept.stop()  # text waiting for a host is logged, not waited for (systemd's stop timeout)
         self.notifier.stopping()
         if self._buttons is not None:
             self._buttons.close()
@@ -407,6 +435,7 @@ class Daemon:
             listening=self.pipeline.listening(),
             pairing=self.pairing.active,
             waiting_for_host=self._waiting_for_host,
+            text_held=self._text_held,
             typing=self.pipeline.typing,
             in_flight=self.pipeline.in_flight(),
             speech_server_down=isinstance(self._engine, RemoteEngine) and not self._engine.health.up,

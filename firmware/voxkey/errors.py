@@ -63,6 +63,17 @@ class HostUnavailableError(TransportError):
     """
 
 
+class KeptTextDropped(VoxkeyError):
+    """Text waiting for a host was dropped: the user cancelled it (``by_user``), or voxkey is stopping.
+
+    Not a failure when the user asked for it; the typist logs what was dropped either way.
+    """
+
+    def __init__(self, why: str, *, by_user: bool) -> None:
+        self.by_user = by_user
+        super().__init__(f"text waiting for a host dropped ({why})")
+
+
 class GadgetError(VoxkeyError):
     """The USB gadget (configfs, libcomposite, UDC) is not set up."""
 

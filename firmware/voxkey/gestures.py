@@ -47,6 +47,8 @@ class Situation:
     """When the newest finished recording stopped; None if there is none or it was cancelled."""
     pairing: bool = False
     stopping: bool = False
+    text_held: bool = False
+    """Kept text waits for a tap (``voxkey.kept``): a press types it, two presses drop it."""
 
 
 IDLE = Situation()
@@ -93,6 +95,10 @@ class Act(enum.Enum):
     """Enter Bluetooth pairing mode."""
     END_PAIRING = "end-pairing"
     """Leave Bluetooth pairing mode."""
+    TYPE_KEPT = "type-kept"
+    """Type the held kept text into the host that is there now (one press, no second within the window)."""
+    DROP_KEPT = "drop-kept"
+    """Drop the held kept text (two presses within ``double_press_s``)."""
 
 
 Intent = Start | Stop | Cancel | Act
@@ -118,6 +124,12 @@ class GestureInterpreter:
         self._taps = 0
         self._last_tap_release: float | None = None
         self._undo_due_at: float | None = None
+        self._kept_due_at: float | None = None
+
+    @property
+    def kept_due_at(self) -> float | None:
+        """When one press on held text becomes "type it" unless a second comes; None: no such wait."""
+        return self._kept_due_at
 
     @property
     def undo_due_at(self) -> float | None:
@@ -141,6 +153,9 @@ class GestureInterpreter:
         While the button is down its release decides (a third tap that outlasts
         the window is still a tap), so the clock waits for it.
         """
+        if self._kept_due_at is not None and not self.main_held and self.clock.now() >= self._kept_due_at:
+            self._kept_due_at = None
+            return [Act.TYPE_KEPT]
         due_at = self._undo_due_at
         if due_at is not None and not self.main_held and self.clock.now() >= due_at:
             self._reset_taps()
@@ -159,6 +174,8 @@ class GestureInterpreter:
         if situation.pairing:
             self._swallow_release = True
             return [Act.END_PAIRING]
+        if (situation.text_held or self._kept_due_at is not None) and situation.recording is None:
+            return self._press_on_held_text(at)
         if settings.cancel_by_press_after_stop:
             cancel = self._cancel_in_window(at, situation)
             if cancel is not None:
@@ -173,6 +190,15 @@ class GestureInterpreter:
         if at - recording.pressed_at < settings.double_press_s:
             return [Act.ABORT, Act.UNDO]
         return [Stop(at)]
+
+    def _press_on_held_text(self, at: float) -> list[Intent]:
+        """Held kept text: a press types it once the window passed without a second press; two drop it."""
+        self._swallow_release = True
+        if self._kept_due_at is not None and at <= self._kept_due_at:
+            self._kept_due_at = None
+            return [Act.DROP_KEPT]
+        self._kept_due_at = at + self.settings.double_press_s
+        return []
 
     def _cancel_in_window(self, at: float, situation: Situation) -> Intent | None:
         """A press soon after a dictation stopped cancels it (what it typed already is erased)."""

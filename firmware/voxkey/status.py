@@ -35,6 +35,8 @@ class Snapshot:
     pairing: bool = False
     waiting_for_host: bool = False
     """Typing is blocked until a host is there."""
+    text_held: bool = False
+    """Kept text waits for the user's tap before it goes to the host now there (``voxkey.kept``)."""
     typing: bool = False
     in_flight: bool = False
     """Something said is not typed yet: a recording finishing, transcribing, or waiting its turn to be typed."""
@@ -51,6 +53,8 @@ def light_state(snapshot: Snapshot) -> LightState:
         return LightState.LISTENING
     if snapshot.pairing:
         return LightState.PAIRING
+    if snapshot.text_held:
+        return LightState.TEXT_WAITING
     if snapshot.waiting_for_host:
         return LightState.WAITING_FOR_HOST
     if snapshot.typing:

@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from voxkey.clock import MONOTONIC, Clock
 from voxkey.config import Config
-from voxkey.errors import TransportError, VoxkeyError
+from voxkey.errors import HostUnavailableError, KeptTextDropped, TransportError, VoxkeyError
 from voxkey.hid import CONSUMER_EJECT
+from voxkey.kept import KeptText, ResumePolicy
 from voxkey.keymap import Layout, reports_for_strokes
 from voxkey.text import commands
 from voxkey.text.cleanup import CLOSING_PUNCTUATION
@@ -90,10 +92,18 @@ class TypedRecord:
 class Typist:
     """Types jobs in order on its own thread; ``on_done`` hears of each one (from that thread)."""
 
-    def __init__(self, config: Config, on_done: Callable[[OutputDone], None]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        on_done: Callable[[OutputDone], None],
+        clock: Clock = MONOTONIC,
+        on_held: Callable[[bool], None] | None = None,
+    ) -> None:
         self.config = config
         """Replaced by the main thread on reload, while no job is in flight."""
         self.on_done = on_done
+        self.kept = KeptText(ResumePolicy(config.output.resume_within_s), clock, on_held)
+        """Where text that waited for a host may go (``voxkey.kept``); the main loop taps, drops and stops it."""
         self.keyboard: Keyboard | None = None
         self.last_typed_text = ""
         """The text typed last, for the space rule (typist thread; read by others once it has stopped)."""
@@ -104,6 +114,8 @@ class Typist:
         self._thread: threading.Thread | None = None
         self._undone = 0
         self._ejected = 0
+        self._dropped_from: int | None = None
+        """A dictation whose kept text was dropped: the rest of it must not go out without its beginning."""
 
     # --- the main thread's side ------------------------------------------------------------------
 
@@ -112,7 +124,8 @@ class Typist:
         output = self.config.output
         base = Layout.load(output.layout)
         self._layout = base
-        self._host_link = HostLink(links, on_waiting)
+        self.kept.policy = ResumePolicy(output.resume_within_s)
+        self._host_link = HostLink(links, on_waiting, self.kept)
         self.keyboard = Keyboard(
             self._host_link, typing_layout(base, output.unsupported_characters), output.host_wait_s
         )
@@ -163,6 +176,16 @@ class Typist:
                 self._eject()
             else:
                 self._type_actions(job.number, job.actions)
+        except KeptTextDropped as exc:
+            self._dropped_from = job.number
+            self._drop_kept(str(exc))
+            error = None if exc.by_user else exc
+        except HostUnavailableError as exc:
+            self._dropped_from = job.number
+            wait_s = self.config.output.host_wait_s
+            dropped = self._drop_kept(f"no host took it within output.host_wait_s ({wait_s:g} s)")
+            cause = exc.__cause__ if isinstance(exc.__cause__, HostUnavailableError) else exc
+            error = HostUnavailableError(f"{cause}; {dropped} characters not typed were dropped (see the log)")
         except VoxkeyError as exc:
             error = exc
         except Exception as exc:
@@ -170,8 +193,33 @@ class Typist:
             error = TransportError(f"typing failed: {exc}")
         return OutputDone(job.number, error, self._undone, self._ejected)
 
+    def _drop_kept(self, why: str) -> int:
+        """Text that waited for a host and will not be typed: dropped, and logged with its characters.
+
+        Never silently: the journal (standard error under systemd) gets the text, so a user who
+        stopped voxkey or let the wait expire can still copy it from ``journalctl -u voxkey``.
+        """
+        assert self.keyboard is not None and self._host_link is not None
+        reports = self._host_link.discard_kept()
+        unsent = self.keyboard.unsend(reports)  # written, never acknowledged: not delivered after all
+        if unsent and self._typed is not None:
+            self._typed.delivered = max(0, self._typed.delivered - len(unsent))
+        dropped = unsent + self.keyboard.discard_pending()
+        self.kept.settled()
+        log.warning(
+            "%d characters not typed (%s) were dropped%s: %r",
+            len(dropped),
+            why,
+            f", with {len(reports)} key reports kept for a Bluetooth host" if reports else "",
+            dropped,
+        )
+        return len(dropped)
+
     def _type_actions(self, number: int, actions: list[commands.Action]) -> None:
         assert self.keyboard is not None and self._layout is not None
+        if number == self._dropped_from:
+            log.warning("dictation %d: its kept text was dropped, so its rest is too: %r", number, actions)
+            return
         record = self._typed if self._typed is not None and self._typed.number == number else None
         if record is None:
             record = TypedRecord(number, text_before=self.last_typed_text)

@@ -25,6 +25,9 @@ cancel button      (optional ``cancel_pin``) cancel the recording in progress; w
                    ``eject_gesture: cancel-button``, Eject when there is nothing to cancel
 long press         held ≥ ``long_press_s`` and nothing was said: Bluetooth pairing
                    mode (a press leaves it)
+text waiting       (LED text-waiting, ``voxkey.kept``) a press types the held text
+                   into the host now there; two presses within ``double_press_s``
+                   (or the cancel button) drop it
 =================  =========================================================
 
 Light patterns (``PATTERNS``), distinct on a single LED; an RGB LED, or a mic HAT's APA102/DotStar LEDs
@@ -41,6 +44,8 @@ transcribing       blink 0.15 s on / 0.15 s off          cyan
 typing             flicker 0.03 s on / 0.05 s off        green
 waiting-for-host   slow blink 1 s / 1 s                 yellow
 pairing            double blink, pause                  blue
+text-waiting       long, short blink, pause: kept text  orange
+                   held for a tap (double press drops)
 error              three fast blinks, pause             red
 limit (one-shot)   five very fast flashes: max length   magenta
 cancelled (once)   0.4 s on, then off                   white
@@ -238,6 +243,7 @@ class LightState(enum.Enum):
     LIMIT = "limit"
     CANCELLED = "cancelled"
     UNDO = "undo"
+    TEXT_WAITING = "text-waiting"  # kept text held for a tap (voxkey.kept)
 
 
 Step = tuple[float, float]
@@ -247,6 +253,7 @@ FOREVER = float("inf")
 HISTORY_LENGTH = 1000
 RED, GREEN, BLUE = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 CYAN, YELLOW, MAGENTA, WHITE = (0.0, 1.0, 1.0), (1.0, 0.8, 0.0), (1.0, 0.0, 1.0), (1.0, 1.0, 1.0)
+ORANGE = (1.0, 0.4, 0.0)
 
 
 @dataclass(frozen=True)
@@ -270,6 +277,7 @@ PATTERNS: dict[LightState, Pattern] = {
     LightState.LIMIT: Pattern(((1.0, 0.05), (0.0, 0.05)) * 5, MAGENTA, once=True),
     LightState.CANCELLED: Pattern(((1.0, 0.4), (0.0, 0.2)), WHITE, once=True),
     LightState.UNDO: Pattern(((1.0, 0.05), (0.0, 0.1)) * 2, WHITE, once=True),
+    LightState.TEXT_WAITING: Pattern(((1.0, 0.6), (0.0, 0.2), (1.0, 0.2), (0.0, 1.0)), ORANGE),
 }
 """The documented patterns (module docstring); tests check states against this table."""
 

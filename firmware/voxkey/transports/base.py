@@ -16,14 +16,19 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from voxkey.errors import HostUnavailableError, UnsupportedCharacterError
 from voxkey.hid import LED_CAPS_LOCK, RELEASE_ALL
 from voxkey.keymap import Layout, caps_lock_toggles, reports_for_strokes
 
+if TYPE_CHECKING:
+    from voxkey.kept import KeptText
+
 log = logging.getLogger(__name__)
 
+RECENT_CHARACTERS = 128
+"""Delivered characters remembered with their reports: more than a Bluetooth window (64 reports) can hold."""
 CAPS_LOCK_SETTLE_S = 0.5
 """After voxkey itself pressed Caps Lock, how long the host's LED reports may lag behind the keys."""
 
@@ -77,6 +82,30 @@ class MediaKeyLink(Protocol):
         """Press and release one consumer-page usage; ``TransportError`` if this host cannot take it."""
 
 
+@runtime_checkable
+class HostIdentity(Protocol):
+    """A link that can tell which host is there, without sending anything (for ``voxkey.kept``).
+
+    USB: how many times the link saw the gadget re-enumerated; Bluetooth: the host's address.
+    """
+
+    name: str
+
+    def host_id(self) -> str | None:
+        """The ready host's identity as this link sees it; None while no host is there."""
+
+
+@runtime_checkable
+class KeepsReports(Protocol):
+    """A link that keeps reports of its own for a host that left (Bluetooth's replay): kept text, too."""
+
+    kept: KeptText | None
+    """Set by ``HostLink``: the link asks it before it sends kept reports to a host that came back."""
+
+    def discard_kept(self) -> list[bytes]:
+        """Drop the reports kept for a host that left (the newest reports it was given); return them."""
+
+
 class Keyboard:
     """Types text through a link, keeping undelivered characters until a host takes them."""
 
@@ -91,6 +120,8 @@ class Keyboard:
         self._lock = threading.RLock()
         self._caps_lock_after_in_flight: bool | None = None
         self._own_caps_lock: tuple[bool, float] | None = None
+        self._recent: deque[tuple[str, list[bytes]]] = deque(maxlen=RECENT_CHARACTERS)
+        """The last characters counted as delivered, with their reports: see ``unsend``."""
 
     @property
     def pending_text(self) -> str:
@@ -140,6 +171,35 @@ class Keyboard:
 
     def _wait_deadline(self) -> float | None:
         return None if self.host_wait_s is None else time.monotonic() + self.host_wait_s
+
+    def unsend(self, reports: list[bytes]) -> str:
+        """The link threw away ``reports``, the newest it was given: un-count the characters they carried.
+
+        Bluetooth counts a report as sent when it is written, and keeps the unacknowledged ones for
+        its host (``KeepsReports``); when that kept text is dropped, the characters whose presses were
+        among them never arrived and must not count as delivered (undo would erase too much). A
+        character whose presses arrived and only its release was kept did arrive. Stops at the first
+        report that is not this keyboard's (a key command or media key sent past it): those are not
+        text. Returns the characters un-counted, in order. Call it before ``discard_pending``.
+        """
+        with self._lock:
+            rest = list(reports)
+            if self._in_flight is not None and self._sent:  # the character in flight never counted
+                sent = self._in_flight[: self._sent]
+                if rest[-len(sent) :] != sent:
+                    return ""
+                del rest[-len(sent) :]
+            lost: list[str] = []
+            while rest and self._recent:
+                char, char_reports = self._recent[-1]
+                tail = char_reports[-min(len(char_reports), len(rest)) :]
+                if rest[-len(tail) :] != tail or all(report == RELEASE_ALL for report in tail):
+                    break
+                lost.append(char)
+                self._recent.pop()
+                self.delivered_chars -= 1
+                del rest[-len(tail) :]
+            return "".join(reversed(lost))
 
     def discard_pending(self) -> str:
         """Drop undelivered text (a user cancelled it) and return it."""
@@ -194,7 +254,7 @@ class Keyboard:
     def _finish_in_flight(self) -> None:
         if self._caps_lock_after_in_flight is not None:
             self._own_caps_lock = (self._caps_lock_after_in_flight, time.monotonic() + CAPS_LOCK_SETTLE_S)
-        self._pending.popleft()
+        self._recent.append((self._pending.popleft(), self._in_flight or []))
         self._in_flight = None
         self.delivered_chars += 1
 

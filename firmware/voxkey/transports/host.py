@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from voxkey.errors import HostUnavailableError, TransportError, VoxkeyError
-from voxkey.transports.base import MediaKeyLink, ReportLink
+from voxkey.kept import KeptText, Resume
+from voxkey.transports.base import HostIdentity, KeepsReports, LinkDown, MediaKeyLink, ReportLink
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +104,46 @@ class HostLink:
     With ``transport: both`` the USB gadget and Bluetooth are both offered and
     text goes to whichever host is connected (``prefer`` breaks ties). It also
     tells the daemon when typing is blocked waiting for a host, for the LED.
-    Used by the typist's thread only.
+    With ``kept`` (the daemon's), text that waited for a host goes only where
+    ``voxkey.kept`` allows: a host that is back but not admitted counts as not
+    there, and a host leaving mid-text starts the absence. Used by the
+    typist's thread only.
     """
 
     POLL_S = 0.1
 
-    def __init__(self, links: list[ReportLink], on_waiting: Callable[[bool], None]) -> None:
+    def __init__(
+        self, links: list[ReportLink], on_waiting: Callable[[bool], None], kept: KeptText | None = None
+    ) -> None:
         if not links:
             raise TransportError("no keyboard transport configured; set output.transport")
         self.links = links
         self.name = "+".join(link.name for link in links)
         self.active: ReportLink = links[0]
         self.on_waiting = on_waiting
+        self.kept = kept
+        for link in links:
+            if isinstance(link, KeepsReports):
+                link.kept = kept
 
     def _first_ready(self) -> ReportLink | None:
         for link in self.links:
+            if self.kept is not None and isinstance(link, HostIdentity):
+                host = link.host_id()
+                if host is None:
+                    continue
+                # Admitted before the link is asked: asking may already send it what it kept (Bluetooth).
+                if self.kept.host_ready(f"{link.name}:{host}") is Resume.HOLD:
+                    continue
             try:
                 link.wait_for_host(time.monotonic())
             except HostUnavailableError:
+                continue
+            if (
+                self.kept is not None
+                and not isinstance(link, HostIdentity)
+                and self.kept.host_ready(link.name) is Resume.HOLD
+            ):
                 continue
             return link
         return None
@@ -128,9 +151,13 @@ class HostLink:
     def wait_for_host(self, deadline: float | None) -> None:
         ready = self._first_ready()
         if ready is None:
+            if self.kept is not None:
+                self.kept.host_gone()
             self.on_waiting(True)
             try:
                 while ready is None:
+                    if self.kept is not None:
+                        self.kept.check()
                     if deadline is not None and time.monotonic() >= deadline:
                         names = ", ".join(link.name for link in self.links)
                         raise HostUnavailableError(f"no host connected ({names})")
@@ -143,7 +170,16 @@ class HostLink:
             self.active = ready
 
     def send(self, report: bytes, deadline: float | None) -> None:
-        self.active.send(report, deadline)
+        try:
+            self.active.send(report, deadline)
+        except LinkDown:
+            if self.kept is not None:
+                self.kept.host_gone()  # the rest is kept text now, even if another link has a host at once
+            raise
+
+    def discard_kept(self) -> list[bytes]:
+        """Drop what the links keep of their own for a host that left (see ``KeepsReports``); return it."""
+        return [report for link in self.links if isinstance(link, KeepsReports) for report in link.discard_kept()]
 
     def send_consumer(self, usage: int, deadline: float | None) -> None:
         """A media key to the active host; the USB boot keyboard and the terminal have none."""

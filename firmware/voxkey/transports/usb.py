@@ -171,6 +171,9 @@ class UsbHidLink:
         self._last_report: bytes | None = None
         """The last report the host got from us; None: unknown, a writer before us may have left a key held."""
         self._waiting_logged = False
+        self.enumerations = 0
+        """How often this link saw the host lose the gadget (UDC out of configured/suspended, or a reset)."""
+        self._attached = False
         self.release_all()  # see the module doc: a killed writer before us may have left a key down
 
     @classmethod
@@ -201,9 +204,26 @@ class UsbHidLink:
         if self.udc_state_file is None:
             return "configured"
         try:
-            return self.udc_state_file.read_text().strip()
+            state = self.udc_state_file.read_text().strip()
         except OSError:
-            return "no UDC"
+            state = "no UDC"
+        self._observe(state in ("configured", "suspended"))
+        return state
+
+    def host_id(self) -> str | None:
+        """Which enumeration of the gadget the host is: kept text waits for a tap after a re-enumeration.
+
+        A USB device cannot see which computer it is plugged into; what it sees is the UDC leaving
+        ``configured``/``suspended`` (``not attached``, ``default``, ``addressed``: unplugged, plugged into
+        another host, or reset) and f_hid cancelling a report when the host resets the link. Each time
+        counts as a new host. ``suspended`` (the host asleep) keeps the enumeration: the time rule decides.
+        """
+        return str(self.enumerations) if self.udc_state() == "configured" else None
+
+    def _observe(self, attached: bool) -> None:
+        if self._attached and not attached:
+            self.enumerations += 1
+        self._attached = attached
 
     def wait_for_host(self, deadline: float | None) -> None:
         while True:
@@ -230,6 +250,7 @@ class UsbHidLink:
             # the host re-enumerated between two of our looks at it.
             self._drop_fd()
             self._needs_settle = True
+            self._observe(False)  # re-enumerated between two looks at the UDC
             raise LinkDown("the host reset the link: the last report was cancelled", previous_delivered=False)
         try:
             os.write(fd, report)
@@ -272,6 +293,7 @@ class UsbHidLink:
         """Close the device and judge the previous report (see module doc): the kernel log first, else timing."""
         self._drop_fd()
         self._needs_settle = True
+        self._observe(False)  # f_hid disabled the endpoint: the host let go of the gadget
         if self.kernel_log is not None:
             delivered = not self.kernel_log.report_cancelled(CANCEL_LOG_GRACE_S)
         else:

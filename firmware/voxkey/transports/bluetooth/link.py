@@ -31,6 +31,7 @@ from collections import deque
 
 from voxkey.errors import HostUnavailableError, TransportError
 from voxkey.hid import RELEASE_ALL
+from voxkey.kept import KeptText, Resume
 from voxkey.transports.bluetooth.delivery import DeliveryLedger, HciMonitor
 from voxkey.transports.bluetooth.devices import DeviceView
 from voxkey.transports.bluetooth.gatt import CONSUMER_RELEASE, consumer_report
@@ -123,6 +124,8 @@ class BluetoothLink:
         self._waiting_logged = False
         self._monitor: HciMonitor | None = None
         self._ledger: DeliveryLedger | None = None
+        self.kept: KeptText | None = None
+        """The daemon's kept-text rule (set by ``HostLink``); None: a one-shot ``voxkey type``."""
         peripheral.add_listener(self._peripheral_changed)
 
     def start_delivery_tracking(self) -> None:
@@ -163,6 +166,21 @@ class BluetoothLink:
             for value in (consumer_report(usage), CONSUMER_RELEASE):
                 self._clear_to_write(deadline)
                 self._write_consumer(value)
+
+    def host_id(self) -> str | None:
+        """The address of the host that is there, ready for reports (see ``voxkey.kept``)."""
+        with self.pacer.condition:
+            host = self._live_host()
+            return host.address.upper() if host is not None else None
+
+    def discard_kept(self) -> list[bytes]:
+        """Drop the reports kept for a host that left (the user dropped the kept text, or it expired)."""
+        with self.pacer.condition:
+            reports = list(self.pacer.replay)
+            self.pacer.replay.clear()
+            if reports:
+                log.warning("bluetooth: %d key reports kept for host %s dropped", len(reports), self.pacer.host_address)
+            return reports
 
     def connection_interval_ms(self) -> float | None:
         """The interval of the current host's link as its controller reported it (needs delivery tracking)."""
@@ -246,6 +264,9 @@ class BluetoothLink:
                 why = f"host {host.address} did not tell which Bluetooth stack it runs"
                 self._wait(deadline, why, min(identifying, WAIT_SLICE_S))
                 continue
+            if host is not None and not self._admitted(host.address):
+                self._wait(deadline, f"host {host.address} is not the one the kept text is for")
+                continue
             if host is not None:
                 if self.pacer.host_address != host.address:
                     self.pacer.host_address = host.address
@@ -253,10 +274,26 @@ class BluetoothLink:
                     log.info("bluetooth: host %s is back, typing resumes", host.address)
                 self._waiting_logged = False
                 return
+            if self.kept is not None:
+                self.kept.host_gone()  # what waits now (replay, the text behind it) is kept text
+                self.kept.check()
             if not self._waiting_logged:
                 log.warning("bluetooth: waiting for a bonded host (%s)", self.peripheral.state.value)
                 self._waiting_logged = True
             self._wait(deadline, f"no bonded Bluetooth host connected ({self.peripheral.state.value})")
+
+    def _admitted(self, address: str) -> bool:
+        """May reports go to the host at ``address``? Kept reports only ever go to the host they were for.
+
+        With the daemon's ``kept`` rule that host must also be back soon enough, or the user tapped
+        (``voxkey.kept``); without it (``voxkey type``) replayed reports wait for their own host.
+        """
+        if self.kept is not None:
+            if self.pacer.replay:
+                self.kept.host_gone()  # the link dropped: even a host that is back at once may be another
+            return self.kept.host_ready(f"{self.name}:{address.upper()}") is Resume.TYPE
+        meant_for = self.pacer.host_address
+        return not self.pacer.replay or meant_for is None or meant_for.upper() == address.upper()
 
     def _clear_to_write(self, deadline: float | None) -> None:
         """Host ready, nothing left to replay, room in the window: all three at once.
