@@ -127,6 +127,13 @@ class HostLink:
                 link.kept = kept
 
     def _first_ready(self) -> ReportLink | None:
+        """The first link with a host that may be typed to now; None if none.
+
+        A link whose host is there but cannot be typed to (a Bluetooth host whose stack drops key
+        reports, ``hostcompat``) is passed over while another link has a host; alone, its error is raised,
+        so the user hears why nothing is typed instead of waiting for a host that is already there.
+        """
+        refused: TransportError | None = None
         for link in self.links:
             if self.kept is not None and isinstance(link, HostIdentity):
                 host = link.host_id()
@@ -139,6 +146,9 @@ class HostLink:
                 link.wait_for_host(time.monotonic())
             except HostUnavailableError:
                 continue
+            except TransportError as exc:
+                refused = refused or exc
+                continue
             if (
                 self.kept is not None
                 and not isinstance(link, HostIdentity)
@@ -146,6 +156,8 @@ class HostLink:
             ):
                 continue
             return link
+        if refused is not None:
+            raise refused
         return None
 
     def wait_for_host(self, deadline: float | None) -> None:
