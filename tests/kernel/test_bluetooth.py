@@ -105,6 +105,18 @@ def test_link_dropped_mid_text_and_restored_still_types_exactly(guest_case_resul
     assert seen["voxkey"]["stats"]["replayed_reports"] > 0, "the drop must catch reports in flight"
 
 
+@pytest.mark.kernel
+@pytest.mark.guest_case("bluetooth.power_cycle_mid_text")
+def test_adapter_powered_off_and_on_mid_text_still_types_exactly(guest_case_result: dict[str, Any]) -> None:
+    seen = guest_case_result
+    assert seen["power_off"]["powered_as_asked"] and seen["disconnected"], f"no power-off drop: {seen['power_off']}"
+    assert seen["power_on"]["powered_as_asked"], f"the adapter did not come back: {seen['power_on']}"
+    assert seen["auto_reconnected"] or seen["reconnect_error"] is None, seen.get("reconnect_error")
+    assert seen["typing_still_running_at_drop"], "the power-off must happen while voxkey is still typing"
+    assert 0 < seen["dropped_at_presses"] < len(seen["text"]), seen["dropped_at_presses"]
+    assert_hog_host_typed_exactly(seen)
+
+
 PINNED_HID_HANDLES = ["service 0100 1812", "chrc 0101 2a4a", "chrc 0103 2a4b", "chrc 0105 2a4e", "chrc 0107 2a4d"]
 """voxkey's pinned HID handles as bluetoothd 5.82 logs them: a characteristic by its declaration (value - 1)."""
 

@@ -444,12 +444,15 @@ def type_and_record(
     drop_after_presses: int | None = None,
     eject: bool = False,
     bluetoothd: str | None = None,
+    power_cycle: bool = False,
 ) -> CaseResult:
     """Run voxkey with ``text``; the host pairs if asked, records everything, optionally drops the link.
 
     With ``eject`` voxkey presses the media key Eject after the text (hid-input
     reports it on the keyboard's own input device, where the recorder sees it).
     ``bluetoothd`` is the binary serving both sides (default: the hog-capable one).
+    With ``power_cycle`` the drop after ``drop_after_presses`` is voxkey's adapter powered off and on
+    (BlueZ's ``Powered``, as ``bluetoothctl power off`` or a desktop's switch) instead of its radio cut.
     """
     the_stack = use_bluetoothd(context, bluetoothd or hog_bluetoothd())
     address = adapter_address(VOXKEY_ADAPTER)
@@ -476,7 +479,9 @@ def type_and_record(
     observations["input_device_appeared"] = wait_for(lambda: find_input_event() is not None, 120, 0.2)
     sampler = ProcessSampler(context.work_dir / f"ps-{label}.txt")
     sampler.start()
-    if drop_after_presses is not None:
+    if drop_after_presses is not None and power_cycle:
+        _power_cycle(observations, recorder, voxkey, address, drop_after_presses)
+    elif drop_after_presses is not None:
         _drop_and_restore(observations, recorder, voxkey, address, drop_after_presses)
     observations["voxkey"] = voxkey.finish()
     sampler.stop()
@@ -540,6 +545,52 @@ def _drop_and_restore(
         observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
 
 
+def _power_cycle(
+    observations: dict[str, Any], recorder: KeyRecorder, voxkey: Voxkey, address: str, after_presses: int
+) -> None:
+    """voxkey's adapter is powered off mid-text and on again: the link ends cleanly, and voxkey must resume.
+
+    Powering off through BlueZ disconnects every host first (the host hears a
+    proper disconnection, unlike the radio cut of ``_drop_and_restore``), and
+    the kernel forgets the advertisement. voxkey has to notice ``Powered`` come
+    back, advertise again and send exactly what the host never got.
+    """
+    wait_for(lambda: recorder.key_presses >= after_presses or voxkey.process.poll() is not None, 600, 0.01)
+    observations["dropped_at_presses"] = recorder.key_presses
+    observations["typing_still_running_at_drop"] = voxkey.process.poll() is None
+    observations["power_off"] = _set_powered(VOXKEY_ADAPTER, False)
+    observations["disconnected"] = wait_for(lambda: not host_device_props(address).get("Connected"), 30, 0.2)
+    recorder.wait_quiet(1.5, 60)
+    observations["presses_while_down"] = recorder.key_presses - observations["dropped_at_presses"]
+    observations["power_on"] = _set_powered(VOXKEY_ADAPTER, True)
+    observations["auto_reconnected"] = wait_for(lambda: bool(host_device_props(address).get("Connected")), 60, 0.5)
+    if not observations["auto_reconnected"]:
+        observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
+
+
+def _set_powered(adapter: str, on: bool) -> dict[str, Any]:
+    error = run_async(_write_powered(adapter, on))
+    powered = wait_for(lambda: _adapter_powered(adapter) == on, 20, 0.2)
+    return {"error": error, "powered_as_asked": powered}
+
+
+async def _write_powered(adapter: str, on: bool) -> str | None:
+    """BlueZ's Adapter1.Powered, as ``bluetoothctl power`` sets it; the D-Bus error text if it refused."""
+    bus = await bluez.connect_system_bus()
+    try:
+        await bluez.set_property(bus, f"/org/bluez/{adapter}", bluez.ADAPTER, "Powered", Variant("b", on))
+        return None
+    except DBusError as exc:
+        return exc.text or exc.type
+    finally:
+        bus.disconnect()
+
+
+def _adapter_powered(adapter: str) -> bool:
+    props = run_async(managed_objects()).get(f"/org/bluez/{adapter}", {}).get(bluez.ADAPTER, {})
+    return bool(props.get("Powered"))
+
+
 def rfkill_soft_switch(adapter: str) -> Path:
     """The ``soft`` attribute of the adapter's rfkill switch: write 1 to cut its radio, 0 to restore it."""
     switches = sorted(Path("/sys/class/bluetooth", adapter).glob("rfkill*/soft"))
@@ -582,6 +633,12 @@ def pair_and_type(context: GuestContext) -> CaseResult:
 def drop_mid_text(context: GuestContext) -> CaseResult:
     """voxkey's radio cuts out after 300 characters and comes back; the host reconnects, the text must be exact."""
     return type_and_record(context, "drop", typing_text(900), drop_after_presses=300)
+
+
+@guest_case("bluetooth.power_cycle_mid_text", modules=MODULES, timeout_s=1500)
+def power_cycle_mid_text(context: GuestContext) -> CaseResult:
+    """voxkey's adapter is powered off after 300 characters and on again; the text must arrive exactly."""
+    return type_and_record(context, "power", typing_text(900), drop_after_presses=300, power_cycle=True)
 
 
 RESTART_ROUNDS = 3
