@@ -13,6 +13,7 @@ import random
 import re
 import string
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -372,6 +373,126 @@ def _unplug_and_replug(context: GuestContext, recorder: KeyRecorder, process: su
     unplug["rebind"] = _completed(gadget(context, "up", "--udc", UDC))
     unplug["rebound_at"] = time.time()
     return unplug
+
+
+class BusWitness:
+    """Every interrupt-IN transfer the host controller completed for the gadget, read from usbmon.
+
+    What crossed the cable, whatever the host's drivers did with it next: with
+    ``InputCoreWitness`` it tells a report the device never delivered from one
+    the host received and dropped.
+    """
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+        self._data = bytearray()
+        device = usb_device_dir()
+        debugfs = Path("/sys/kernel/debug")
+        if not (debugfs / "usb").exists():
+            subprocess.run(["mount", "-t", "debugfs", "debugfs", str(debugfs)], capture_output=True, check=False)
+        if device is None:
+            self.error = "the gadget is not enumerated"
+            return
+        self.address = f"Ii:{int((device / 'busnum').read_text())}:{int((device / 'devnum').read_text()):03d}:"
+        try:
+            self._fd = os.open(debugfs / "usb" / "usbmon" / f"{int((device / 'busnum').read_text())}u", os.O_RDONLY)
+        except OSError as exc:
+            self.error = f"{type(exc).__name__}: {exc} (usbmon)"
+            return
+        threading.Thread(target=self._read, name="usbmon", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except OSError as exc:
+                self.error = f"read: {exc}"
+                return
+            if not chunk:
+                return
+            self._data += chunk
+
+    def reports(self) -> list[str]:
+        """The 8-byte reports of completed interrupt-IN transfers, as hex, in order."""
+        found = []
+        for line in bytes(self._data).decode(errors="replace").splitlines():
+            words = line.split()  # tag time C Ii:bus:dev:ep status:interval length = data...
+            completed = len(words) > 6 and words[2] == "C" and words[4].split(":")[0] == "0" and "=" in words
+            if completed and words[3].startswith(self.address):
+                data = "".join(words[words.index("=") + 1 :])
+                if len(data) == 16:
+                    found.append(data)
+        return found
+
+
+STALL_S = 3.0
+"""How long the host stops polling: far past any write timeout in the USB link."""
+
+
+@guest_case("usb.host_stops_polling", modules=(*MODULES, "usbmon"), timeout_s=1200)
+def host_stops_polling(context: GuestContext) -> CaseResult:
+    """The host stops reading the keyboard mid-text for 3 s, then reads on; the gadget stays configured.
+
+    What a host does when its HID driver is unbound (here: usbhid's sysfs
+    ``unbind``), or when a busy or broken host stops scheduling interrupt-IN
+    transfers: no more polls, no reset, no suspend. The report f_hid had
+    queued waits in the UDC; everything after it waits in voxkey.
+    """
+    setup = ensure_gadget_up(context)
+    text = typing_text(1200, seed=5)
+    witness = InputCoreWitness()
+    bus = BusWitness()
+    recorder = start_recorder()
+    stall: dict[str, Any] = {}
+    try:
+        process = voxkey_type(context, text, hidg_device(context), wait_s=120, verbose=True)
+        assert process.stdin is not None
+        process.stdin.write(text)
+        process.stdin.close()
+        wait_for(lambda: recorder.key_presses >= len(text) // 3 or process.poll() is not None, 600, 0.005)
+        stall = _stop_polling(recorder, process)
+        try:
+            process.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        stdout = process.stdout.read() if process.stdout else ""
+        stderr = process.stderr.read() if process.stderr else ""
+        run = {"rc": process.returncode, "stdout": stdout, "stderr": stderr[-6000:]}
+        recorder.wait_quiet()
+    finally:
+        recorder.stop()
+        input_core = witness.events()
+        witness.close()
+    return {
+        "setup": setup,
+        "text": text,
+        "voxkey": run,
+        "stall": stall,
+        "bus_reports": bus.reports(),
+        "bus_witness": bus.error or "ok",
+        "input_core_events": input_core,
+        "input_core_witness": witness.error or "ok",
+        **recorder.snapshot(),
+    }
+
+
+def _stop_polling(recorder: KeyRecorder, process: subprocess.Popen[str]) -> dict[str, Any]:
+    device = usb_device_dir()
+    interface = next(iter(sorted(device.glob(f"{device.name}:*.0")))).name if device else ""
+    usbhid = Path("/sys/bus/usb/drivers/usbhid")
+    stall: dict[str, Any] = {
+        "interface": interface,
+        "presses_before": recorder.key_presses,
+        "typing_still_running": process.poll() is None,
+    }
+    (usbhid / "unbind").write_text(interface)
+    stall["keyboard_gone"] = wait_for(lambda: find_keyboard_event() is None, 10)
+    time.sleep(STALL_S)
+    stall["udc_state_during"] = udc_state()
+    stall["presses_during"] = recorder.key_presses - stall["presses_before"]
+    (usbhid / "bind").write_text(interface)
+    stall["keyboard_back"] = wait_for(lambda: find_keyboard_event() is not None, 30)
+    return stall
 
 
 @guest_case("usb.gadget_down", modules=MODULES, timeout_s=120)
