@@ -10,11 +10,19 @@ from voxkey.status import Counters, Snapshot, light_state, status_text
 from voxkey.ui import LightState
 
 EVERYTHING = Snapshot(
-    listening=True, pairing=True, waiting_for_host=True, typing=True, in_flight=True, error_until=10.0, now=5.0
+    listening=True,
+    passkey_wanted=True,
+    pairing=True,
+    waiting_for_host=True,
+    typing=True,
+    in_flight=True,
+    error_until=10.0,
+    now=5.0,
 )
 
 PRIORITY = [
     ("listening", LightState.LISTENING),
+    ("passkey_wanted", LightState.SAY_CODE),
     ("pairing", LightState.PAIRING),
     ("waiting_for_host", LightState.WAITING_FOR_HOST),
     ("typing", LightState.TYPING),
