@@ -120,3 +120,49 @@ def test_request_passkey_is_refused_when_nothing_may_answer(
     assert refused.value.type == bluez.ERROR_REJECTED
     assert why in (refused.value.text or "")
     assert asked == []
+
+
+# --- voxkey pair / voxkey type --pair: the code typed on a terminal ------------------------------------
+
+
+def test_the_pairing_flag_overrides_the_config(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxkey import transports
+    from voxkey.cli import main
+    from voxkey.errors import BluetoothError
+
+    seen: list[BluetoothSettings] = []
+
+    def record(settings: BluetoothSettings) -> Any:
+        seen.append(settings)
+        raise BluetoothError("stopped by the test before BlueZ")
+
+    monkeypatch.setattr(transports.bluetooth, "open_bluetooth_link", record)
+    path = tmp_path / "config.yaml"
+    path.write_text("bluetooth:\n  pairing: passkey\n")
+    assert main(["pair", "--config", str(path)]) == 1
+    assert main(["pair", "--config", str(path), "--pairing", "just_works"]) == 1
+    assert main(["type", "hi", "--transport", "bluetooth", "--config", str(path), "--pairing", "just_works"]) == 1
+    assert [s.pairing for s in seen] == ["passkey", "just_works", "just_works"]
+
+
+def test_the_terminal_asks_again_until_it_gets_six_digits(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voxkey.cli.bluetooth import terminal_passkey
+
+    lines = iter(["12 34 5", "the code is 123 456"])
+    monkeypatch.setattr("builtins.input", lambda prompt: next(lines))
+    assert terminal_passkey("/dev").result(timeout=5) == "123456"
+    assert "not 6 digits" in capsys.readouterr().err
+
+
+def test_the_terminal_closing_cancels_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxkey.cli.bluetooth import terminal_passkey
+
+    def closed(prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", closed)
+    future = terminal_passkey("/dev")
+    with pytest.raises(concurrent.futures.CancelledError):
+        future.result(timeout=5)

@@ -10,9 +10,12 @@ paired as ``bluetooth.name`` must be the one the daemon serves later.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import json
 import signal
 import sys
+import threading
 import time
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -33,6 +36,7 @@ BLUETOOTH_FLAGS = {
     "window": "report_window",
     "timeout": "pairing_timeout_s",
     "host_settle": "host_settle_s",
+    "pairing": "pairing",
 }
 """Option dest → ``BluetoothSettings`` field; each command has the options that concern it."""
 
@@ -80,6 +84,12 @@ def add_bluetooth_options(parser: argparse.ArgumentParser, typing: bool = False)
     group.add_argument("--name", default=None, help="name hosts see (default: bluetooth.name, voxkey)")
     group.add_argument("--preferred", default=None, metavar="ADDR", help="preferred bonded host")
     group.add_argument(
+        "--pairing",
+        choices=("passkey", "just_works"),
+        default=None,
+        help="how a new host pairs (default: bluetooth.pairing, passkey: type the code the host shows)",
+    )
+    group.add_argument(
         "--window",
         type=int,
         default=None,
@@ -115,6 +125,7 @@ def run_pair(args: argparse.Namespace) -> int:
     timeout = settings.pairing_timeout_s
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     link = open_bluetooth_link(settings)
+    _offer_terminal_passkey(link, settings)
     try:
         print(
             f"voxkey: pairing mode for {timeout:.0f} s: choose {settings.name!r} in the host's Bluetooth settings",
@@ -167,6 +178,7 @@ def type_over_bluetooth(
     drained = False
     try:
         if args.pair:
+            _offer_terminal_passkey(link, settings)
             link.peripheral.start_pairing()
         keyboard.type(text)
         if args.eject:
@@ -195,6 +207,41 @@ def _write_stats(path: str, link: BluetoothLink, keyboard: Keyboard, elapsed: fl
     }
     with open(path, "w", encoding="utf-8") as stream:
         json.dump(stats, stream)
+
+
+def _offer_terminal_passkey(link: BluetoothLink, settings: BluetoothSettings) -> None:
+    """``pairing: passkey`` from a terminal: the user types the code the host shows (the daemon hears it).
+
+    Without a terminal (standard input is the text to type, or a pipe) there is
+    nothing to enter a code with, and BlueZ's request is refused with a message
+    that says so.
+    """
+    if settings.pairing == "passkey" and sys.stdin.isatty():
+        link.peripheral.set_passkey_source(terminal_passkey)
+
+
+def terminal_passkey(device: str) -> concurrent.futures.Future[str]:
+    """Ask on the terminal for the passkey the host shows; six digits resolve the future."""
+    from voxkey.text.digits import PASSKEY_DIGITS, passkey_from_speech
+
+    future: concurrent.futures.Future[str] = concurrent.futures.Future()
+
+    def ask() -> None:
+        while not future.done():
+            try:
+                line = input(f"voxkey: type the {PASSKEY_DIGITS}-digit code the host shows, then Enter: ")
+            except EOFError:
+                future.cancel()
+                return
+            passkey = passkey_from_speech(line)
+            if passkey is None:
+                print(f"voxkey: that is not {PASSKEY_DIGITS} digits; type the code again", file=sys.stderr)
+                continue
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                future.set_result(passkey)
+
+    threading.Thread(target=ask, name="voxkey-passkey-prompt", daemon=True).start()
+    return future
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
