@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -145,24 +146,39 @@ def test_the_pairing_flag_overrides_the_config(tmp_path: Any, monkeypatch: pytes
     assert [s.pairing for s in seen] == ["passkey", "just_works", "just_works"]
 
 
-def test_the_terminal_asks_again_until_it_gets_six_digits(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from voxkey.cli.bluetooth import terminal_passkey
+def test_the_terminal_asks_again_until_it_gets_six_digits(capsys: pytest.CaptureFixture[str]) -> None:
+    from voxkey.cli.bluetooth import TerminalPasskey
 
-    lines = iter(["12 34 5", "the code is 123 456"])
-    monkeypatch.setattr("builtins.input", lambda prompt: next(lines))
-    assert terminal_passkey("/dev").result(timeout=5) == "123456"
+    lines = ["12 34 5", "the code is 123 456"]
+
+    def typed() -> str:
+        if not lines:
+            raise EOFError
+        return lines.pop(0)
+
+    assert TerminalPasskey(typed)("/dev").result(timeout=5) == "123456"
     assert "not 6 digits" in capsys.readouterr().err
 
 
-def test_the_terminal_closing_cancels_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    from voxkey.cli.bluetooth import terminal_passkey
+def test_a_new_request_gets_the_next_line_after_the_host_gave_up() -> None:
+    """The host cancels while the user types; it pairs again with a new code: one reader, the newest request."""
+    from voxkey.cli.bluetooth import TerminalPasskey
 
-    def closed(prompt: str) -> str:
+    lines: queue.Queue[str] = queue.Queue()
+    source = TerminalPasskey(lines.get)
+    first = source("/dev")
+    first.cancel()
+    second = source("/dev")
+    lines.put("654321")
+    assert second.result(timeout=5) == "654321"
+
+
+def test_the_terminal_closing_cancels_the_request() -> None:
+    from voxkey.cli.bluetooth import TerminalPasskey
+
+    def closed() -> str:
         raise EOFError
 
-    monkeypatch.setattr("builtins.input", closed)
-    future = terminal_passkey("/dev")
+    future = TerminalPasskey(closed)("/dev")
     with pytest.raises(concurrent.futures.CancelledError):
         future.result(timeout=5)

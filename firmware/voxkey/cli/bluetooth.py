@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -217,31 +218,57 @@ def _offer_terminal_passkey(link: BluetoothLink, settings: BluetoothSettings) ->
     that says so.
     """
     if settings.pairing == "passkey" and sys.stdin.isatty():
-        link.peripheral.set_passkey_source(terminal_passkey)
+        link.peripheral.set_passkey_source(TerminalPasskey())
 
 
-def terminal_passkey(device: str) -> concurrent.futures.Future[str]:
-    """Ask on the terminal for the passkey the host shows; six digits resolve the future."""
-    from voxkey.text.digits import PASSKEY_DIGITS, passkey_from_speech
+class TerminalPasskey:
+    """A passkey source that reads the code the host shows from the terminal, one line per try.
 
-    future: concurrent.futures.Future[str] = concurrent.futures.Future()
+    One reader thread for the whole command: a host that gives up and pairs
+    again asks for a new code, and the next line goes to that request.
+    """
 
-    def ask() -> None:
-        while not future.done():
+    def __init__(self, read_line: Callable[[], str] = input) -> None:
+        self.read_line = read_line
+        self._pending: concurrent.futures.Future[str] | None = None
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+
+    def __call__(self, device: str) -> concurrent.futures.Future[str]:
+        from voxkey.text.digits import PASSKEY_DIGITS
+
+        future: concurrent.futures.Future[str] = concurrent.futures.Future()
+        with self._lock:
+            self._pending = future
+            if self._reader is None:
+                self._reader = threading.Thread(target=self._read, name="voxkey-passkey-prompt", daemon=True)
+                self._reader.start()
+        print(f"voxkey: type the {PASSKEY_DIGITS}-digit code the host shows, then Enter:", file=sys.stderr, flush=True)
+        return future
+
+    def _read(self) -> None:
+        from voxkey.text.digits import PASSKEY_DIGITS, passkey_from_speech
+
+        while True:
             try:
-                line = input(f"voxkey: type the {PASSKEY_DIGITS}-digit code the host shows, then Enter: ")
+                line = self.read_line()
             except EOFError:
-                future.cancel()
+                with self._lock:
+                    future, self._pending = self._pending, None
+                if future is not None:
+                    future.cancel()
                 return
+            with self._lock:
+                future = self._pending
+            if future is None or future.done():
+                print("voxkey: no host is waiting for a code now", file=sys.stderr, flush=True)
+                continue
             passkey = passkey_from_speech(line)
             if passkey is None:
-                print(f"voxkey: that is not {PASSKEY_DIGITS} digits; type the code again", file=sys.stderr)
+                print(f"voxkey: that is not {PASSKEY_DIGITS} digits; type the code again", file=sys.stderr, flush=True)
                 continue
             with contextlib.suppress(concurrent.futures.InvalidStateError):
                 future.set_result(passkey)
-
-    threading.Thread(target=ask, name="voxkey-passkey-prompt", daemon=True).start()
-    return future
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
