@@ -13,6 +13,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -228,8 +229,8 @@ class TerminalPasskey:
     again asks for a new code, and the next line goes to that request.
     """
 
-    def __init__(self, read_line: Callable[[], str] = input) -> None:
-        self.read_line = read_line
+    def __init__(self, read_line: Callable[[], str] | None = None) -> None:
+        self.read_line = read_line or read_terminal_line
         self._pending: concurrent.futures.Future[str] | None = None
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
@@ -269,6 +270,24 @@ class TerminalPasskey:
                 continue
             with contextlib.suppress(concurrent.futures.InvalidStateError):
                 future.set_result(passkey)
+
+
+def read_terminal_line() -> str:
+    """One line from standard input, read from the file descriptor itself.
+
+    Not ``input()``: the reader thread is still blocked in it when the command
+    exits, and Python then aborts ("could not acquire lock for <stdin> at
+    interpreter shutdown", seen in the test guest) instead of exiting 0.
+    """
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        chunk = os.read(sys.stdin.fileno(), 1)
+        if not chunk:
+            if line:
+                break
+            raise EOFError
+        line += chunk
+    return line.decode(errors="replace")
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:

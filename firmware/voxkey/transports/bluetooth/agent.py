@@ -112,7 +112,7 @@ class PairingAgent(ServiceInterface):  # type: ignore[misc]
         finally:
             if self._pending is future:
                 self._pending = None
-        log.info("bluetooth: entering the spoken passkey for %s", device)
+        log.info("bluetooth: entering the passkey for %s", device)
         return int(passkey)
 
     @dbus_method()

@@ -295,7 +295,7 @@ class BluetoothPeripheral:
         self.pairing_window = PairingWindow(timeout_s, self.clock)
         await self._set_adapter("Pairable", Variant("b", True))
         self._arm_pairing_timer()
-        how = "and say the code it shows" if self.settings.pairing == "passkey" else "(no code: Just Works)"
+        how = "and enter the code it shows" if self.settings.pairing == "passkey" else "(no code: Just Works)"
         log.info(
             "bluetooth: pairing mode on for %.0f s: pair with %r from the host %s", timeout_s, self.settings.name, how
         )
