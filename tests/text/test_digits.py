@@ -10,6 +10,8 @@ those must be refused, never turned into a different six-digit code.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voxkey.text.digits import passkey_from_speech, read_digits
 
@@ -96,3 +98,24 @@ def test_a_passkey_is_exactly_six_digits(text: str) -> None:
 def test_leading_zeros_are_part_of_the_passkey() -> None:
     assert passkey_from_speech("oh oh oh oh oh one") == "000001"
     assert passkey_from_speech("1 2 3 4", length=4) == "1234"
+
+
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_any_text_gives_six_digits_or_nothing(text: str) -> None:
+    passkey = passkey_from_speech(text)
+    assert passkey is None or (len(passkey) == 6 and passkey.isascii() and passkey.isdigit())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 9), min_size=6, max_size=6),
+    st.sampled_from([" ", ", ", ". ", " - "]),
+    st.booleans(),
+)
+def test_every_code_said_digit_by_digit_reads_back(digits: list[int], separator: str, numerals: bool) -> None:
+    said = separator.join(str(d) if numerals else DIGIT_WORDS[d] for d in digits)
+    assert passkey_from_speech(said) == "".join(map(str, digits))
