@@ -144,3 +144,23 @@ def test_a_code_heard_after_the_host_gave_up_is_dropped() -> None:
     passkey = SpokenPasskey(lambda event: None)
     assert passkey.heard("1 2 3 4 5 6"), "nothing waits: nothing to answer, and nothing is typed either"
     assert passkey.misheard == 0
+
+
+def test_the_code_is_transcribed_on_the_device_even_with_a_speech_server() -> None:
+    """The passkey is the pairing's secret: it never goes to ``asr.remote``'s server."""
+    from voxkey.passkey import PASSKEY_PROMPT, PasskeyEngine
+    from voxkey.remote.engine import RemoteEngine
+
+    heard: list[str | None] = []
+
+    class Local:
+        def transcribe(self, samples: object, prompt: str | None = None) -> str:
+            heard.append(prompt)
+            return "4 7 0 9 1 2"
+
+    remote = RemoteEngine.__new__(RemoteEngine)  # only its local engine matters here
+    remote.local = Local()  # type: ignore[assignment]
+    on_device = PasskeyEngine(remote)
+    assert on_device.engine is remote.local
+    assert on_device.transcribe(np.zeros(16000, np.int16), prompt="earlier words") == "4 7 0 9 1 2"
+    assert heard == [f"{PASSKEY_PROMPT} earlier words"]

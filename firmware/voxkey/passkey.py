@@ -134,10 +134,17 @@ class SpokenPasskey:
 
 
 class PasskeyEngine:
-    """The daemon's engine, transcribing with ``PASSKEY_PROMPT`` in front of the session's own prompt."""
+    """The daemon's engine, transcribing with ``PASSKEY_PROMPT`` in front of the session's own prompt.
+
+    Always the on-device model, also with ``asr.remote`` on: the code is the
+    pairing's secret and stays on the device (a Wyoming server is plain TCP),
+    and a server may ignore the prompt.
+    """
 
     def __init__(self, engine: PhraseTranscriber) -> None:
-        self.engine = engine
+        from voxkey.remote.engine import RemoteEngine
+
+        self.engine: PhraseTranscriber = engine.local if isinstance(engine, RemoteEngine) else engine
 
     @property
     def settings(self) -> AsrSettings:
