@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 PASSKEY_PROMPT = "Pairing code: 5 8 1 3 0 6."
 """whisper's prompt for a code recording: digits written as digits, one by one.
 
-Measured on 20 espeak-ng codes with tiny.en (``docs/reliability.md``): 15 read
-right with it, 11 without (``For 7.0. I want to`` for "four seven zero nine one
-two"), and none read as a wrong six-digit code either way.
+Measured on 20 espeak-ng codes with tiny.en, two runs (``benchmarks/spoken_codes.py``):
+14-15 read right with it and none as a wrong code; 11 right without it, and once
+a wrong six-digit code (``For 7.01.02`` for "four seven oh nine one two").
 Its digits are none of a code said in the tests, and a silent recording gives
 no text at all (the VAD finds no phrase), so the prompt is never copied as a code."""
 

@@ -22,9 +22,11 @@ MEASURED = [
     ("four seven zero nine one two", "4 7 0 9 1 2", "470912"),
     ("four seven zero nine one two", "For 7.0.1.2.", None),
     ("four seven oh nine one two", "For 7.01.2.", None),
+    ("four seven oh nine one two", "For 7.01.02", "470102"),  # six digits, but not the code said
     ("eight eight three zero zero five", "8 8 3 0 0 5.", "883005"),
     ("eight eight three zero zero five", "88305.", None),
     ("eight eight three zero zero five", "883.0.05.", "883005"),
+    ("eight eight three zero zero five", "8 8 3 0 0 5. 8 8 8", None),
     ("nine, eight, seven, six, five, four", "9 8 7 6 5 4", "987654"),
     ("nine, eight, seven, six, five, four", "8 7 6 5 4", None),
     ("zero zero zero one two three", "0 0 0 1 2 3.", "000123"),

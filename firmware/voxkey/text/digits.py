@@ -11,11 +11,12 @@ every number word (``oh`` is zero, ``twelve`` is 12, ``thirty four`` is 34,
 words (``to``/``too`` 2, ``for`` 4, ``won`` 1, ``ate`` 8) and ``double``/``triple``,
 and skips every other word ("the code is").
 
-Safety comes from the length, not from guessing: a passkey is accepted only
-when exactly six digits were heard. Every mistake measured was a digit lost
-or repeated (``777777777`` for six sevens, ``0 1`` for "zero one" three times),
-which gives a wrong length and the user says the code again; a wrong but
-six-digit code makes BlueZ's pairing fail, and nothing bonds.
+A passkey is accepted only when exactly six digits were heard. Nearly every
+mistake measured was a digit lost or repeated (``777777777`` for six sevens,
+``0 1`` for "zero one" three times), which gives a wrong length and the user
+says the code again. Once in 40 transcripts without the daemon's digits prompt
+(none with it) whisper kept six digits and changed two; a wrong code is safe
+too: BlueZ's pairing fails and nothing bonds.
 """
 
 from __future__ import annotations
