@@ -11,6 +11,7 @@ from voxkey.ui import LightState
 
 EVERYTHING = Snapshot(
     listening=True,
+    passkey_wanted=True,
     pairing=True,
     text_held=True,
     waiting_for_host=True,
@@ -22,6 +23,7 @@ EVERYTHING = Snapshot(
 
 PRIORITY = [
     ("listening", LightState.LISTENING),
+    ("passkey_wanted", LightState.SAY_CODE),
     ("pairing", LightState.PAIRING),
     ("text_held", LightState.TEXT_WAITING),  # held text asks for a press: it must not look like mere waiting
     ("waiting_for_host", LightState.WAITING_FOR_HOST),

@@ -43,6 +43,7 @@ from voxkey.errors import AudioError, ConfigError, VoxkeyError
 from voxkey.gestures import Act, Cancel, GestureInterpreter, Intent, Situation, Start, Stop
 from voxkey.memory import limit_heap_growth
 from voxkey.notify import SystemdNotifier
+from voxkey.passkey import PasskeyEntry, PasskeyWanted, PasskeyWithdrawn, SpokenPasskey
 from voxkey.pipeline import Feedback, PhraseReady, Pipeline, Transcribed
 from voxkey.remote.engine import RemoteEngine, build_engine
 from voxkey.status import Counters, Snapshot, light_state, status_text
@@ -91,6 +92,8 @@ Event = (
     | HostWaiting
     | TextHeld
     | PairingEnded
+    | PasskeyWanted
+    | PasskeyWithdrawn
     | StopRequested
     | Reload
 )
@@ -152,9 +155,11 @@ class Daemon:
         self.gestures = GestureInterpreter(config.button, clock, config.audio.min_recording_ms / 1000)
         self.typist = Typist(config, self.events.put, clock, lambda held: self.events.put(TextHeld(held)))
         self.pairing = PairingMode(self.events.put)
+        self.passkey = SpokenPasskey(self.events.put)
         recorder = Recorder(config, audio_factory or self._default_audio, self.events.put)
         feedback = Feedback(flash=self._flash, show_error=self._show_error)
         self.pipeline = Pipeline(config, recorder, self.typist, self.counters, self.events.put, feedback)
+        self.pipeline.on_code = self._code_heard
         self.light: StatusLight | None = None
         self._buttons: Buttons | None = None
         self._waiting_for_host = False
@@ -199,6 +204,8 @@ class Daemon:
             config = dataclasses.replace(config, output=output)
         links = self._link_factory(config)
         self.pairing.control = links.pairing
+        if isinstance(links.pairing, PasskeyEntry):
+            links.pairing.set_passkey_source(self.passkey.request)
         self.typist.open(links.links, lambda waiting: self.events.put(HostWaiting(waiting)))
 
     def _default_audio(self) -> AudioSource:
@@ -227,6 +234,7 @@ class Daemon:
             self._buttons.close()
             self._buttons = None
         self.pipeline.close()
+        self.passkey.close()
         if self.pairing.active:
             self.pairing.stop()
         self.typist.close_output()
@@ -315,6 +323,10 @@ class Daemon:
                 if self.pairing.ended(event) and event.error is not None:
                     log.error("pairing mode failed: %s", event.error)
                     self._show_error()
+            case PasskeyWanted(request=request):
+                self.passkey.wanted(request)
+            case PasskeyWithdrawn(request=request):
+                self.passkey.withdrawn(request)
             case StopRequested(reason=reason):
                 self._begin_stop(reason)
             case Reload():
@@ -325,9 +337,11 @@ class Daemon:
     # --- gestures: the interpreter's intents, carried out ---------------------------------------
 
     def _situation(self) -> Situation:
+        # While a host waits for the spoken code, a press records it instead of leaving pairing mode.
+        pairing = self.pairing.active and not self.passkey.waiting
         return dataclasses.replace(
             self.pipeline.situation(),
-            pairing=self.pairing.active,
+            pairing=pairing,
             stopping=self._stopping is not None,
             text_held=self._text_held,
         )
@@ -336,7 +350,7 @@ class Daemon:
         for intent in intents:
             match intent:
                 case Start(at=at):
-                    self.pipeline.start_recording(at)
+                    self.pipeline.start_recording(at, code=self.passkey.waiting)
                 case Stop(at=at):
                     self.pipeline.stop_recording(at)
                 case Act.ABORT:
@@ -366,6 +380,11 @@ class Daemon:
         if self.typist.kept.drop(why):
             self.counters.cancelled += 1
             self._flash(LightState.CANCELLED)
+
+    def _code_heard(self, text: str) -> None:
+        """A code recording was transcribed: the agent answers BlueZ, or the user hears "say it again"."""
+        if not self.passkey.heard(text):
+            self._flash(LightState.CODE_RETRY)
 
     def _start_pairing(self) -> None:
         try:
@@ -434,6 +453,7 @@ class Daemon:
         snapshot = Snapshot(
             listening=self.pipeline.listening(),
             pairing=self.pairing.active,
+            passkey_wanted=self.passkey.waiting,
             waiting_for_host=self._waiting_for_host,
             text_held=self._text_held,
             typing=self.pipeline.typing,

@@ -23,6 +23,7 @@ from voxkey.dictation import DictationSession, PhraseResult
 from voxkey.errors import VoxkeyError
 from voxkey.gestures import PRESS_AFTER_STOP, RecordingView, Situation
 from voxkey.ordering import Dictation, OutputQueue
+from voxkey.passkey import PasskeyEngine
 from voxkey.status import Counters
 from voxkey.text import commands
 from voxkey.typist import EjectRequest, OutputDone, Typist, UndoRequest
@@ -36,6 +37,8 @@ class Transcribed:
     number: int
     actions: list[commands.Action]
     error: VoxkeyError | None = None
+    spoken_code: str | None = None
+    """A code recording's text (``voxkey.passkey``): for ``on_code``, never typed."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,10 @@ class Pipeline:
         """The typist has a job."""
         self.something_out = False
         """A job was typed, or a dictation left with nothing to type (``exit_when_idle`` waits for this)."""
+        self.on_code: Callable[[str], None] = lambda text: None
+        """Gets the text of a code recording (the daemon's ``SpokenPasskey``)."""
+        self._code_recordings: set[int] = set()
+        """Numbers of the recordings that are a spoken pairing code: transcribed for ``on_code``, never typed."""
         self._transcribing: dict[int, Dictation] = {}
         self._transcribe_queue: queue.Queue[Dictation | None] = queue.Queue()
         self._transcriber: threading.Thread | None = None
@@ -132,7 +139,8 @@ class Pipeline:
 
     # --- recording ------------------------------------------------------------------------------
 
-    def start_recording(self, at: float) -> None:
+    def start_recording(self, at: float, code: bool = False) -> None:
+        """Listen from ``at``; with ``code`` the recording is the pairing code a host asks for, not text."""
         assert self.engine is not None
         try:
             self.recorder.open()
@@ -140,8 +148,12 @@ class Pipeline:
             self._failed(exc)
             return
         number = self.output.number()
+        engine: PhraseTranscriber = self.engine
         on_phrase = self._phrase_sender(number) if self.config.dictation.type_while_talking else None
-        session = DictationSession(self.engine, self.config.vad, self.config.audio, on_phrase=on_phrase)
+        if code:
+            self._code_recordings.add(number)
+            engine, on_phrase = PasskeyEngine(self.engine), None
+        session = DictationSession(engine, self.config.vad, self.config.audio, on_phrase=on_phrase)
         session.start()
         recording = Dictation(number, at, session)
         self.recording = recording
@@ -174,6 +186,7 @@ class Pipeline:
             return
         self.output.drop(recording)
         self.recording = None
+        self._code_recordings.discard(recording.number)
         self.recorder.stop_listening(post_roll=False)
         self.recorder.finish()
 
@@ -247,6 +260,9 @@ class Pipeline:
                 continue
             try:
                 text = dictation.session.finish()
+                if dictation.number in self._code_recordings:
+                    self.post(Transcribed(dictation.number, [], spoken_code=text))
+                    continue
                 streamed = dictation.session.on_phrase is not None
                 actions = commands.interpret(text, self.config.commands) if text and not streamed else []
                 self.post(Transcribed(dictation.number, actions))
@@ -263,6 +279,11 @@ class Pipeline:
         if event.error is not None:
             self._failed(VoxkeyError(f"dictation {event.number}: {event.error}"))
         dictation.finished = True
+        if event.number in self._code_recordings:
+            self._code_recordings.discard(event.number)
+            if not dictation.cancelled:
+                self.on_code(event.spoken_code or "")
+            return
         if event.actions and not dictation.cancelled:
             dictation.pieces.append(event.actions)
             dictation.phrases += 1

@@ -33,6 +33,8 @@ class Snapshot:
     listening: bool = False
     """A recording runs and has not been asked to stop."""
     pairing: bool = False
+    passkey_wanted: bool = False
+    """A host shows a pairing code and waits for the user to say it."""
     waiting_for_host: bool = False
     """Typing is blocked until a host is there."""
     text_held: bool = False
@@ -51,6 +53,8 @@ def light_state(snapshot: Snapshot) -> LightState:
     """The one lasting state the LED shows for ``snapshot`` (one-shot flashes play over it)."""
     if snapshot.listening:
         return LightState.LISTENING
+    if snapshot.passkey_wanted:
+        return LightState.SAY_CODE
     if snapshot.pairing:
         return LightState.PAIRING
     if snapshot.text_held:

@@ -44,6 +44,10 @@ transcribing       blink 0.15 s on / 0.15 s off          cyan
 typing             flicker 0.03 s on / 0.05 s off        green
 waiting-for-host   slow blink 1 s / 1 s                 yellow
 pairing            double blink, pause                  blue
+say-code           on 0.7 s / off 0.15 s: a host shows  blue
+                   a pairing code, say its six digits
+code-retry (once)  three 0.25 s blinks: the code was    yellow
+                   not understood, say it again
 text-waiting       long, short blink, pause: kept text  orange
                    held for a tap (double press drops)
 error              three fast blinks, pause             red
@@ -239,6 +243,8 @@ class LightState(enum.Enum):
     TYPING = "typing"
     WAITING_FOR_HOST = "waiting-for-host"
     PAIRING = "pairing"
+    SAY_CODE = "say-code"  # a host shows a pairing code: press, say its digits, release
+    CODE_RETRY = "code-retry"  # one-shot: the code was not six digits, say it again
     ERROR = "error"
     LIMIT = "limit"
     CANCELLED = "cancelled"
@@ -273,6 +279,8 @@ PATTERNS: dict[LightState, Pattern] = {
     LightState.TYPING: Pattern(((1.0, 0.03), (0.0, 0.05)), GREEN),
     LightState.WAITING_FOR_HOST: Pattern(((1.0, 1.0), (0.0, 1.0)), YELLOW),
     LightState.PAIRING: Pattern(((1.0, 0.1), (0.0, 0.1), (1.0, 0.1), (0.0, 0.7)), BLUE),
+    LightState.SAY_CODE: Pattern(((1.0, 0.7), (0.0, 0.15)), BLUE),
+    LightState.CODE_RETRY: Pattern(((1.0, 0.25), (0.0, 0.15)) * 3, YELLOW, once=True),
     LightState.ERROR: Pattern(((1.0, 0.08), (0.0, 0.08)) * 3 + ((0.0, 0.6),), RED),
     LightState.LIMIT: Pattern(((1.0, 0.05), (0.0, 0.05)) * 5, MAGENTA, once=True),
     LightState.CANCELLED: Pattern(((1.0, 0.4), (0.0, 0.2)), WHITE, once=True),

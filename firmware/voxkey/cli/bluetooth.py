@@ -10,10 +10,15 @@ paired as ``bluetooth.name`` must be the one the daemon serves later.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import json
+import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -33,6 +38,7 @@ BLUETOOTH_FLAGS = {
     "window": "report_window",
     "timeout": "pairing_timeout_s",
     "host_settle": "host_settle_s",
+    "pairing": "pairing",
 }
 """Option dest → ``BluetoothSettings`` field; each command has the options that concern it."""
 
@@ -80,6 +86,12 @@ def add_bluetooth_options(parser: argparse.ArgumentParser, typing: bool = False)
     group.add_argument("--name", default=None, help="name hosts see (default: bluetooth.name, voxkey)")
     group.add_argument("--preferred", default=None, metavar="ADDR", help="preferred bonded host")
     group.add_argument(
+        "--pairing",
+        choices=("passkey", "just_works"),
+        default=None,
+        help="how a new host pairs (default: bluetooth.pairing, passkey: type the code the host shows)",
+    )
+    group.add_argument(
         "--window",
         type=int,
         default=None,
@@ -115,6 +127,7 @@ def run_pair(args: argparse.Namespace) -> int:
     timeout = settings.pairing_timeout_s
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     link = open_bluetooth_link(settings)
+    _offer_terminal_passkey(link, settings)
     try:
         print(
             f"voxkey: pairing mode for {timeout:.0f} s: choose {settings.name!r} in the host's Bluetooth settings",
@@ -167,6 +180,7 @@ def type_over_bluetooth(
     drained = False
     try:
         if args.pair:
+            _offer_terminal_passkey(link, settings)
             link.peripheral.start_pairing()
         keyboard.type(text)
         if args.eject:
@@ -195,6 +209,85 @@ def _write_stats(path: str, link: BluetoothLink, keyboard: Keyboard, elapsed: fl
     }
     with open(path, "w", encoding="utf-8") as stream:
         json.dump(stats, stream)
+
+
+def _offer_terminal_passkey(link: BluetoothLink, settings: BluetoothSettings) -> None:
+    """``pairing: passkey`` from a terminal: the user types the code the host shows (the daemon hears it).
+
+    Without a terminal (standard input is the text to type, or a pipe) there is
+    nothing to enter a code with, and BlueZ's request is refused with a message
+    that says so.
+    """
+    if settings.pairing == "passkey" and sys.stdin.isatty():
+        link.peripheral.set_passkey_source(TerminalPasskey())
+
+
+class TerminalPasskey:
+    """A passkey source that reads the code the host shows from the terminal, one line per try.
+
+    One reader thread for the whole command: a host that gives up and pairs
+    again asks for a new code, and the next line goes to that request.
+    """
+
+    def __init__(self, read_line: Callable[[], str] | None = None) -> None:
+        self.read_line = read_line or read_terminal_line
+        self._pending: concurrent.futures.Future[str] | None = None
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+
+    def __call__(self, device: str) -> concurrent.futures.Future[str]:
+        from voxkey.text.digits import PASSKEY_DIGITS
+
+        future: concurrent.futures.Future[str] = concurrent.futures.Future()
+        with self._lock:
+            self._pending = future
+            if self._reader is None:
+                self._reader = threading.Thread(target=self._read, name="voxkey-passkey-prompt", daemon=True)
+                self._reader.start()
+        print(f"voxkey: type the {PASSKEY_DIGITS}-digit code the host shows, then Enter:", file=sys.stderr, flush=True)
+        return future
+
+    def _read(self) -> None:
+        from voxkey.text.digits import PASSKEY_DIGITS, passkey_from_speech
+
+        while True:
+            try:
+                line = self.read_line()
+            except EOFError:
+                with self._lock:
+                    future, self._pending = self._pending, None
+                if future is not None:
+                    future.cancel()
+                return
+            with self._lock:
+                future = self._pending
+            if future is None or future.done():
+                print("voxkey: no host is waiting for a code now", file=sys.stderr, flush=True)
+                continue
+            passkey = passkey_from_speech(line)
+            if passkey is None:
+                print(f"voxkey: that is not {PASSKEY_DIGITS} digits; type the code again", file=sys.stderr, flush=True)
+                continue
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                future.set_result(passkey)
+
+
+def read_terminal_line() -> str:
+    """One line from standard input, read from the file descriptor itself.
+
+    Not ``input()``: the reader thread is still blocked in it when the command
+    exits, and Python then aborts ("could not acquire lock for <stdin> at
+    interpreter shutdown", seen in the test guest) instead of exiting 0.
+    """
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        chunk = os.read(sys.stdin.fileno(), 1)
+        if not chunk:
+            if line:
+                break
+            raise EOFError
+        line += chunk
+    return line.decode(errors="replace")
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -249,6 +249,8 @@ class Voxkey:
             VOXKEY_ADAPTER,
             "--name",
             VOXKEY_NAME,
+            "--pairing",
+            "just_works",  # the host agents here have no display; the passkey case pairs through the daemon
             "--wait",
             "240",  # without progress (the Keyboard's bound): pairing in the emulated guest takes 60-120 s
             "--stats",

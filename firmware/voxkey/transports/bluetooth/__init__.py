@@ -24,6 +24,8 @@ API for the daemon and the CLI (everything is synchronous and thread-safe)::
     peripheral.start()
     future = peripheral.start_pairing(timeout_s=None)   # resolves to the bonded address or None
     peripheral.stop_pairing()
+    # bluetooth.pairing: passkey (default): where the code the host shows comes from
+    peripheral.set_passkey_source(lambda device: future_of_six_digits)   # the daemon: the user says it
 
     # Bonded hosts (no running keyboard needed):
     list_hosts(adapter) -> list[BondedHost];  forget_host(address, adapter)

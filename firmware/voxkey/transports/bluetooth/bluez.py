@@ -31,6 +31,7 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 
 ERROR_NOT_AUTHORIZED = "org.bluez.Error.NotAuthorized"
 ERROR_REJECTED = "org.bluez.Error.Rejected"
+ERROR_CANCELED = "org.bluez.Error.Canceled"
 ERROR_NOT_PERMITTED = "org.bluez.Error.NotPermitted"
 ERROR_INVALID_OFFSET = "org.bluez.Error.InvalidOffset"
 ERROR_INVALID_LENGTH = "org.bluez.Error.InvalidValueLength"

@@ -27,7 +27,7 @@ from dbus_fast.aio import MessageBus
 from voxkey.errors import BluetoothError
 from voxkey.transports.bluetooth import bluez
 from voxkey.transports.bluetooth.advertising import Advertisement
-from voxkey.transports.bluetooth.agent import CAPABILITY, PairingAgent
+from voxkey.transports.bluetooth.agent import PairingAgent, PasskeySource
 from voxkey.transports.bluetooth.devices import DeviceView, describe, device_from, unwrap
 from voxkey.transports.bluetooth.gatt import GattCallbacks, HidApplication, consumer_report
 from voxkey.transports.bluetooth.loop_thread import LoopThread
@@ -95,7 +95,11 @@ class BluetoothPeripheral:
             battery_level=settings.battery_level,
         )
         self.agent = PairingAgent(
-            AGENT_PATH, lambda: self._pairing, self.host_allowed, lambda: self._pairing_failed("a host", "it cancelled")
+            AGENT_PATH,
+            lambda: self._pairing,
+            self.host_allowed,
+            lambda: self._pairing_failed("a host", "it cancelled"),
+            method=settings.pairing,
         )
 
     # ----------------------------------------------------------------- public, thread-safe
@@ -135,6 +139,10 @@ class BluetoothPeripheral:
 
     def stop_pairing(self) -> None:
         self.runner.submit(self._stop_pairing(None)).result(timeout=10)
+
+    def set_passkey_source(self, source: PasskeySource | None) -> None:
+        """Where the passkey a host shows comes from (``bluetooth.pairing: passkey``); see ``agent``."""
+        self.agent.passkey_source = source
 
     def ready_host(self) -> DeviceView | None:
         """The bonded, connected host that subscribed to key reports, if there is one."""
@@ -218,7 +226,9 @@ class BluetoothPeripheral:
             }
         try:
             await bluez.call(bus, adapter, bluez.GATT_MANAGER, "RegisterApplication", "oa{sv}", [APP_ROOT, {}])
-            await bluez.call(bus, "/org/bluez", bluez.AGENT_MANAGER, "RegisterAgent", "os", [AGENT_PATH, CAPABILITY])
+            await bluez.call(
+                bus, "/org/bluez", bluez.AGENT_MANAGER, "RegisterAgent", "os", [AGENT_PATH, self.agent.capability]
+            )
             await bluez.call(bus, "/org/bluez", bluez.AGENT_MANAGER, "RequestDefaultAgent", "o", [AGENT_PATH])
         except DBusError as exc:
             raise BluetoothError(f"BlueZ refused voxkey's keyboard service: {exc.text or exc.type}") from exc
@@ -285,7 +295,10 @@ class BluetoothPeripheral:
         self.pairing_window = PairingWindow(timeout_s, self.clock)
         await self._set_adapter("Pairable", Variant("b", True))
         self._arm_pairing_timer()
-        log.info("bluetooth: pairing mode on for %.0f s: pair with %r from the host", timeout_s, self.settings.name)
+        how = "and enter the code it shows" if self.settings.pairing == "passkey" else "(no code: Just Works)"
+        log.info(
+            "bluetooth: pairing mode on for %.0f s: pair with %r from the host %s", timeout_s, self.settings.name, how
+        )
         await self._evaluate()
         return await asyncio.wrap_future(result)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Literal
 
 from voxkey.errors import ConfigError
 
@@ -35,6 +36,13 @@ class BluetoothSettings:
 
     name: str = "voxkey"
     """The name hosts list when they search for keyboards (1-29 bytes: it must fit in an advertisement)."""
+    pairing: Literal["passkey", "just_works"] = "passkey"
+    """How a new host pairs. ``passkey``: the host shows six digits and the user says them
+    (press, speak, release as for dictation); the bond is LE Secure Connections with MITM
+    protection, and a stranger in radio range cannot bond or sit in the middle. Every host
+    that pairs Bluetooth keyboards (iOS/iPadOS, Android, Windows, macOS, GNOME, KDE,
+    bluetoothctl) shows a passkey for one, which is why it is the default. ``just_works``:
+    no code, an unauthenticated bond; only for a host that cannot show a code."""
     pairing_timeout_s: float = DEFAULT_PAIRING_TIMEOUT_S
     """How long pairing mode (long press, ``voxkey pair``) stays open for a new host."""
     preferred_host: str | None = None

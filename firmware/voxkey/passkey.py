@@ -1,0 +1,164 @@
+"""The Bluetooth passkey the user says: from BlueZ's request to the six digits, never to the host as text.
+
+With ``bluetooth.pairing: passkey`` a host that pairs shows six digits and
+BlueZ asks voxkey's agent for them (``RequestPasskey``). The agent, on the
+Bluetooth thread, calls ``SpokenPasskey.request``, which hands the main loop a
+``PasskeyWanted`` event and returns a future. The main loop shows "say the
+code" on the LED; the next recording (the usual press, speak, release) is a
+*code recording*: whisper transcribes it with ``PASSKEY_PROMPT`` and the text
+goes to ``heard`` instead of the typist. Six digits resolve the future (the
+agent answers BlueZ); anything else flashes "code not understood" and the
+request stays open, so the user says it again while the host still waits.
+BlueZ cancelling (the host gave up, the kernel's 30 s pairing timer) cancels
+the future, which reaches the loop as ``PasskeyWithdrawn``.
+
+The main loop owns everything here except ``request``, which only posts.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from voxkey.asr import AsrSettings, PhraseTranscriber, Transcript
+from voxkey.audio import Samples
+from voxkey.text.digits import PASSKEY_DIGITS, passkey_from_speech, read_digits
+
+log = logging.getLogger(__name__)
+
+PASSKEY_PROMPT = "Pairing code: 5 8 1 3 0 6."
+"""whisper's prompt for a code recording: digits written as digits, one by one.
+
+Measured on 20 espeak-ng codes with tiny.en, two runs (``benchmarks/spoken_codes.py``):
+14-15 read right with it and none as a wrong code; 11 right without it, and once
+a wrong six-digit code (``For 7.01.02`` for "four seven oh nine one two").
+Its digits are none of a code said in the tests, and a silent recording gives
+no text at all (the VAD finds no phrase), so the prompt is never copied as a code."""
+
+
+PasskeySource = Callable[[str], "concurrent.futures.Future[str]"]
+
+
+@runtime_checkable
+class PasskeyEntry(Protocol):
+    """A pairing control that can be given a passkey source (``BluetoothPeripheral``)."""
+
+    def set_passkey_source(self, source: PasskeySource | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class PasskeyRequest:
+    """BlueZ waits for the passkey ``device`` shows; ``future`` takes its digits."""
+
+    device: str
+    future: concurrent.futures.Future[str]
+
+
+@dataclass(frozen=True)
+class PasskeyWanted:
+    request: PasskeyRequest
+
+
+@dataclass(frozen=True)
+class PasskeyWithdrawn:
+    """BlueZ cancelled the request (or it was answered): the loop stops waiting for a code."""
+
+    request: PasskeyRequest
+
+
+class SpokenPasskey:
+    """The passkey request waiting for the user's words, as the main loop sees it."""
+
+    def __init__(self, post: Callable[[PasskeyWanted | PasskeyWithdrawn], None]) -> None:
+        self.post = post
+        self.pending: PasskeyRequest | None = None
+        self.misheard = 0
+        """Code recordings that did not give six digits (for the log and the tests)."""
+
+    @property
+    def waiting(self) -> bool:
+        """A host shows a code and voxkey waits for the user to say it."""
+        return self.pending is not None
+
+    def request(self, device: str) -> concurrent.futures.Future[str]:
+        """The agent's ``passkey_source``: called on the Bluetooth thread, only posts to the loop."""
+        future: concurrent.futures.Future[str] = concurrent.futures.Future()
+        request = PasskeyRequest(device, future)
+        future.add_done_callback(lambda _: self.post(PasskeyWithdrawn(request)))
+        self.post(PasskeyWanted(request))
+        return future
+
+    def wanted(self, request: PasskeyRequest) -> None:
+        if request.future.done():
+            return  # cancelled before the loop saw it
+        self.pending = request
+        log.info("pairing: say the %d-digit code the host shows (press, speak, release)", PASSKEY_DIGITS)
+
+    def withdrawn(self, request: PasskeyRequest) -> None:
+        if self.pending is request:
+            self.pending = None
+            if request.future.cancelled():
+                log.info("pairing: the host stopped waiting for the code")
+
+    def heard(self, text: str) -> bool:
+        """A code recording's text: True if it gave the passkey (the agent answers), False to say it again."""
+        request = self.pending
+        if request is None:
+            return True  # the host gave up meanwhile; nothing to answer, nothing to type
+        passkey = passkey_from_speech(text)
+        if passkey is None:
+            self.misheard += 1
+            heard = read_digits(text).digits
+            log.warning("pairing: heard %r (%d digits, not %d): say the code again", text, len(heard), PASSKEY_DIGITS)
+            return False
+        self.pending = None
+        try:
+            request.future.set_result(passkey)
+        except concurrent.futures.InvalidStateError:
+            log.info("pairing: the host stopped waiting before the code was heard")
+            return True
+        log.info("pairing: code heard, entering it")  # the digits stay out of the log
+        return True
+
+    def close(self) -> None:
+        """The daemon stops: BlueZ gets a rejection instead of waiting for its timeout."""
+        request, self.pending = self.pending, None
+        if request is not None:
+            request.future.cancel()
+
+
+class PasskeyEngine:
+    """The daemon's engine, transcribing with ``PASSKEY_PROMPT`` in front of the session's own prompt.
+
+    Always the on-device model, also with ``asr.remote`` on: the code is the
+    pairing's secret and stays on the device (a Wyoming server is plain TCP),
+    and a server may ignore the prompt.
+    """
+
+    def __init__(self, engine: PhraseTranscriber) -> None:
+        from voxkey.remote.engine import RemoteEngine
+
+        self.engine: PhraseTranscriber = engine.local if isinstance(engine, RemoteEngine) else engine
+
+    @property
+    def settings(self) -> AsrSettings:
+        return self.engine.settings
+
+    @property
+    def name(self) -> str:
+        return self.engine.name
+
+    def transcribe(self, samples: Samples | npt.NDArray[np.float32], prompt: str | None = None) -> Transcript:
+        return self.engine.transcribe(samples, prompt=" ".join(p for p in (PASSKEY_PROMPT, prompt or "") if p))
+
+    def warm_up(self) -> None:
+        """The daemon's engine is warm already."""
+
+    def close(self) -> None:
+        """The daemon's engine is closed by the daemon."""

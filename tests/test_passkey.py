@@ -1,0 +1,166 @@
+"""The spoken pairing code through the daemon: the host asks, the user says it, BlueZ gets it, the host never.
+
+Real whisper (tiny.en) hears espeak-ng speech played as the microphone; the
+Bluetooth side is the agent's passkey source, called as the agent calls it.
+``tests/transports/test_bluetooth_passkey.py`` tests the agent, the kernel case
+the real pairing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from tests.speech_fixtures import espeak
+from tests.test_daemon import Harness, PairingRecorder, engine, harnesses, make_config, quiet_room  # noqa: F401  (fixtures)
+from voxkey.asr import WhisperEngine
+from voxkey.audio import SAMPLE_RATE, write_wav
+from voxkey.passkey import PasskeySource, PasskeyWanted, PasskeyWithdrawn, SpokenPasskey
+from voxkey.ui import LightState
+
+DEVICE = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
+
+
+class PasskeyPairing(PairingRecorder):
+    """The peripheral's pairing control, with the agent's passkey source."""
+
+    source: PasskeySource | None = None
+
+    def set_passkey_source(self, source: PasskeySource | None) -> None:
+        self.source = source
+
+
+def spoken(text: str, directory: Path) -> tuple[Path, float]:
+    """espeak-ng saying ``text`` after 0.6 s of room silence, 2.5 s of silence after; and how long to hold."""
+    speech = espeak(text, directory, text.replace(" ", "_"))
+    gap = np.zeros(int(0.6 * SAMPLE_RATE), np.int16)
+    path = directory / f"{text.replace(' ', '_')}-room.wav"
+    write_wav(path, np.concatenate([gap, speech, np.zeros(int(2.5 * SAMPLE_RATE), np.int16)]))
+    return path, 0.6 + speech.size / SAMPLE_RATE + 0.3
+
+
+@pytest.fixture(scope="module")
+def codes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, float]]:
+    directory = tmp_path_factory.mktemp("codes")
+    return {text: spoken(text, directory) for text in ("four seven zero nine one two", "four seven zero")}
+
+
+def test_the_spoken_code_goes_to_bluez_and_never_to_the_host(
+    engine: WhisperEngine,  # noqa: F811
+    pins: MockFactory,
+    quiet_room: Path,  # noqa: F811
+    harnesses: list[Harness],  # noqa: F811
+    codes: dict[str, tuple[Path, float]],
+) -> None:
+    pairing = PasskeyPairing()
+    h = Harness(make_config("hold", long_press_s=1.0), engine, pins, quiet_room, pairing=pairing)
+    harnesses.append(h)
+    assert pairing.source is not None, "the daemon gives the Bluetooth side its passkey source"
+    h.edges((0.0, "press"), (1.3, "release"))
+    h.wait_for(lambda: h.light_state() is LightState.PAIRING, 5)
+
+    future = pairing.source(DEVICE)  # BlueZ's RequestPasskey, as the agent passes it on
+    h.wait_for(lambda: h.light_state() is LightState.SAY_CODE, 5)
+
+    h.microphone, held = codes["four seven zero"]  # three digits: not a code, say it again
+    h.speak(held)
+    h.wait_for(lambda: LightState.CODE_RETRY in h.history(), 120)
+    h.wait_for(lambda: h.light_state() is LightState.SAY_CODE, 10)
+    assert not future.done() and h.daemon.passkey.misheard == 1
+    time.sleep(h.daemon.config.button.double_press_s + 0.1)  # a press sooner after the release would cancel it
+    assert pairing.calls == ["start"], "the press recorded the code instead of leaving pairing mode"
+
+    h.microphone, held = codes["four seven zero nine one two"]
+    h.speak(held)
+    assert future.result(timeout=120) == "470912"
+    h.wait_for(lambda: h.light_state() is LightState.PAIRING, 10)
+    h.wait_for(lambda: h.daemon._idle(), 30)
+    assert h.link.reports == [] and h.daemon.counters.typed == 0, "the code must never be typed"
+
+
+def test_the_host_giving_up_ends_say_the_code(
+    engine: WhisperEngine,  # noqa: F811
+    pins: MockFactory,
+    quiet_room: Path,  # noqa: F811
+    harnesses: list[Harness],  # noqa: F811
+) -> None:
+    pairing = PasskeyPairing()
+    h = Harness(make_config("hold", long_press_s=1.0), engine, pins, quiet_room, pairing=pairing)
+    harnesses.append(h)
+    h.edges((0.0, "press"), (1.3, "release"))
+    h.wait_for(lambda: h.light_state() is LightState.PAIRING, 5)
+    assert pairing.source is not None
+    future = pairing.source(DEVICE)
+    h.wait_for(lambda: h.light_state() is LightState.SAY_CODE, 5)
+    future.cancel()  # the agent's Cancel: the host gave up, or the kernel's pairing timer ran out
+    h.wait_for(lambda: h.light_state() is LightState.PAIRING, 5)
+    h.tap()  # a press leaves pairing mode again
+    h.wait_for(lambda: h.light_state() is LightState.IDLE, 5)
+    assert pairing.calls == ["start", "stop"]
+
+
+# --- SpokenPasskey on its own ---------------------------------------------------------------------------
+
+
+def test_a_request_is_answered_only_with_six_digits() -> None:
+    events: list[object] = []
+    passkey = SpokenPasskey(events.append)
+    future = passkey.request(DEVICE)
+    (wanted,) = events
+    assert isinstance(wanted, PasskeyWanted)
+    passkey.wanted(wanted.request)
+    assert passkey.waiting
+    assert not passkey.heard("1 2 3 4 5") and not future.done() and passkey.waiting
+    assert passkey.heard("The code is 0 0 1 2 3 4.")
+    assert future.result(0) == "001234" and not passkey.waiting
+    assert isinstance(events[-1], PasskeyWithdrawn)
+
+
+def test_a_request_cancelled_before_the_loop_saw_it_is_not_shown() -> None:
+    events: list[object] = []
+    passkey = SpokenPasskey(events.append)
+    passkey.request(DEVICE).cancel()
+    wanted, withdrawn = events
+    assert isinstance(wanted, PasskeyWanted) and isinstance(withdrawn, PasskeyWithdrawn)
+    passkey.wanted(wanted.request)
+    assert not passkey.waiting
+
+
+def test_stopping_the_daemon_rejects_the_waiting_request() -> None:
+    events: list[PasskeyWanted | PasskeyWithdrawn] = []
+    passkey = SpokenPasskey(events.append)
+    future = passkey.request(DEVICE)
+    assert isinstance(events[0], PasskeyWanted)
+    passkey.wanted(events[0].request)
+    passkey.close()
+    assert future.cancelled() and not passkey.waiting
+
+
+def test_a_code_heard_after_the_host_gave_up_is_dropped() -> None:
+    passkey = SpokenPasskey(lambda event: None)
+    assert passkey.heard("1 2 3 4 5 6"), "nothing waits: nothing to answer, and nothing is typed either"
+    assert passkey.misheard == 0
+
+
+def test_the_code_is_transcribed_on_the_device_even_with_a_speech_server() -> None:
+    """The passkey is the pairing's secret: it never goes to ``asr.remote``'s server."""
+    from voxkey.passkey import PASSKEY_PROMPT, PasskeyEngine
+    from voxkey.remote.engine import RemoteEngine
+
+    heard: list[str | None] = []
+
+    class Local:
+        def transcribe(self, samples: object, prompt: str | None = None) -> str:
+            heard.append(prompt)
+            return "4 7 0 9 1 2"
+
+    remote = RemoteEngine.__new__(RemoteEngine)  # only its local engine matters here
+    remote.local = Local()  # type: ignore[assignment]
+    on_device = PasskeyEngine(remote)
+    assert on_device.engine is remote.local
+    assert on_device.transcribe(np.zeros(16000, np.int16), prompt="earlier words") == "4 7 0 9 1 2"
+    assert heard == [f"{PASSKEY_PROMPT} earlier words"]
