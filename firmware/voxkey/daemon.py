@@ -39,6 +39,7 @@ from voxkey.audio import AudioSource, MicrophoneSource, WavFileSource
 from voxkey.capture import Recorder, RecordingEnded, SilenceReached
 from voxkey.clock import MONOTONIC, Clock
 from voxkey.config import Config
+from voxkey.display import StatusDisplay
 from voxkey.errors import AudioError, ConfigError, VoxkeyError
 from voxkey.gestures import Act, Cancel, GestureInterpreter, Intent, Situation, Start, Stop
 from voxkey.memory import limit_heap_growth
@@ -46,7 +47,7 @@ from voxkey.notify import SystemdNotifier
 from voxkey.passkey import PasskeyEntry, PasskeyWanted, PasskeyWithdrawn, SpokenPasskey
 from voxkey.pipeline import Feedback, PhraseReady, Pipeline, Transcribed
 from voxkey.remote.engine import RemoteEngine, build_engine
-from voxkey.status import Counters, Snapshot, light_state, status_text
+from voxkey.status import Counters, Snapshot, light_state
 from voxkey.transports.base import Keyboard
 from voxkey.transports.host import Links, PairingEnded, PairingMode
 from voxkey.typist import OutputDone, Typist
@@ -56,8 +57,6 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.5
 """Longest sleep of the main loop: bounds watchdog pings and timer lateness."""
-ERROR_SHOW_S = 3.0
-"""How long the error pattern stays on after a failure that did not stop the daemon."""
 
 
 @dataclass(frozen=True)
@@ -157,14 +156,13 @@ class Daemon:
         self.pairing = PairingMode(self.events.put)
         self.passkey = SpokenPasskey(self.events.put)
         recorder = Recorder(config, audio_factory or self._default_audio, self.events.put)
-        feedback = Feedback(flash=self._flash, show_error=self._show_error)
+        self.display = StatusDisplay(self.notifier, clock, self.counters)
+        feedback = Feedback(flash=self.display.flash, show_error=self.display.show_error)
         self.pipeline = Pipeline(config, recorder, self.typist, self.counters, self.events.put, feedback)
         self.pipeline.on_code = self._code_heard
-        self.light: StatusLight | None = None
         self._buttons: Buttons | None = None
         self._waiting_for_host = False
         self._text_held = False
-        self._error_until = 0.0
         self._stopping: str | None = None
         self._reload_requested = False
         self._next_watchdog = 0.0
@@ -174,13 +172,16 @@ class Daemon:
     def keyboard(self) -> Keyboard | None:
         return self.typist.keyboard
 
+    @property
+    def light(self) -> StatusLight | None:
+        return self.display.light
+
     # --- start-up and shutdown ------------------------------------------------------------------
 
     def start(self) -> None:
         """Load the model and open every part; READY=1 once dictation can really start."""
         self.notifier.status("loading the speech model")
-        self.light = StatusLight(self.config.leds)
-        self.light.show(LightState.TRANSCRIBING)
+        self.display.open(self.config.leds, LightState.TRANSCRIBING)
         limit_heap_growth()  # before whisper and the threads allocate: see voxkey.memory
         if self._engine is None:
             self._engine = build_engine(self.config.asr)
@@ -189,8 +190,8 @@ class Daemon:
         self.pipeline.start(self._engine)
         self._buttons = self._buttons_factory(self)
         self._check_microphone()
-        self.light.show(LightState.IDLE)
-        self.notifier.ready(self._status_text())
+        self.display.show(LightState.IDLE)
+        self.notifier.ready(self.display.text(LightState.IDLE))
         self.ready.set()
         engine, link, mode = self._engine.name, self.typist.link_name, self.config.button.mode
         log.info("ready: %s model, %s transport, %s mode", engine, link, mode)
@@ -220,7 +221,7 @@ class Daemon:
                 self.pipeline.recorder.check()
             except AudioError as exc:
                 log.error("%s", exc)
-                self._show_error()
+                self.display.show_error()
 
     def request_stop(self, reason: str = "stop requested") -> None:
         self.events.put(StopRequested(reason))
@@ -241,9 +242,7 @@ class Daemon:
         if self._engine is not None and self._own_engine:
             self._engine.close()
         self._engine = None
-        if self.light is not None:
-            self.light.close()
-            self.light = None
+        self.display.close()
         self.notifier.close()
         self.stopped.set()
 
@@ -288,8 +287,8 @@ class Daemon:
         for due_at in (self.gestures.undo_due_at, self.gestures.kept_due_at):
             if due_at is not None:
                 wake = min(wake, due_at)
-        if self._error_until > now:
-            wake = min(wake, self._error_until)
+        if self.display.error_until > now:
+            wake = min(wake, self.display.error_until)
         if self._watchdog_s:
             wake = min(wake, self._next_watchdog)
         return max(0.0, wake - now)
@@ -322,7 +321,7 @@ class Daemon:
             case PairingEnded():
                 if self.pairing.ended(event) and event.error is not None:
                     log.error("pairing mode failed: %s", event.error)
-                    self._show_error()
+                    self.display.show_error()
             case PasskeyWanted(request=request):
                 self.passkey.wanted(request)
             case PasskeyWithdrawn(request=request):
@@ -379,19 +378,19 @@ class Daemon:
     def _drop_kept(self, why: str) -> None:
         if self.typist.kept.drop(why):
             self.counters.cancelled += 1
-            self._flash(LightState.CANCELLED)
+            self.display.flash(LightState.CANCELLED)
 
     def _code_heard(self, text: str) -> None:
         """A code recording was transcribed: the agent answers BlueZ, or the user hears "say it again"."""
         if not self.passkey.heard(text):
-            self._flash(LightState.CODE_RETRY)
+            self.display.flash(LightState.CODE_RETRY)
 
     def _start_pairing(self) -> None:
         try:
             self.pairing.start()
         except VoxkeyError as exc:
             log.error("%s", exc)
-            self._show_error()
+            self.display.show_error()
             return
         self.counters.pairing += 1
 
@@ -419,8 +418,8 @@ class Daemon:
             new = config_module.load(source) if source is not None else config_module.load()
         except ConfigError as exc:
             log.error("reload failed, keeping the running config: %s", exc)
-            self._show_error()
-            self.notifier.ready(self._status_text())
+            self.display.show_error()
+            self.notifier.ready(self.display.text(self._display_state()))
             return
         old = self.config
         self.config = self.typist.config = self.pipeline.config = self.pipeline.recorder.config = new
@@ -434,9 +433,8 @@ class Daemon:
         if new.output != old.output or new.usb != old.usb or new.bluetooth != old.bluetooth:
             self.typist.close_output()
             self._open_output()
-        if new.leds != old.leds and self.light is not None:
-            self.light.close()
-            self.light = StatusLight(new.leds)
+        if new.leds != old.leds and self.display.light is not None:
+            self.display.open(new.leds, self._display_state())
         if new.button != old.button and self._buttons is not None:
             self._buttons.close()
             self._buttons = self._buttons_factory(self)
@@ -445,7 +443,7 @@ class Daemon:
             if new.dictation.keep_microphone_open:
                 self._check_microphone()
         log.info("config reloaded from %s", source or config_module.default_path())
-        self.notifier.ready(self._status_text())
+        self.notifier.ready(self.display.text(self._display_state()))
 
     # --- light and status -----------------------------------------------------------------------
 
@@ -459,26 +457,13 @@ class Daemon:
             typing=self.pipeline.typing,
             in_flight=self.pipeline.in_flight(),
             speech_server_down=isinstance(self._engine, RemoteEngine) and not self._engine.health.up,
-            error_until=self._error_until,
+            error_until=self.display.error_until,
             now=self.clock.now(),
         )
         return light_state(snapshot)
 
     def _refresh_light(self) -> None:
-        state = self._display_state()
-        if self.light is not None:
-            self.light.show(state)
-        self.notifier.status(self._status_text(state))
-
-    def _status_text(self, state: LightState | None = None) -> str:
-        return status_text(state or self._display_state(), self.counters)
-
-    def _flash(self, state: LightState) -> None:
-        if self.light is not None:
-            self.light.flash(state)
-
-    def _show_error(self) -> None:
-        self._error_until = self.clock.now() + ERROR_SHOW_S
+        self.display.show(self._display_state())
 
 
 def _default_buttons(daemon: Daemon) -> Buttons | None:
