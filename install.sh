@@ -12,7 +12,8 @@
 # overwritten); USB device mode (dtoverlay=dwc2 in config.txt, dwc2 + libcomposite
 # in /etc/modules-load.d/voxkey.conf); with leds.kind apa102, spidev and
 # dtparam=spi=on in config.txt; the whisper model via `voxkey models download`; the
-# systemd units, enabled. Every step checks first, so a second run changes
+# systemd units, enabled; with a Bluetooth transport, LE-only mode, the device ID
+# and a short connection interval in /etc/bluetooth/main.conf. Every step checks first, so a second run changes
 # nothing and an interrupted run can simply be repeated.
 #
 # Environment overrides (tests, unusual systems): VOXKEY_ROOT_PREFIX prefixes
@@ -42,6 +43,16 @@ readonly APT_PACKAGES=(
     systemd                                         # the service (always there on Raspberry Pi OS)
     procps                                          # kill: `systemctl reload voxkey` (ExecReload=)
     ca-certificates                                 # model download over HTTPS
+)
+
+# What bluetoothd must do for voxkey's keyboard (hardware/bluetooth.md): LE only (in dual mode 5.66 crashed
+# after an LE pairing), the PnP ID of voxkey's Device Information service, and a keyboard's short
+# connection interval (units of 1.25 ms: 7.5-15 ms). Section, key, value.
+readonly BLUEZ_SETTINGS=(
+    "General ControllerMode le"
+    "General DeviceID usb:1d6b:0104:0100"
+    "LE MinConnectionInterval 6"
+    "LE MaxConnectionInterval 12"
 )
 
 SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -341,6 +352,88 @@ install_config() {
     "$VENV/bin/voxkey" config check "$CONFIG_DIR/config.yaml"
 }
 
+configured_transport() {
+    "$VENV/bin/python" -c 'from voxkey import config; print(config.load("/etc/voxkey/config.yaml").output.transport)'
+}
+
+# bluetoothd reads only main.conf (no drop-in directory), so each setting is written in place: an
+# active line for the key is changed, else its commented default ("#ControllerMode = dual") becomes
+# the setting, else it is added under its section. The file as it was before voxkey first changed
+# it is kept as main.conf.voxkey-orig, which --uninstall puts back. 0 = unchanged, 1 = changed.
+set_bluez_settings() {
+    local file=$1 rc=0
+    [[ -e $file.voxkey-orig ]] || cp -p "$file" "$file.voxkey-orig" || die "cannot back up $file"
+    python3 - "$file" "${BLUEZ_SETTINGS[@]}" <<'PY' || rc=$?
+import re
+import sys
+
+path, settings = sys.argv[1], [entry.split(" ", 2) for entry in sys.argv[2:]]
+lines = open(path).read().splitlines()
+
+
+def place(section, key):
+    """(index of the line to replace, or of the section's last line to insert after, or None; replace?)."""
+    current, last, commented = None, None, None
+    for index, line in enumerate(lines):
+        found = re.match(r"\s*\[(.+?)\]\s*$", line)
+        if found:
+            current = found.group(1)
+        if current != section:
+            continue
+        if line.strip():
+            last = index
+        entry = re.match(r"\s*(#?)\s*" + key + r"\s*=", line)
+        if entry and not entry.group(1):
+            return index, True
+        if entry and commented is None:
+            commented = index
+    return (commented, True) if commented is not None else (last, False)
+
+
+before = list(lines)
+for section, key, value in settings:
+    index, replace = place(section, key)
+    if index is None:
+        lines += ["", f"[{section}]", f"{key} = {value}"]
+    elif replace:
+        lines[index] = f"{key} = {value}"
+    else:
+        lines.insert(index + 1, f"{key} = {value}")
+if lines != before:
+    open(path, "w").write("\n".join(lines) + "\n")
+sys.exit(10 if lines != before else 0)
+PY
+    case $rc in
+    0) return 0 ;;
+    10) return 1 ;;
+    *) die "could not update $file (see the Python error above)" ;;
+    esac
+}
+
+install_bluez_conf() {
+    local transport=$1 file=$2
+    [[ $transport == bluetooth || $transport == both ]] || return 0
+    if [[ ! -f $file ]]; then
+        say "warning: no $file (bluez not installed?): the Bluetooth keyboard settings were not written"
+        return 0
+    fi
+    if set_bluez_settings "$file"; then
+        return 0
+    fi
+    say "set LE-only mode, voxkey's device ID and a 7.5-15 ms connection interval in $file (was: $file.voxkey-orig)"
+    if booted_with_systemd; then
+        systemctl try-restart bluetooth.service || say "warning: bluetoothd did not restart; reboot to apply $file"
+    fi
+}
+
+restore_bluez_conf() {
+    local file=$1
+    if [[ -f $file.voxkey-orig ]]; then
+        mv -f "$file.voxkey-orig" "$file"
+        say "restored $file"
+    fi
+}
+
 configured_model() {
     "$VENV/bin/python" -c 'from voxkey import config; print(config.load("/etc/voxkey/config.yaml").asr.model)'
 }
@@ -428,6 +521,7 @@ do_install() {
     fi
     install_boot_config "$wants_spi"
     install_modules_conf
+    install_bluez_conf "$(configured_transport)" /etc/bluetooth/main.conf
     install_model "$model_from" "$no_model"
     install_units
     start_units "$no_start"
@@ -456,6 +550,7 @@ do_uninstall() {
     rm -rf "$SHARE" "$PREFIX"
     rm -f "$MODULES_CONF"
     remove_block "$OLD_MODULES_FILE"
+    restore_bluez_conf /etc/bluetooth/main.conf
     config_txt=$(boot_config_file)
     if [[ -n $config_txt ]]; then
         remove_block "$config_txt"

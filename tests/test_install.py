@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -419,3 +420,71 @@ def test_install_needs_no_lgpio_from_apt_on_other_pis_or_where_python3_has_it() 
         f"apt_knows() {{ return 1; }}; python3() {{ [[ $* == *'import lgpio'* ]]; }}; gpio_package '{PI5}'"
     )
     assert has_lgpio.returncode == 0 and has_lgpio.stdout == "", has_lgpio
+
+
+BLUEZ_MAIN_CONF = """\
+[General]
+# Default device id
+#DeviceID = bluetooth:1234:5678:abcd
+
+# Restricts all controllers to the specified transport.
+#ControllerMode = dual
+
+[Policy]
+AutoEnable=true
+"""
+
+
+@pytest.fixture
+def bluez_dir() -> Iterator[Path]:
+    """A folder the sourced script may write (it runs as nobody when the tests run as root)."""
+    folder = Path(tempfile.mkdtemp(prefix="voxkey-bluez-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def bluez_conf_dir(folder: Path) -> Path:
+    """A main.conf shaped like Debian's."""
+    conf = folder / "main.conf"
+    conf.write_text(BLUEZ_MAIN_CONF)
+    conf.chmod(0o666)
+    return folder
+
+
+def test_a_bluetooth_install_writes_what_bluetoothd_needs_into_main_conf_and_uninstall_restores_it(
+    bluez_dir: Path,
+) -> None:
+    """bluetoothd has no drop-in directory: its commented defaults become voxkey's settings, in place."""
+    conf = bluez_conf_dir(bluez_dir) / "main.conf"
+    first = sourced(f"if set_bluez_settings {conf}; then echo unchanged; else echo changed; fi")
+    assert first.returncode == 0 and first.stdout == "changed\n", first
+    written = conf.read_text()
+    assert "DeviceID = usb:1d6b:0104:0100\n" in written and "#DeviceID" not in written
+    assert "ControllerMode = le\n" in written and "#ControllerMode" not in written
+    assert written.endswith("[LE]\nMinConnectionInterval = 6\nMaxConnectionInterval = 12\n")
+    assert "# Restricts all controllers to the specified transport.\n" in written  # comments stay
+    assert "[Policy]\nAutoEnable=true\n" in written
+    assert (conf.parent / "main.conf.voxkey-orig").read_text() == BLUEZ_MAIN_CONF
+    again = sourced(f"if set_bluez_settings {conf}; then echo unchanged; else echo changed; fi")
+    assert again.stdout == "unchanged\n" and conf.read_text() == written, again  # a second install changes nothing
+    restored = sourced(f"restore_bluez_conf {conf}")
+    assert restored.returncode == 0 and conf.read_text() == BLUEZ_MAIN_CONF, restored
+    assert not (conf.parent / "main.conf.voxkey-orig").exists()
+
+
+def test_an_active_setting_of_the_user_is_changed_not_shadowed_by_a_second_line(bluez_dir: Path) -> None:
+    conf = bluez_conf_dir(bluez_dir) / "main.conf"
+    conf.write_text("[General]\n#ControllerMode = dual\nControllerMode = bredr\n[LE]\nMinConnectionInterval=24\n")
+    sourced(f"set_bluez_settings {conf} || true")
+    written = conf.read_text()
+    assert written.count("ControllerMode = le") == 1 and "bredr" not in written
+    assert "#ControllerMode = dual" in written  # the comment was not the setting bluetoothd read
+    assert "MinConnectionInterval = 6" in written and "=24" not in written
+
+
+def test_a_usb_install_leaves_main_conf_alone(bluez_dir: Path) -> None:
+    conf = bluez_conf_dir(bluez_dir) / "main.conf"
+    result = sourced(f"install_bluez_conf usb {conf}")
+    assert result.returncode == 0 and conf.read_text() == BLUEZ_MAIN_CONF, result
+    assert not (conf.parent / "main.conf.voxkey-orig").exists()
