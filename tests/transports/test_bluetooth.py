@@ -422,6 +422,17 @@ class FakeRadio:
         return None
 
 
+def test_the_first_report_a_host_gets_lets_go_of_every_key() -> None:
+    """A voxkey killed mid-key left that key held on a host that kept its link; the next one releases it first."""
+    radio = FakeRadio()
+    link = BluetoothLink(radio)  # type: ignore[arg-type]
+    link.wait_for_host(time.monotonic() + 1)
+    assert radio.sent == [RELEASE_ALL]
+    link.wait_for_host(time.monotonic() + 1)
+    link.release_all()
+    assert radio.sent == [RELEASE_ALL]  # once: after it the link knows the host holds nothing
+
+
 def test_window_limits_unacknowledged_reports() -> None:
     radio = FakeRadio()
     link = BluetoothLink(radio, window=3)  # type: ignore[arg-type]

@@ -120,7 +120,9 @@ class BluetoothLink:
         self.identity_wait_s = identity_wait_s
         self.pacer = ReportPacer(window or peripheral.settings.report_window)
         self.owns_peripheral = owns_peripheral
-        self._last_report = RELEASE_ALL
+        self._last_report: bytes | None = None
+        """None until the first key report: a voxkey before this one (killed mid-key: an OOM kill, a power cut)
+        may have left a key held on a host that kept its link, so the first report lets go of every key."""
         self._waiting_logged = False
         self._monitor: HciMonitor | None = None
         self._ledger: DeliveryLedger | None = None
@@ -142,6 +144,9 @@ class BluetoothLink:
         with self.pacer.condition:
             self._wait_ready(deadline)
             self._drain_replay(deadline)
+            if self._last_report is None:
+                self._clear_to_write(deadline)
+                self._write(RELEASE_ALL)
 
     def send(self, report: bytes, deadline: float | None) -> None:
         with self.pacer.condition:
@@ -194,8 +199,9 @@ class BluetoothLink:
 
     def release_all(self) -> None:
         with self.pacer.condition:
-            if self._last_report == RELEASE_ALL or self._live_host() is None:
-                return
+            host = self._live_host()
+            if self._last_report == RELEASE_ALL or host is None or host.problem:
+                return  # nothing held, nobody there, or a host whose stack drops every report (hostcompat)
             try:
                 self._write(RELEASE_ALL)
             except Exception as exc:  # best effort by contract
