@@ -55,12 +55,21 @@ TARGETS: dict[str, Target] = {
     ),
     "ledger": Target(
         "firmware/voxkey/transports/bluetooth/delivery.py",
-        ("tests/transports/test_bluetooth.py", "-k", "ledger", "tests/transports/test_bluetooth_delivery.py"),
+        # -k applies to both files: "delivery" keeps every test of test_bluetooth_delivery.py (its names
+        # do not say "ledger", and a plain "-k ledger" deselected all of them).
+        (
+            "tests/transports/test_bluetooth.py",
+            "tests/transports/test_bluetooth_delivery.py",
+            "-k",
+            "'ledger or delivery'",
+        ),
     ),
     "cleanup": Target("firmware/voxkey/text/cleanup.py", ("tests/text",)),
     "commands": Target("firmware/voxkey/text/commands.py", ("tests/text",)),
     "config": Target("firmware/voxkey/config.py", ("tests/test_config.py",)),
 }
+TEST_TIMEOUT_S = 30
+"""Per test of a mutant run: these tests take well under a second each, so 30 s means the mutant hangs."""
 TIMEOUT_S = 120.0
 """Per mutant: a mutant that makes the tests hang (an endless loop) counts as killed once this passes."""
 
@@ -115,7 +124,10 @@ def run_target(
     session = root / f"cosmic-ray-{name}.sqlite"
     # Test files this checkout does not have yet are left out: the script also measures older trees.
     tests = [arg for arg in target.tests if arg.startswith("-") or (root / arg).exists() or not arg.startswith("tests")]
-    command = " ".join([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"])
+    # pytest-timeout bounds each test (pyproject's 900 s is for the whole suite's slowest): a mutant that loops
+    # forever fails in seconds instead of holding the machine for 15 minutes per test.
+    pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
+    command = " ".join([*pytest, "-o", f"timeout={TEST_TIMEOUT_S}"])
     config.write_text(
         "[cosmic-ray]\n"
         f'module-path = "{target.module}"\n'
