@@ -689,7 +689,7 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
     def drop_then_restore() -> None:
         # The link dies with reports in flight: the host never gets the ones after this point. Waiting for
         # a moment with some in flight (the host may have caught up) keeps the scenario the same every run.
-        while True:
+        while not stop.is_set():
             with link.pacer.condition:
                 if len(host_has) >= 300 and received[0] < len(radio.sent):
                     radio.connected = False
@@ -697,6 +697,8 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
                     received[0] = len(radio.sent)  # in the same step, however late the host thread runs next
                     break
             time.sleep(0.0005)
+        else:
+            return  # typing ended without a drop: the check on `dropped` fails the test
         dropped.set()
         time.sleep(0.05)
         radio.host_back()
@@ -713,13 +715,17 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
                     received[0] += 1
             time.sleep(0.0002)
 
-    threads = [threading.Thread(target=slow_host), threading.Thread(target=drop_then_restore)]
+    # Daemon threads, stopped in any case: a failing assertion must fail the test, not leave the host thread
+    # running so that pytest never exits (a mutation run hung on exactly that).
+    threads = [threading.Thread(target=slow_host, daemon=True), threading.Thread(target=drop_then_restore, daemon=True)]
     for thread in threads:
         thread.start()
-    keyboard = Keyboard(link, US, host_wait_s=10)
-    keyboard.type(text)
-    assert link.drain(5)
-    stop.set()
+    try:
+        keyboard = Keyboard(link, US, host_wait_s=10)
+        keyboard.type(text)
+        assert link.drain(5)
+    finally:
+        stop.set()
     for thread in threads:
         thread.join(30)
         assert not thread.is_alive(), f"{thread.name} still runs"
