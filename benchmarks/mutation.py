@@ -28,6 +28,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,31 @@ def copy_checkout(destination: Path) -> Path:
     return root
 
 
+def mutate_and_test(
+    where: list[str], test_command: str, root: Path, env: dict[str, str], cosmic_ray: str
+) -> dict[str, Any]:
+    """One mutant, bounded by ``TIMEOUT_S``: a test run that does not end (a thread left running keeps pytest
+    from exiting even after its test failed) counts as killed, and the module is put back as it was."""
+    worker = subprocess.Popen(
+        [cosmic_ray, "mutate-and-test", *where, test_command],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, _ = worker.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.communicate()
+        shutil.copy2(REPO / where[0], root / where[0])  # cosmic-ray, killed, could not undo its mutation
+        return {"test_outcome": "killed", "output": f"no result within {TIMEOUT_S:.0f} s"}
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    return result
+
+
 def sampled_results(
     session: Path, test_command: str, sample: int, seed: int, root: Path, env: dict[str, str], cosmic_ray: str
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -106,14 +132,7 @@ def sampled_results(
     for item in chosen:
         mutation = item["mutations"][0]
         where = [mutation["module_path"], mutation["operator_name"], str(mutation["occurrence"])]
-        ran = subprocess.run(
-            [cosmic_ray, "mutate-and-test", *where, test_command],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        results.append((item, json.loads(ran.stdout.strip().splitlines()[-1])))
+        results.append((item, mutate_and_test(where, test_command, root, env, cosmic_ray)))
     return results
 
 
