@@ -845,6 +845,95 @@ def test_the_pacer_wakes_a_writer_waiting_for_room_as_soon_as_the_host_answers(e
     assert woken == [True]
 
 
+def test_release_all_lifts_a_held_key_once_and_only_to_a_host_that_is_there() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    press = encode("a", US)[0]
+    link.release_all()
+    assert radio.sent == [], "nothing was pressed"
+    link.send(press, deadline=None)
+    link.release_all()
+    link.release_all()
+    assert radio.sent == [press, RELEASE_ALL], "one release, not one per call"
+    link.send(press, deadline=None)
+    radio.connected = False
+    link.release_all()  # no host: the host's own disconnect released the key
+    assert radio.sent == [press, RELEASE_ALL, press]
+    radio.host_back()
+    link.pacer.lost("AA:BB:CC:DD:EE:FF")  # the controller saw this connection drop already
+    link.release_all()
+    assert radio.sent == [press, RELEASE_ALL, press]
+
+
+def test_release_all_is_best_effort_when_the_radio_fails() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    link.send(encode("a", US)[0], deadline=None)
+
+    def fail(report: bytes) -> None:
+        raise BluetoothError("BlueZ went away")
+
+    radio.notify_input = fail  # type: ignore[method-assign]
+    link.release_all()  # does not raise: it runs while closing, after errors
+
+
+def test_drain_says_whether_the_host_acknowledged_everything_in_time_and_replays_first() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    reports = encode("ab", US)
+    for report in reports:
+        link.send(report, deadline=None)
+    assert link.drain(0.1) is False
+    for report in reports[:3]:
+        link.pacer.delivered(None, report)
+    radio.connected = False
+    link.pacer.lost(None)
+    assert link.drain(0.1) is False, "the lost report waits for a host"
+    radio.host_back()
+
+    def acknowledge() -> None:
+        while not radio.sent[4:]:
+            time.sleep(0.01)
+        link.pacer.delivered(None, radio.sent[4])
+
+    helper = threading.Thread(target=acknowledge, daemon=True)
+    helper.start()
+    assert link.drain(5) is True
+    helper.join(5)
+    assert radio.sent == [*reports, reports[3]], "drain wrote the lost report again"
+
+
+def test_close_waits_for_acknowledgements_and_stops_only_a_keyboard_it_owns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from voxkey.transports.bluetooth import link as link_module
+
+    monkeypatch.setattr(link_module, "CLOSE_DRAIN_S", 0.1)
+    closed: list[bool] = []
+    radio = FakeRadio()
+    radio.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    borrowed = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    borrowed.send(RELEASE_ALL, deadline=None)
+    borrowed.close()
+    assert closed == []
+    assert "1 key reports not acknowledged by the host at close" in caplog.text
+    owner = BluetoothLink(radio, window=8, owns_peripheral=True)  # type: ignore[arg-type]
+    caplog.clear()
+    owner.close()
+    assert closed == [True] and "not acknowledged" not in caplog.text
+
+
+def test_the_connection_interval_is_the_current_host_s_as_its_controller_reported_it() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    assert link.connection_interval_ms() is None, "no delivery tracking"
+    link._ledger = DeliveryLedger(lambda a, v: None, lambda a, v: None)
+    assert link.connection_interval_ms() is None, "no host yet"
+    link._ledger.intervals_ms["AA:BB:CC:DD:EE:FF"] = 30.0
+    link.pacer.host_address = "aa:bb:cc:dd:ee:ff"
+    assert link.connection_interval_ms() == 30.0
+
+
 # ----------------------------------------------------------------------------- command line
 
 
