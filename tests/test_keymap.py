@@ -239,3 +239,13 @@ def test_the_available_layouts_are_listed_sorted_by_name() -> None:
     names = available_layouts()
     assert names == sorted(names) and {"us", "de", "fr", "us-intl"} <= set(names)
     assert "generate" not in names and "__init__" not in names
+
+
+def test_a_loaded_layout_cannot_be_changed_by_one_of_its_users() -> None:
+    """``Layout.load`` hands every caller the same cached object: a caller that could reassign its tables would
+    change what every other transport types."""
+    import dataclasses
+
+    assert Layout.load("us") is Layout.load("us")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Layout.load("us").unicode_entry = True  # type: ignore[misc]
