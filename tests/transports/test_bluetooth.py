@@ -594,6 +594,23 @@ def test_the_monitor_thread_feeds_the_ledger_its_controller_s_records_and_surviv
     kernel.close()
 
 
+def test_a_process_that_never_closed_its_ledger_s_monitor_still_exits() -> None:
+    """An error path that skips ``close`` must not leave voxkey hanging at exit on the monitor's reader thread."""
+    import subprocess
+    import sys
+
+    program = (
+        "import socket\n"
+        "from voxkey.transports.bluetooth import delivery\n"
+        "ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+        "delivery.open_monitor_socket = lambda: ours\n"
+        "delivery.HciMonitor(0, delivery.DeliveryLedger(print, print)).start()\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", program], timeout=20, capture_output=True, text=True, check=False)
+    assert finished.returncode == 0, finished.stderr
+    # a hang would raise TimeoutExpired above
+
+
 # ----------------------------------------------------------------------------- pacing and replay
 
 
