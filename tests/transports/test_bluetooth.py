@@ -951,6 +951,31 @@ def test_the_connection_interval_is_the_current_host_s_as_its_controller_reporte
     assert link.connection_interval_ms() == 30.0
 
 
+def test_an_acknowledgement_out_of_order_never_frees_the_report_waiting_at_the_head() -> None:
+    pacer = ReportPacer(window=4)
+    pacer.outstanding.extend([b"\x05", b"\x01"])
+    pacer.delivered(None, b"\x01")  # sorts before the head: still not the head
+    pacer.delivered(None, b"\x09")  # sorts after it
+    assert list(pacer.outstanding) == [b"\x05", b"\x01"] and pacer.delivered_reports == 0
+
+
+def test_a_writer_waits_for_room_until_its_deadline_not_less() -> None:
+    """The host acknowledges 0.1 s into a 0.9 s deadline: the key goes out instead of an error."""
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=1)  # type: ignore[arg-type]
+    link.send(encode("a", US)[0], deadline=None)
+
+    def acknowledge() -> None:
+        time.sleep(0.1)
+        link.pacer.delivered(None, radio.sent[0])
+
+    helper = threading.Thread(target=acknowledge, daemon=True)
+    helper.start()
+    link.send(RELEASE_ALL, deadline=time.monotonic() + 0.9)
+    helper.join(5)
+    assert radio.sent[-1] == RELEASE_ALL
+
+
 # ----------------------------------------------------------------------------- command line
 
 
