@@ -19,6 +19,27 @@ writes the result into the note or issue it belongs to.
 It works on a throw-away copy of the checkout (cosmic-ray edits files in place)
 and prints, per module, mutants / killed / survived / surviving % and where
 each survivor is.
+
+Results (issue #18, 2026-12-03, seeded samples, ``--seed 18``, on the shared
+2-core machine; before = main's code and tests at f90712e run by this script
+with its fixes, after = with the tests added for issue #18; the same mutants
+both times):
+
+    module    all   sample  before: survived     after: survived   after, not equivalent
+    ledger    804   100     41 (41.0 %)  255 s   17 (17.0 %)  286 s   2 (2 %)  HciMonitor bind, kernel only
+    keymap    389    60     19 (31.7 %)  156 s    9 (15.0 %)  232 s   0
+    pacing    449    30     18 (60.0 %)  489 s   14 (46.7 %)  252 s   0
+    commands  384    60     17 (28.3 %)  165 s   13 (21.7 %)  136 s   0
+    cleanup   522    60      7 (11.7 %)  242 s    4 (6.7 %)   230 s   0
+
+Most survivors are equivalent: ``X | None`` in annotations, never evaluated
+with ``from __future__ import annotations`` (all 14 of pacing's), ``is`` for
+``==`` on small ints and enum members, ``<=`` for ``==`` on unsigned bytes,
+``|``/``^`` for ``+`` on disjoint bits, checks made redundant by the next
+one. The ledger's ``open_monitor_socket`` needs CAP_NET_RAW and a kernel with
+Bluetooth: only ``tests/kernel`` reaches it. The ledger row after is from the
+run before ``test_a_process_that_never_closed_its_ledger_s_monitor_still_exits``,
+which kills one more (the reader thread as a non-daemon).
 """
 
 from __future__ import annotations
