@@ -69,6 +69,15 @@ def test_speech_is_kept(raw: str, expected: str) -> None:
         ("It is over. It is over. It is over. It is over.", "It is over."),
         ("very very very good", "very very very good"),  # three of one word can be emphasis
         ("no, no", "no, no"),
+        # thresholds by length: two or three words need three copies, four or more words two
+        ("very good very good", "very good very good"),
+        ("see you there see you there", "see you there see you there"),
+        ("turn it off now turn it off now", "turn it off now"),
+        # a loop mid-sentence keeps the words before it and its last copy's punctuation
+        ("I said no, no, no, no.", "I said no."),
+        ("We said go on go on go on.", "We said go on."),
+        # a word without letters (a dash) before a loop does not stop the search
+        ("— no no no no", "— no"),
     ],
 )
 def test_repetition_loops_collapse(raw: str, expected: str) -> None:

@@ -37,6 +37,8 @@ TYPED_OUTPUT: list[tuple[str, str]] = [
     ("Dear team colon", "Dear team:"),
     ("First semicolon, second.", "First; second."),
     ("Full-stop.", "."),
+    # punctuation that is a phrase of its own (Whisper trailing off) is typed, not dropped
+    ("I was thinking. …", "I was thinking. …"),
     # lines and paragraphs: Enter, with no stray spaces around it
     ("Dear John, new line. Thanks for coming.", "Dear John,\nThanks for coming."),
     ("Newline.", "\n"),
@@ -90,6 +92,12 @@ ACTIONS: list[tuple[str, CommandSettings, list[Action]]] = [
     ("Select all. Hello.", KEYS_ALLOWED, [PressKey("ctrl a"), TypeText("Hello.")]),
     ("Press tab, press tab.", KEYS_ALLOWED, [PressKey("tab"), PressKey("tab")]),
     ("Done. Select all. Scratch that.", KEYS_ALLOWED, []),
+    # text after a key press is its own action, after the key
+    ("Done, press enter. Bye.", KEYS_ALLOWED, [TypeText("Done,"), PressKey("enter"), TypeText("Bye.")]),
+    # scratch that drops everything the dictation said before it, however many actions that was ...
+    ("Select all. Hello, press tab. Scratch that.", KEYS_ALLOWED, []),
+    # ... but not an earlier undo of the previous dictation
+    ("Scratch that. Select all, press tab. Scratch that.", KEYS_ALLOWED, [UndoLastDictation()]),
 ]
 
 

@@ -371,6 +371,246 @@ def test_ledger_reassembles_a_batch_of_reports_split_over_acl_packets() -> None:
     assert delivered == reports
 
 
+def test_ledger_reads_the_monitor_opcodes_the_kernel_defines() -> None:
+    """The numbers of ``btmon``'s monitor records (Linux ``hci_mon.h``), written out here instead of imported,
+    so a wrong constant in the ledger is caught: 3 event, 4 ACL sent, 5 ACL received, 2 command, 1 and 9
+    the controller removed or closed."""
+    delivered: list[bytes] = []
+    lost: list[tuple[str | None, list[bytes]]] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append(v), lambda a, v: lost.append((a, v)))
+    feed(ledger, 3, le_connection(0x40, bytes([1, 0, 1, 1, 0xAA, 0])))
+    feed(ledger, 5, acl(0x40, notification(b"from the host")))  # received, not sent: not ours to count
+    feed(ledger, 2, bytes([0x13, 0x0C, 0]))  # a command, not an event
+    feed(ledger, 4, acl(0x40, notification(b"sent")))
+    feed(ledger, 3, bytes([0x03, 11, 0x00]) + struct.pack("<H", 0x40) + bytes(8))  # BR/EDR Connection Complete
+    feed(ledger, 3, bytes([0x0E, 4, 1, 0x05, 0x04, 0x00]))  # a Command Complete
+    feed(ledger, 3, bytes([0xFF, 19]) + le_connection(0x40, bytes(6))[2:])  # a vendor event, not LE Meta
+    feed(ledger, 3, nocp(0x40, 1))
+    assert delivered == [b"sent"] and lost == []
+    assert ledger.addresses == {0x40: "00:AA:01:01:00:01"}
+    feed(ledger, 4, acl(0x40, notification(b"cut off")))
+    feed(ledger, 9, b"")
+    assert lost == [("00:AA:01:01:00:01", [b"cut off"])]
+    feed(ledger, 1, b"")
+    assert lost[-1] == (None, [])
+
+
+def test_ledger_ignores_truncated_monitor_records_instead_of_failing() -> None:
+    """A record cut short (a capture or a kernel bug) is skipped; the ledger keeps counting what comes after."""
+    delivered: list[bytes] = []
+    lost: list[tuple[str | None, list[bytes]]] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append(v), lambda a, v: lost.append((a, v)))
+    feed(ledger, MONITOR_EVENT, le_connection(0x40, bytes([1, 0, 1, 1, 0xAA, 0])))
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, notification(b"one")))
+    shorts = (
+        b"",
+        b"\x13",
+        b"\x3e\x00",
+        b"\x3e\x05\x01\x00\x40\x00\x00",
+        b"\x3e\x04\x03\x00\x40\x00",
+        b"\x05\x02\x00\x40",
+    )
+    for short in shorts:
+        feed(ledger, MONITOR_EVENT, short)
+    feed(ledger, MONITOR_ACL_TX, b"\x40\x20\x00")  # shorter than an ACL header: no packet
+    feed(ledger, MONITOR_EVENT, bytes([0x13, 9, 2]) + struct.pack("<HH", 0x40, 1))  # says 2 handles, has 1
+    assert delivered == [b"one"] and lost == []
+    assert ledger.addresses == {0x40: "00:AA:01:01:00:01"}
+    assert not ledger.in_flight[0x40], "the 3-byte ACL record was not counted as a packet"
+
+
+def test_ledger_completes_packets_of_several_links_reported_in_one_event() -> None:
+    delivered: list[tuple[str | None, bytes]] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append((a, v)), lambda a, v: None)
+    feed(ledger, MONITOR_EVENT, le_connection(0x40, bytes([1, 0, 0, 0, 0, 0])))
+    feed(ledger, MONITOR_EVENT, le_connection(0x41, bytes([2, 0, 0, 0, 0, 0])))
+    for handle, value in ((0x40, b"a1"), (0x41, b"b1"), (0x40, b"a2"), (0x41, b"b2")):
+        feed(ledger, MONITOR_ACL_TX, acl(handle, notification(value)))
+    feed(ledger, MONITOR_EVENT, bytes([0x13, 9, 2]) + struct.pack("<HHHH", 0x41, 2, 0x40, 1))
+    assert delivered == [("00:00:00:00:00:02", b"b1"), ("00:00:00:00:00:02", b"b2"), ("00:00:00:00:00:01", b"a1")]
+
+
+def test_a_failed_connection_or_disconnection_changes_no_link_in_the_ledger() -> None:
+    """Status bytes other than 0 mean the controller did not do it: no new link, and nothing is lost."""
+    lost: list[tuple[str | None, list[bytes]]] = []
+    ledger = DeliveryLedger(lambda a, v: None, lambda a, v: lost.append((a, v)))
+    feed(ledger, MONITOR_EVENT, le_connection(0x40, bytes([1, 0, 1, 1, 0xAA, 0])))
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, notification(b"in flight")))
+    failed = bytearray(le_connection(0x41, bytes([2, 0, 0, 0, 0, 0])))
+    failed[3] = 0x3E  # Connection Failed to be Established
+    feed(ledger, MONITOR_EVENT, bytes(failed))
+    assert 0x41 not in ledger.addresses
+    feed(ledger, MONITOR_EVENT, bytes([0x05, 4, 0x0C]) + struct.pack("<H", 0x40) + bytes([0x13]))  # disallowed
+    assert lost == []
+    feed(ledger, MONITOR_EVENT, bytes([0x05, 4, 0x00]) + struct.pack("<H", 0x40) + bytes([0x13]))
+    assert lost == [("00:AA:01:01:00:01", [b"in flight"])]
+
+
+def test_ledger_finds_notifications_only_in_att_frames() -> None:
+    """Security Manager (CID 6) and LE signalling (CID 5) traffic, an ATT PDU too short to be a notification and
+    an Enhanced ATT frame whose SDU length does not match take a packet's place but deliver no value."""
+    delivered: list[bytes] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append(v), lambda a, v: None)
+    att = bytes([0x1B]) + struct.pack("<H", 0x41) + b"key"
+    frames = [
+        struct.pack("<HH", len(att), 0x0006) + att,
+        struct.pack("<HH", len(att), 0x0005) + att,
+        struct.pack("<HH", 2, 0x0004) + bytes([0x1B, 0x41]),
+        struct.pack("<HH", len(att) + 2, 0x0041) + struct.pack("<H", len(att) + 1) + att,
+        struct.pack("<HH", len(att) + 2, 0x003F) + struct.pack("<H", len(att)) + att,  # below the dynamic range
+        struct.pack("<HH", 4, 0x0004) + bytes([0x23, 0x41, 0x00, 0x01]),  # a Multiple notification too short
+        struct.pack("<HH", len(att) + 2, 0x0006) + struct.pack("<H", len(att)) + att,  # SMP, shaped like EATT
+        struct.pack("<HH", 1, 0x0041) + b"\x00",  # a dynamic-channel frame too short for its SDU length
+        eatt_frame(att, cid=0x0040),  # the first dynamic CID is Enhanced ATT too
+        notification(b""),  # an empty value is still a notification
+    ]
+    for frame in frames:
+        feed(ledger, MONITOR_ACL_TX, acl(1, frame))
+    feed(ledger, MONITOR_EVENT, nocp(1, len(frames)))
+    assert delivered == [b"key", b""]
+
+
+def test_ledger_reads_values_of_any_length_from_a_multiple_notification() -> None:
+    """Consumer reports (2 bytes) and one-byte values between keyboard reports: each value's length moves the next."""
+    delivered: list[bytes] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append(v), lambda a, v: None)
+    values = [b"\x01", b"\xb8\x00", RELEASE_ALL, b"\x07"]
+    att = bytes([0x23]) + b"".join(struct.pack("<HH", 0x41 + n, len(v)) + v for n, v in enumerate(values))
+    feed(ledger, MONITOR_ACL_TX, acl(1, struct.pack("<HH", len(att), 0x0004) + att))
+    feed(ledger, MONITOR_EVENT, nocp(1, 1))
+    assert delivered == values
+
+
+@pytest.mark.parametrize("value_length", [34, 300])
+def test_ledger_waits_for_the_last_fragment_of_a_frame_whatever_its_length(value_length: int) -> None:
+    """A frame is complete only at its L2CAP length plus the 4-byte header: not a byte earlier, for short values
+    and for batches longer than 256 bytes (a big MTU)."""
+    delivered: list[bytes] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append(v), lambda a, v: None)
+    value = bytes(range(256)) * 2
+    value = value[:value_length]
+    whole = notification(value)
+    pieces = [whole[:20], whole[20:-2], whole[-2:]]  # the middle piece ends 2 bytes short of the frame
+    for index, piece in enumerate(pieces):
+        feed(ledger, MONITOR_ACL_TX, acl(1, piece, continuation=index > 0))
+    feed(ledger, MONITOR_EVENT, nocp(1, 2))
+    assert delivered == []
+    feed(ledger, MONITOR_EVENT, nocp(1, 1))
+    assert delivered == [value]
+    big = notification(value)
+    feed(ledger, MONITOR_ACL_TX, acl(1, big))
+    feed(ledger, MONITOR_EVENT, nocp(1, 1))
+    assert delivered == [value, value], "an unfragmented frame of that length is whole"
+
+
+def test_ledger_records_the_interval_only_from_an_event_that_carries_it() -> None:
+    ledger = DeliveryLedger(lambda a, v: None, lambda a, v: None)
+    address = bytes([1, 0, 0, 0, 0, 0])
+    complete = bytes([0x01, 0x00]) + struct.pack("<H", 0x40) + bytes([0x01, 0x00]) + address
+    feed(ledger, MONITOR_EVENT, bytes([0x3E, 13]) + complete + b"\x18")  # interval cut off after one byte
+    assert ledger.addresses == {0x40: "00:00:00:00:00:01"} and ledger.intervals_ms == {}
+    feed(ledger, MONITOR_EVENT, bytes([0x3E, 14]) + complete + struct.pack("<H", 24))  # just long enough
+    assert ledger.intervals_ms == {"00:00:00:00:00:01": 30.0}
+    enhanced = bytes([0x0A, 0x00]) + struct.pack("<H", 0x41) + bytes([0x01, 0x00]) + bytes([2, 0, 0, 0, 0, 0])
+    feed(ledger, MONITOR_EVENT, bytes([0x3E, 24]) + enhanced + bytes(12))  # no interval after the RPAs
+    assert ledger.addresses[0x41] == "00:00:00:00:00:02" and "00:00:00:00:00:02" not in ledger.intervals_ms
+
+
+def test_ledger_a_count_for_packets_sent_before_the_monitor_started_delivers_nothing_and_loses_no_place() -> None:
+    delivered: list[bytes] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append(v), lambda a, v: None)
+    feed(ledger, MONITOR_ACL_TX, acl(7, notification(b"first")))
+    feed(ledger, MONITOR_EVENT, nocp(7, 3))  # two more than we saw: older packets
+    feed(ledger, MONITOR_ACL_TX, acl(7, notification(b"second")))
+    assert delivered == [b"first"]
+    feed(ledger, MONITOR_EVENT, nocp(7, 1))
+    assert delivered == [b"first", b"second"]
+
+
+def test_ledger_a_new_connection_on_a_reused_handle_starts_clean() -> None:
+    """Handles are reused: a frame left half-sent by the old link must not swallow the new link's first packet."""
+    delivered: list[tuple[str | None, bytes]] = []
+    ledger = DeliveryLedger(lambda a, v: delivered.append((a, v)), lambda a, v: None)
+    whole = notification(b"x" * 30)
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, whole[:20]))
+    feed(ledger, MONITOR_EVENT, le_connection(0x40, bytes([3, 0, 0, 0, 0, 0])))
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, whole[20:], continuation=True))  # a stray tail: a packet, no value
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, notification(b"new")))
+    feed(ledger, MONITOR_EVENT, nocp(0x40, 2))
+    assert delivered == [("00:00:00:00:00:03", b"new")]
+
+
+def test_the_monitor_thread_feeds_the_ledger_its_controller_s_records_and_survives_a_bad_one(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    from voxkey.transports.bluetooth import delivery
+
+    ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    monkeypatch.setattr(delivery, "open_monitor_socket", lambda: ours)
+    delivered: list[bytes] = []
+    done = threading.Event()
+
+    def on_delivered(address: str | None, value: bytes) -> None:
+        if value == b"poison":
+            raise ValueError("a bug downstream of the ledger")
+        delivered.append(value)
+        if value == b"last":
+            done.set()
+
+    lost: list[list[bytes]] = []
+    closed = threading.Event()
+
+    def on_lost(address: str | None, values: list[bytes]) -> None:
+        lost.append(values)
+        closed.set()
+
+    ledger = DeliveryLedger(on_delivered, on_lost)
+    monitor = delivery.HciMonitor(1, ledger)
+    monitor.start()
+
+    def record(index: int, opcode: int, payload: bytes) -> bytes:
+        return struct.pack("<HHH", opcode, index, len(payload)) + payload
+
+    kernel.send(record(1, 4, acl(5, notification(b"ours"))))
+    kernel.send(record(0, 4, acl(5, notification(b"another controller's"))))
+    kernel.send(b"\x04\x00\x01")  # shorter than a record header
+    kernel.send(b"\x04\x00\x01\x00\x00")
+    kernel.send(record(1, 3, nocp(5, 1)))
+    kernel.send(record(1, 4, acl(5, notification(b"poison"))))
+    kernel.send(record(1, 3, nocp(5, 1)))  # raises inside the thread: logged, and reading goes on
+    kernel.send(record(1, 4, acl(5, notification(b"last"))))
+    kernel.send(record(1, 3, nocp(5, 1)) + b"trailing bytes beyond the record's length")
+    assert done.wait(5), f"the monitor stopped reading: {delivered}"
+    assert delivered == [b"ours", b"last"]
+    assert "could not parse HCI monitor record" in caplog.text
+    kernel.send(record(1, 4, acl(5, notification(b"cut off"))))
+    kernel.send(record(1, 9, b""))  # the controller closed: a record that is only a header
+    assert closed.wait(5), "a header-only record was not read"
+    assert lost == [[b"cut off"]]
+    monitor.close()
+    assert not monitor._thread.is_alive()
+    kernel.close()
+
+
+def test_a_process_that_never_closed_its_ledger_s_monitor_still_exits() -> None:
+    """An error path that skips ``close`` must not leave voxkey hanging at exit on the monitor's reader thread."""
+    import subprocess
+    import sys
+
+    program = (
+        "import socket\n"
+        "from voxkey.transports.bluetooth import delivery\n"
+        "ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+        "delivery.open_monitor_socket = lambda: ours\n"
+        "delivery.HciMonitor(0, delivery.DeliveryLedger(print, print)).start()\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", program], timeout=20, capture_output=True, text=True, check=False)
+    assert finished.returncode == 0, finished.stderr
+    # a hang would raise TimeoutExpired above
+
+
 # ----------------------------------------------------------------------------- pacing and replay
 
 
@@ -477,7 +717,7 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
     def drop_then_restore() -> None:
         # The link dies with reports in flight: the host never gets the ones after this point. Waiting for
         # a moment with some in flight (the host may have caught up) keeps the scenario the same every run.
-        while True:
+        while not stop.is_set():
             with link.pacer.condition:
                 if len(host_has) >= 300 and received[0] < len(radio.sent):
                     radio.connected = False
@@ -485,6 +725,8 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
                     received[0] = len(radio.sent)  # in the same step, however late the host thread runs next
                     break
             time.sleep(0.0005)
+        else:
+            return  # typing ended without a drop: the check on `dropped` fails the test
         dropped.set()
         time.sleep(0.05)
         radio.host_back()
@@ -501,13 +743,17 @@ def test_a_dropped_link_mid_text_still_types_everything_exactly_once() -> None:
                     received[0] += 1
             time.sleep(0.0002)
 
-    threads = [threading.Thread(target=slow_host), threading.Thread(target=drop_then_restore)]
+    # Daemon threads, stopped in any case: a failing assertion must fail the test, not leave the host thread
+    # running so that pytest never exits (a mutation run hung on exactly that).
+    threads = [threading.Thread(target=slow_host, daemon=True), threading.Thread(target=drop_then_restore, daemon=True)]
     for thread in threads:
         thread.start()
-    keyboard = Keyboard(link, US, host_wait_s=10)
-    keyboard.type(text)
-    assert link.drain(5)
-    stop.set()
+    try:
+        keyboard = Keyboard(link, US, host_wait_s=10)
+        keyboard.type(text)
+        assert link.drain(5)
+    finally:
+        stop.set()
     for thread in threads:
         thread.join(30)
         assert not thread.is_alive(), f"{thread.name} still runs"
@@ -577,6 +823,168 @@ def test_pacer_ignores_other_hosts_and_out_of_order_values() -> None:
     assert list(pacer.outstanding) == [b"b"]
     pacer.lost("11:22:33:44:55:66")
     assert list(pacer.replay) == []
+
+
+def test_pacer_counts_each_acknowledged_report_once_from_its_host_or_an_unknown_link() -> None:
+    """None is a connection made before the monitor started; before the first key no host address is known."""
+    pacer = ReportPacer(window=4)
+    pacer.delivered(None, b"nothing in flight")  # an acknowledgement for nothing we wrote: no error, no count
+    pacer.outstanding.extend([b"a", b"b", b"c"])
+    pacer.delivered("11:22:33:44:55:66", b"a")  # any host counts while none is known
+    pacer.host_address = "AA:BB:CC:DD:EE:FF"
+    pacer.delivered(None, b"b")
+    pacer.delivered("11:22:33:44:55:66", b"c")
+    assert (list(pacer.outstanding), pacer.delivered_reports) == ([b"c"], 2)
+
+
+def test_a_drop_puts_the_reports_in_flight_before_those_still_waiting_from_an_earlier_drop() -> None:
+    """Replaying after a first drop, the link drops again: what was in flight was older than what still waits."""
+    pacer = ReportPacer(window=4)
+    pacer.host_address = "AA:BB:CC:DD:EE:FF"
+    pacer.replay.extend([b"r3", b"r4"])
+    pacer.outstanding.extend([b"r1", b"r2"])
+    before = time.monotonic()
+    pacer.lost("aa:bb:cc:dd:ee:ff")
+    assert list(pacer.replay) == [b"r1", b"r2", b"r3", b"r4"] and not pacer.outstanding
+    assert before <= pacer.lost_at <= time.monotonic(), "the link waits for a connection newer than this"
+    pacer.lost(None)  # a loss with nothing in flight changes no order
+    assert list(pacer.replay) == [b"r1", b"r2", b"r3", b"r4"]
+
+
+@pytest.mark.parametrize("event", ["delivered", "lost"])
+def test_the_pacer_wakes_a_writer_waiting_for_room_as_soon_as_the_host_answers(event: str) -> None:
+    pacer = ReportPacer(window=1)
+    pacer.outstanding.append(b"a")
+    waiting, woken = threading.Event(), []
+
+    def writer() -> None:
+        with pacer.condition:
+            waiting.set()
+            woken.append(pacer.condition.wait(10))  # False only if nobody notified
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert waiting.wait(10)
+    if event == "delivered":
+        pacer.delivered(None, b"a")
+    else:
+        pacer.lost(None)
+    thread.join(15)
+    assert woken == [True]
+
+
+def test_release_all_lifts_a_held_key_once_and_only_to_a_host_that_is_there() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    press = encode("a", US)[0]
+    link.release_all()
+    assert radio.sent == [], "nothing was pressed"
+    link.send(press, deadline=None)
+    link.release_all()
+    link.release_all()
+    assert radio.sent == [press, RELEASE_ALL], "one release, not one per call"
+    link.send(press, deadline=None)
+    radio.connected = False
+    link.release_all()  # no host: the host's own disconnect released the key
+    assert radio.sent == [press, RELEASE_ALL, press]
+    radio.host_back()
+    link.pacer.lost("AA:BB:CC:DD:EE:FF")  # the controller saw this connection drop already
+    link.release_all()
+    assert radio.sent == [press, RELEASE_ALL, press]
+
+
+def test_release_all_is_best_effort_when_the_radio_fails() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    link.send(encode("a", US)[0], deadline=None)
+
+    def fail(report: bytes) -> None:
+        raise BluetoothError("BlueZ went away")
+
+    radio.notify_input = fail  # type: ignore[method-assign]
+    link.release_all()  # does not raise: it runs while closing, after errors
+
+
+def test_drain_says_whether_the_host_acknowledged_everything_in_time_and_replays_first() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    reports = encode("ab", US)
+    for report in reports:
+        link.send(report, deadline=None)
+    assert link.drain(0.1) is False
+    for report in reports[:3]:
+        link.pacer.delivered(None, report)
+    radio.connected = False
+    link.pacer.lost(None)
+    assert link.drain(0.1) is False, "the lost report waits for a host"
+    radio.host_back()
+
+    def acknowledge() -> None:
+        while not radio.sent[4:]:
+            time.sleep(0.01)
+        link.pacer.delivered(None, radio.sent[4])
+
+    helper = threading.Thread(target=acknowledge, daemon=True)
+    helper.start()
+    assert link.drain(5) is True
+    helper.join(5)
+    assert radio.sent == [*reports, reports[3]], "drain wrote the lost report again"
+
+
+def test_close_waits_for_acknowledgements_and_stops_only_a_keyboard_it_owns(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from voxkey.transports.bluetooth import link as link_module
+
+    monkeypatch.setattr(link_module, "CLOSE_DRAIN_S", 0.1)
+    closed: list[bool] = []
+    radio = FakeRadio()
+    radio.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    borrowed = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    borrowed.send(RELEASE_ALL, deadline=None)
+    borrowed.close()
+    assert closed == []
+    assert "1 key reports not acknowledged by the host at close" in caplog.text
+    owner = BluetoothLink(radio, window=8, owns_peripheral=True)  # type: ignore[arg-type]
+    caplog.clear()
+    owner.close()
+    assert closed == [True] and "not acknowledged" not in caplog.text
+
+
+def test_the_connection_interval_is_the_current_host_s_as_its_controller_reported_it() -> None:
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=8)  # type: ignore[arg-type]
+    assert link.connection_interval_ms() is None, "no delivery tracking"
+    link._ledger = DeliveryLedger(lambda a, v: None, lambda a, v: None)
+    assert link.connection_interval_ms() is None, "no host yet"
+    link._ledger.intervals_ms["AA:BB:CC:DD:EE:FF"] = 30.0
+    link.pacer.host_address = "aa:bb:cc:dd:ee:ff"
+    assert link.connection_interval_ms() == 30.0
+
+
+def test_an_acknowledgement_out_of_order_never_frees_the_report_waiting_at_the_head() -> None:
+    pacer = ReportPacer(window=4)
+    pacer.outstanding.extend([b"\x05", b"\x01"])
+    pacer.delivered(None, b"\x01")  # sorts before the head: still not the head
+    pacer.delivered(None, b"\x09")  # sorts after it
+    assert list(pacer.outstanding) == [b"\x05", b"\x01"] and pacer.delivered_reports == 0
+
+
+def test_a_writer_waits_for_room_until_its_deadline_not_less() -> None:
+    """The host acknowledges 0.1 s into a 0.9 s deadline: the key goes out instead of an error."""
+    radio = FakeRadio()
+    link = BluetoothLink(radio, window=1)  # type: ignore[arg-type]
+    link.send(encode("a", US)[0], deadline=None)
+
+    def acknowledge() -> None:
+        time.sleep(0.1)
+        link.pacer.delivered(None, radio.sent[0])
+
+    helper = threading.Thread(target=acknowledge, daemon=True)
+    helper.start()
+    link.send(RELEASE_ALL, deadline=time.monotonic() + 0.9)
+    helper.join(5)
+    assert radio.sent[-1] == RELEASE_ALL
 
 
 # ----------------------------------------------------------------------------- command line
