@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from voxkey.transports.bluetooth.adapter import AdapterSession
 from voxkey.transports.bluetooth.advertising import Advertiser
@@ -23,30 +24,21 @@ from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothSta
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class PolicyEnforcer:
     """Looks at the mirrored devices after every change and makes BlueZ match what the policy decides."""
 
-    def __init__(
-        self,
-        settings: BluetoothSettings,
-        session: AdapterSession,
-        mirror: DeviceMirror,
-        pairing: PairingMode,
-        advertiser: Advertiser,
-        subscribed: Callable[[], bool],
-        decided: Callable[[BluetoothState], None],
-    ) -> None:
-        self.settings = settings
-        self.session = session
-        self.mirror = mirror
-        self.pairing = pairing
-        self.advertiser = advertiser
-        self.subscribed = subscribed
-        """Whether a host subscribed to the key input report (read from the GATT application)."""
-        self.decided = decided
-        """Told the state after every evaluation (the peripheral shows it and wakes its listeners)."""
-        self._evaluating: asyncio.Lock | None = None
-        """Made on first use: a lock belongs to the loop it was first awaited on."""
+    settings: BluetoothSettings
+    session: AdapterSession
+    mirror: DeviceMirror
+    pairing: PairingMode
+    advertiser: Advertiser
+    subscribed: Callable[[], bool]
+    """Whether a host subscribed to the key input report (read from the GATT application)."""
+    decided: Callable[[BluetoothState], None]
+    """Told the state after every evaluation (the peripheral shows it and wakes its listeners)."""
+    _evaluating: asyncio.Lock | None = field(default=None, init=False)
+    """Made on first use: a lock belongs to the loop it was first awaited on."""
 
     def decide(self, devices: list[DeviceView]) -> Decision:
         return decide(

@@ -62,6 +62,7 @@ class PairingWindow:
         )
 
 
+@dataclass
 class PairingMode:
     """Whether voxkey is pairing now, and the window, timer and waiting caller of the current period.
 
@@ -71,24 +72,17 @@ class PairingMode:
     the policy's business; ``reevaluate`` is how a change here reaches it.
     """
 
-    def __init__(
-        self,
-        session: AdapterSession,
-        runner: LoopThread,
-        reevaluate: Callable[[], Coroutine[Any, Any, None]],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.session = session
-        self.runner = runner
-        self.reevaluate = reevaluate
-        self.clock = clock
-        """What the window is timed by (tests pass a fake one)."""
-        self.active = False
-        """Pairing mode is on: the adapter is pairable and the agent accepts new hosts."""
-        self.window: PairingWindow | None = None
-        """The current period, or the last one once it ended (its failed attempts stay readable)."""
-        self._timer: asyncio.TimerHandle | None = None
-        self._result: concurrent.futures.Future[str | None] | None = None
+    session: AdapterSession
+    runner: LoopThread
+    reevaluate: Callable[[], Coroutine[Any, Any, None]]
+    clock: Callable[[], float] = time.monotonic
+    """What the window is timed by (tests pass a fake one)."""
+    active: bool = field(default=False, init=False)
+    """Pairing mode is on: the adapter is pairable and the agent accepts new hosts."""
+    window: PairingWindow | None = field(default=None, init=False)
+    """The current period, or the last one once it ended (its failed attempts stay readable)."""
+    _timer: asyncio.TimerHandle | None = field(default=None, init=False)
+    _result: concurrent.futures.Future[str | None] | None = field(default=None, init=False)
 
     async def open(self, timeout_s: float) -> concurrent.futures.Future[str | None]:
         """Make the adapter pairable and start the window; the future resolves to the bonded address or None.

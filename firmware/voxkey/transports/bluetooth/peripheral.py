@@ -118,22 +118,8 @@ class BluetoothPeripheral:
 
     @property
     def pairing(self) -> bool:
+        """Pairing mode is on (a plain flag, so any thread may read it)."""
         return self.pairing_mode.active
-
-    @property
-    def pairing_window(self) -> PairingWindow | None:
-        """The current or last pairing window (``pairing``), for its failed attempts."""
-        return self.pairing_mode.window
-
-    @property
-    def devices(self) -> dict[str, DeviceView]:
-        """BlueZ's devices on our adapter by object path (``mirror``); hold ``mirror.lock`` to iterate."""
-        return self.mirror.devices
-
-    @property
-    def host_arrived_at(self) -> float:
-        """``time.monotonic()`` when a host last subscribed or (re)attached: the link lets it settle first."""
-        return self.mirror.host_arrived_at
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """``listener()`` runs (on the D-Bus thread) whenever hosts, subscriptions or LEDs change."""
@@ -167,12 +153,22 @@ class BluetoothPeripheral:
         """Where the passkey a host shows comes from (``bluetooth.pairing: passkey``); see ``agent``."""
         self.agent.passkey_source = source
 
+    @property
+    def pairing_window(self) -> PairingWindow | None:
+        """The current or last pairing window (``pairing``), for its failed attempts."""
+        return self.pairing_mode.window
+
     def ready_host(self) -> DeviceView | None:
         """The bonded, connected host that subscribed to key reports, if there is one."""
         with self.mirror.lock:
             if not self.session.registered:
                 return None
             return self.enforcer.decide(list(self.mirror.devices.values())).ready
+
+    @property
+    def host_arrived_at(self) -> float:
+        """``time.monotonic()`` when a host last subscribed or (re)attached: the link lets it settle first."""
+        return self.mirror.host_arrived_at
 
     def notify_input(self, report: bytes) -> None:
         """Queue one key report for the subscribed host (delivery is tracked by the link)."""
@@ -185,6 +181,11 @@ class BluetoothPeripheral:
 
     def notify_consumer(self, usage: int) -> None:
         self.runner.call_soon(self.app.consumer_input.notify, consumer_report(usage))
+
+    @property
+    def devices(self) -> dict[str, DeviceView]:
+        """BlueZ's devices on our adapter by object path (``mirror``); hold ``mirror.lock`` to iterate."""
+        return self.mirror.devices
 
     def hosts(self) -> list[DeviceView]:
         with self.mirror.lock:
