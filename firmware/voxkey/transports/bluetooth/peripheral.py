@@ -82,17 +82,17 @@ class BluetoothPeripheral:
             ),
             battery_level=settings.battery_level,
         )
+        self.pairing_mode = PairingMode(self.session, self.runner, lambda: self.enforcer.evaluate(), clock)
+        self.advertiser = Advertiser(self.session, settings.name)
         self.mirror = DeviceMirror(
             self.adapter_path,
             MirrorEvents(
                 changed=lambda: self._spawn(self.enforcer.evaluate()),
                 powered=lambda powered: self._spawn(self.enforcer.adapter_powered(powered)),
                 bluez_present=lambda present: self._spawn(self._bluez_owner_changed(present)),
-                pairing_aborted=lambda host, why: self.pairing_mode.attempt_failed(host, why),
+                pairing_aborted=self.pairing_mode.attempt_failed,
             ),
         )
-        self.pairing_mode = PairingMode(self.session, self.runner, lambda: self.enforcer.evaluate(), clock)
-        self.advertiser = Advertiser(self.session, settings.name)
         self.enforcer = PolicyEnforcer(
             settings,
             self.session,
