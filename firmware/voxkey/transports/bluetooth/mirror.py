@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
 
 from voxkey.transports.bluetooth import bluez
 from voxkey.transports.bluetooth.devices import DeviceView, describe, device_from, unwrap
@@ -59,6 +60,24 @@ class DeviceMirror:
         """``time.monotonic()`` when a host last subscribed or (re)attached: the link lets it settle first."""
         self._told_unsupported: set[str] = set()
         """Device paths whose unusable stack was logged during their current connection (loop thread only)."""
+
+    async def subscribe(self, bus: MessageBus) -> None:
+        """Read every message on ``bus`` from now on, and ask the bus daemon for BlueZ's signals (``MATCH_RULES``).
+
+        The handler goes first, so no signal that a rule brings in is missed.
+        """
+        bus.add_message_handler(self.on_message)
+        for rule in MATCH_RULES:
+            await bus.call(
+                Message(
+                    destination="org.freedesktop.DBus",
+                    path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus",
+                    member="AddMatch",
+                    signature="s",
+                    body=[rule],
+                )
+            )
 
     def load(self, objects: dict[str, dict[str, dict[str, Any]]]) -> None:
         """Replace the table with the devices on our adapter among ``bluez.managed_objects``' answer."""

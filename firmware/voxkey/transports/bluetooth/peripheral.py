@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from dbus_fast import DBusError, Message, Variant
+from dbus_fast import DBusError, Variant
 
 from voxkey.errors import BluetoothError
 from voxkey.transports.bluetooth import bluez
@@ -41,7 +41,7 @@ from voxkey.transports.bluetooth.devices import DeviceView
 from voxkey.transports.bluetooth.enforcer import PolicyEnforcer
 from voxkey.transports.bluetooth.gatt import GattCallbacks, HidApplication, consumer_report
 from voxkey.transports.bluetooth.loop_thread import LoopThread
-from voxkey.transports.bluetooth.mirror import MATCH_RULES, DeviceMirror, MirrorEvents
+from voxkey.transports.bluetooth.mirror import DeviceMirror, MirrorEvents
 from voxkey.transports.bluetooth.pairing import PairingMode, PairingWindow
 from voxkey.transports.bluetooth.settings import BluetoothSettings, BluetoothState
 
@@ -213,18 +213,7 @@ class BluetoothPeripheral:
     async def _connect(self) -> None:
         bus = self.session.bus = await bluez.connect_system_bus()
         bus.add_message_handler(self.advertiser.answer_object_manager)
-        bus.add_message_handler(self.mirror.on_message)
-        for rule in MATCH_RULES:
-            await bus.call(
-                Message(
-                    destination="org.freedesktop.DBus",
-                    path="/org/freedesktop/DBus",
-                    interface="org.freedesktop.DBus",
-                    member="AddMatch",
-                    signature="s",
-                    body=[rule],
-                )
-            )
+        await self.mirror.subscribe(bus)
         self.app.export(bus)
         bus.export(AGENT_PATH, self.agent)
         await self._register_with_bluez()
