@@ -222,6 +222,52 @@ def test_advertisement_is_a_connectable_keyboard_with_the_hid_uuid() -> None:
     assert props["Discoverable"].value is False
 
 
+def test_bluez_reading_the_advertisement_gets_the_object_itself_while_and_after_it_registers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bluetoothd asks ``GetManagedObjects`` on the advertisement's path inside ``RegisterAdvertisement``;
+    an answer without the object itself made it advertise an empty, non-connectable set."""
+    import asyncio
+
+    from dbus_fast import Message, MessageType
+
+    from voxkey.transports.bluetooth.adapter import AdapterSession
+    from voxkey.transports.bluetooth.advertising import Advertiser
+    from voxkey.transports.bluetooth.mirror import DeviceMirror, MirrorEvents
+
+    def get_managed_objects(path: str) -> Message:
+        return Message(path=path, interface=bluez.OBJECT_MANAGER, member="GetManagedObjects", serial=7)
+
+    session = AdapterSession("hci0", powered=True)
+    advertiser = Advertiser(session, "voxkey")
+    answers: list[Message | None] = []
+
+    async def bluez_call(bus: object, path: str, interface: str, member: str, *args: object) -> list[object]:
+        if member == "RegisterAdvertisement":
+            answers.append(advertiser.answer_object_manager(get_managed_objects("/org/voxkey/advertisement0")))
+        return []
+
+    class Bus:
+        def export(self, path: str, interface: object) -> None: ...
+        def unexport(self, path: str, interface: object) -> None: ...
+
+    monkeypatch.setattr(bluez, "call", bluez_call)
+    assert advertiser.answer_object_manager(get_managed_objects("/org/voxkey/advertisement0")) is None
+    session.bus = Bus()  # type: ignore[assignment]
+    asyncio.run(advertiser.set(True))
+    answers.append(advertiser.answer_object_manager(get_managed_objects("/org/voxkey/advertisement0")))
+    for answer in answers:
+        assert answer is not None and answer.message_type == MessageType.METHOD_RETURN and answer.reply_serial == 7
+        [objects] = answer.body
+        props = objects["/org/voxkey/advertisement0"][bluez.ADVERTISEMENT]
+        assert props["Discoverable"].value is True and props["LocalName"].value == "voxkey"
+    assert len(answers) == 2
+    assert advertiser.answer_object_manager(get_managed_objects("/org/voxkey/hid")) is None  # dbus-fast answers
+    # The mirror, the bus's other handler, leaves method calls alone (it returns nothing for anything).
+    mirror = DeviceMirror(session.path, MirrorEvents(*(lambda *a: pytest.fail("no event") for _ in range(4))))
+    assert mirror.on_message(get_managed_objects("/org/voxkey/advertisement0")) is None  # type: ignore[func-returns-value]
+
+
 def test_agent_accepts_pairing_only_in_pairing_mode() -> None:
     pairing = False
     agent = PairingAgent("/agent", lambda: pairing, lambda device: device == "/known")
@@ -1038,10 +1084,10 @@ def test_the_host_pairing_now_may_read_before_its_bond_is_reported_but_only_in_p
     path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
     peripheral.devices[path] = DeviceView(path, address="AA:BB:CC:DD:EE:FF", connected=True)
     assert not peripheral.host_allowed(path)
-    peripheral._pairing = True
+    peripheral.pairing_mode.active = True
     assert peripheral.host_allowed(path)
     assert not peripheral.host_allowed("/org/bluez/hci0/dev_11_22_33_44_55_66")
-    peripheral._pairing = False
+    peripheral.pairing_mode.active = False
     peripheral.devices[path].update({"Paired": True, "Bonded": True, "Trusted": True})
     assert peripheral.host_allowed(path)
 
@@ -1068,7 +1114,7 @@ def test_a_host_is_ready_only_once_its_att_bearer_is_up_and_then_settles_again()
     from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral
 
     peripheral = BluetoothPeripheral(BluetoothSettings(name="t"))
-    peripheral._registered = True
+    peripheral.session.registered = True
     peripheral.app.keyboard_input.notifying = True
     path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
     peripheral.devices[path] = DeviceView(path, address="AA:BB:CC:DD:EE:FF", paired=True, trusted=True)
@@ -1085,7 +1131,7 @@ def test_a_host_is_ready_only_once_its_att_bearer_is_up_and_then_settles_again()
         )
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(peripheral, "_spawn", lambda coroutine: coroutine.close())
-            peripheral._on_message(message)
+            peripheral.mirror.on_message(message)
 
     changed(Connected=True)
     assert peripheral.ready_host() is None
@@ -1120,7 +1166,8 @@ def test_the_advertisement_is_registered_again_when_the_radio_comes_back(monkeyp
 
     monkeypatch.setattr(module.bluez, "call", bluez_call)
     peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
-    peripheral._bus, peripheral._registered, peripheral._powered = Bus(), True, True  # type: ignore[assignment]
+    peripheral.session.bus, peripheral.session.registered = Bus(), True  # type: ignore[assignment]
+    peripheral.session.powered = True
 
     def adapter_powered(powered: bool) -> list[object]:
         spawned: list[object] = []
@@ -1134,11 +1181,11 @@ def test_the_advertisement_is_registered_again_when_the_radio_comes_back(monkeyp
         )
         monkeypatch.setattr(peripheral, "_spawn", spawned.append)
         radio_on[0] = powered
-        peripheral._on_message(message)
+        peripheral.mirror.on_message(message)
         return spawned
 
     async def scenario() -> None:
-        await peripheral._evaluate()  # no host connected: advertise for bonded hosts
+        await peripheral.enforcer.evaluate()  # no host connected: advertise for bonded hosts
         assert calls == ["RegisterAdvertisement"]
         for coroutine in adapter_powered(False):
             await coroutine  # type: ignore[misc]
@@ -1226,25 +1273,26 @@ def test_the_peripheral_logs_an_unusable_host_once_per_connection(
 
     monkeypatch.setattr(module.bluez, "call", bluez_call)
     peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
-    peripheral._bus, peripheral._registered, peripheral._powered = Bus(), True, True  # type: ignore[assignment]
+    peripheral.session.bus, peripheral.session.registered = Bus(), True  # type: ignore[assignment]
+    peripheral.session.powered = True
     path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
     host = DeviceView(path, address="AA:BB:CC:DD:EE:FF", name="laptop", connected=True, paired=True, trusted=True)
     peripheral.devices[path] = host
-    caplog.set_level(logging.ERROR, logger=module.__name__)
+    caplog.set_level(logging.ERROR, logger="voxkey.transports.bluetooth.mirror")
 
     def unusable_lines() -> int:
         return sum("AA:BB:CC:DD:EE:FF (laptop): the host runs BlueZ 5.66" in r.getMessage() for r in caplog.records)
 
-    asyncio.run(peripheral._evaluate_locked())
+    asyncio.run(peripheral.enforcer.evaluate_locked())
     assert unusable_lines() == 0
     host.update({"Modalias": DEBIAN_12_HOST})
-    asyncio.run(peripheral._evaluate_locked())
-    asyncio.run(peripheral._evaluate_locked())
+    asyncio.run(peripheral.enforcer.evaluate_locked())
+    asyncio.run(peripheral.enforcer.evaluate_locked())
     assert unusable_lines() == 1
     host.update({"Connected": False})
-    asyncio.run(peripheral._evaluate_locked())
+    asyncio.run(peripheral.enforcer.evaluate_locked())
     host.update({"Connected": True})
-    asyncio.run(peripheral._evaluate_locked())
+    asyncio.run(peripheral.enforcer.evaluate_locked())
     assert unusable_lines() == 2
 
 
@@ -1330,8 +1378,8 @@ class PairingHarness:
         monkeypatch.setattr(module.bluez, "set_property", set_property)
         self.clock = FakeClock()
         self.peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"), clock=self.clock)
-        self.peripheral._bus, self.peripheral._registered = Bus(), True  # type: ignore[assignment]
-        self.peripheral._powered = True
+        self.peripheral.session.bus, self.peripheral.session.registered = Bus(), True  # type: ignore[assignment]
+        self.peripheral.session.powered = True
         self.path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
         self.host = DeviceView(self.path, address="AA:BB:CC:DD:EE:FF")
         self.peripheral.devices[self.path] = self.host
@@ -1340,7 +1388,7 @@ class PairingHarness:
         from dbus_fast import Message, MessageType
 
         body = [bluez.DEVICE, {key: Variant("b", value) for key, value in props.items()}, []]
-        self.peripheral._on_message(
+        self.peripheral.mirror.on_message(
             Message(
                 message_type=MessageType.SIGNAL,
                 path=self.path,
@@ -1409,12 +1457,12 @@ def test_the_pairing_window_closes_at_its_timeout_and_drops_a_host_that_did_not_
         harness.host_says(Connected=True)
         await _settle()
         harness.clock.now += 119
-        peripheral._pairing_deadline()  # a timer that fires early (another clock) changes nothing
+        peripheral.pairing_mode.deadline()  # a timer that fires early (another clock) changes nothing
         await _settle()
         assert peripheral.pairing
         assert not any(member == "Disconnect" for member, _, _ in harness.calls)
         harness.clock.now += 1
-        peripheral._pairing_deadline()
+        peripheral.pairing_mode.deadline()
         return await asyncio.wait_for(pairing, 5)
 
     assert asyncio.run(scenario()) is None

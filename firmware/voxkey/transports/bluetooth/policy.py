@@ -1,7 +1,7 @@
 """Who may stay connected, whether to advertise, and what the LEDs say: the keyboard's rules, without BlueZ.
 
-``BluetoothPeripheral`` mirrors BlueZ's devices and calls ``decide`` on every
-change; carrying out the decision (D-Bus calls) is its job. Keeping the rules
+``PolicyEnforcer`` (``enforcer``) calls ``decide`` on every change to the
+mirrored devices and carries out the decision over D-Bus. Keeping the rules
 pure lets them be tested as a table, with no bus, loop or thread.
 """
 
