@@ -83,7 +83,8 @@ def test_sigterm_with_the_host_gone_does_not_wait_for_it(
     h = Harness(make_config("hold", host_wait_s=120.0), engine, pins, room, link=link)
     try:
         h.speak(SPEECH_S)
-        h.wait_for(lambda: h.daemon.pipeline.typing and h.daemon._waiting_for_host, 120)  # typing waits for the host
+        # typing waits for the host
+        h.wait_for(lambda: h.daemon.pipeline.typing and h.daemon.hosts.waiting_for_host, 120)
         with caplog.at_level(logging.WARNING, logger="voxkey.typist"):
             elapsed = sigterm_and_time_exit(h, 10.0)
         print(f"SIGTERM with the host gone: exit {elapsed:.2f} s after the signal")

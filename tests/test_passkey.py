@@ -70,7 +70,7 @@ def test_the_spoken_code_goes_to_bluez_and_never_to_the_host(
     h.speak(held)
     h.wait_for(lambda: LightState.CODE_RETRY in h.history(), 120)
     h.wait_for(lambda: h.light_state() is LightState.SAY_CODE, 10)
-    assert not future.done() and h.daemon.passkey.misheard == 1
+    assert not future.done() and h.daemon.hosts.passkey.misheard == 1
     time.sleep(h.daemon.config.button.double_press_s + 0.1)  # a press sooner after the release would cancel it
     assert pairing.calls == ["start"], "the press recorded the code instead of leaving pairing mode"
 

@@ -515,3 +515,10 @@ class MicrophoneSource(AudioSource):
             except Exception as exc:  # a vanished device may fail to close; nothing left to release
                 log.debug("closing the input stream failed: %s", exc)
         self.buffer.stop(post_roll=False)
+
+
+def open_audio_source(settings: AudioSettings, wav_file: Path | None = None) -> AudioSource:
+    """The microphone; or, for ``voxkey run --audio-file``, that WAV file played as one press–speak–release."""
+    if wav_file is not None:
+        return WavFileSource(wav_file, settings, realtime=False, auto_listen=True)
+    return MicrophoneSource(settings)

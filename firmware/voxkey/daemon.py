@@ -35,40 +35,30 @@ from typing import TextIO
 
 from voxkey import config as config_module
 from voxkey.asr import PhraseTranscriber
-from voxkey.audio import AudioSource, MicrophoneSource, WavFileSource
+from voxkey.audio import AudioSource, open_audio_source
 from voxkey.capture import Recorder, RecordingEnded, SilenceReached
 from voxkey.clock import MONOTONIC, Clock
 from voxkey.config import Config
 from voxkey.display import StatusDisplay
-from voxkey.errors import AudioError, ConfigError, VoxkeyError
+from voxkey.errors import AudioError, ConfigError
 from voxkey.gestures import Act, Cancel, GestureInterpreter, Intent, Situation, Start, Stop
+from voxkey.host_session import HostSession
 from voxkey.memory import limit_heap_growth
 from voxkey.notify import SystemdNotifier
-from voxkey.passkey import PasskeyEntry, PasskeyWanted, PasskeyWithdrawn, SpokenPasskey
+from voxkey.passkey import PasskeyWanted, PasskeyWithdrawn
 from voxkey.pipeline import Feedback, PhraseReady, Pipeline, Transcribed
+from voxkey.reload import ReloadPlan
 from voxkey.remote.engine import RemoteEngine, build_engine
 from voxkey.status import Counters, Snapshot, light_state
 from voxkey.transports.base import Keyboard
-from voxkey.transports.host import Links, PairingEnded, PairingMode
-from voxkey.typist import OutputDone, Typist
+from voxkey.transports.host import Links, PairingEnded
+from voxkey.typist import HostWaiting, OutputDone, TextHeld, Typist
 from voxkey.ui import ButtonEdge, Buttons, LightState, StatusLight, open_buttons
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.5
 """Longest sleep of the main loop: bounds watchdog pings and timer lateness."""
-
-
-@dataclass(frozen=True)
-class HostWaiting:
-    waiting: bool
-
-
-@dataclass(frozen=True)
-class TextHeld:
-    """Kept text started (or stopped) waiting for the user's tap (``voxkey.kept``)."""
-
-    held: bool
 
 
 @dataclass(frozen=True)
@@ -153,20 +143,17 @@ class Daemon:
         self._own_engine = engine is None
         self.gestures = GestureInterpreter(config.button, clock, config.audio.min_recording_ms / 1000)
         self.typist = Typist(config, self.events.put, clock, lambda held: self.events.put(TextHeld(held)))
-        self.pairing = PairingMode(self.events.put)
-        self.passkey = SpokenPasskey(self.events.put)
-        recorder = Recorder(config, audio_factory or self._default_audio, self.events.put)
+        default_audio = lambda: open_audio_source(self.config.audio, self.options.audio_file)  # noqa: E731 (reload)
+        recorder = Recorder(config, audio_factory or default_audio, self.events.put)
         self.display = StatusDisplay(self.notifier, clock, self.counters)
+        self.hosts = HostSession(self.events.put, self.typist.kept, self.display, self.counters)
         feedback = Feedback(flash=self.display.flash, show_error=self.display.show_error)
         self.pipeline = Pipeline(config, recorder, self.typist, self.counters, self.events.put, feedback)
-        self.pipeline.on_code = self._code_heard
+        self.pipeline.on_code = self.hosts.code_heard
         self._buttons: Buttons | None = None
-        self._waiting_for_host = False
-        self._text_held = False
         self._stopping: str | None = None
         self._reload_requested = False
-        self._next_watchdog = 0.0
-        self._watchdog_s = self.notifier.watchdog_interval_s()
+        self._next_watchdog: float | None = None
 
     @property
     def keyboard(self) -> Keyboard | None:
@@ -204,15 +191,8 @@ class Daemon:
             output = dataclasses.replace(config.output, transport=self.options.output)  # type: ignore[arg-type]
             config = dataclasses.replace(config, output=output)
         links = self._link_factory(config)
-        self.pairing.control = links.pairing
-        if isinstance(links.pairing, PasskeyEntry):
-            links.pairing.set_passkey_source(self.passkey.request)
+        self.hosts.use(links)
         self.typist.open(links.links, lambda waiting: self.events.put(HostWaiting(waiting)))
-
-    def _default_audio(self) -> AudioSource:
-        if self.options.audio_file is not None:
-            return WavFileSource(self.options.audio_file, self.config.audio, realtime=False, auto_listen=True)
-        return MicrophoneSource(self.config.audio)
 
     def _check_microphone(self) -> None:
         """Open the audio source once at start so a missing mic shows at boot, not at the first press."""
@@ -235,9 +215,7 @@ class Daemon:
             self._buttons.close()
             self._buttons = None
         self.pipeline.close()
-        self.passkey.close()
-        if self.pairing.active:
-            self.pairing.stop()
+        self.hosts.close()
         self.typist.close_output()
         if self._engine is not None and self._own_engine:
             self._engine.close()
@@ -260,7 +238,7 @@ class Daemon:
 
     def _loop(self) -> None:
         while True:
-            self._ping_watchdog()
+            self._next_watchdog = self.notifier.keep_alive(self.clock.now())
             if self._stopping and self._idle():
                 log.info("stopped (%s)", self._stopping)
                 return
@@ -289,15 +267,9 @@ class Daemon:
                 wake = min(wake, due_at)
         if self.display.error_until > now:
             wake = min(wake, self.display.error_until)
-        if self._watchdog_s:
+        if self._next_watchdog is not None:
             wake = min(wake, self._next_watchdog)
         return max(0.0, wake - now)
-
-    def _ping_watchdog(self) -> None:
-        now = self.clock.now()
-        if self._watchdog_s and now >= self._next_watchdog:
-            self.notifier.watchdog()
-            self._next_watchdog = now + self._watchdog_s
 
     def _handle(self, event: Event) -> None:
         match event:
@@ -314,18 +286,8 @@ class Daemon:
                 self.pipeline.phrase_ready(event)
             case OutputDone():
                 self.pipeline.output_done(event)
-            case HostWaiting(waiting=waiting):
-                self._waiting_for_host = waiting
-            case TextHeld(held=held):
-                self._text_held = held
-            case PairingEnded():
-                if self.pairing.ended(event) and event.error is not None:
-                    log.error("pairing mode failed: %s", event.error)
-                    self.display.show_error()
-            case PasskeyWanted(request=request):
-                self.passkey.wanted(request)
-            case PasskeyWithdrawn(request=request):
-                self.passkey.withdrawn(request)
+            case HostWaiting() | TextHeld() | PairingEnded() | PasskeyWanted() | PasskeyWithdrawn():
+                self.hosts.handle(event)
             case StopRequested(reason=reason):
                 self._begin_stop(reason)
             case Reload():
@@ -336,26 +298,24 @@ class Daemon:
     # --- gestures: the interpreter's intents, carried out ---------------------------------------
 
     def _situation(self) -> Situation:
-        # While a host waits for the spoken code, a press records it instead of leaving pairing mode.
-        pairing = self.pairing.active and not self.passkey.waiting
         return dataclasses.replace(
             self.pipeline.situation(),
-            pairing=pairing,
+            pairing=self.hosts.pairing_gesture,
             stopping=self._stopping is not None,
-            text_held=self._text_held,
+            text_held=self.hosts.text_held,
         )
 
     def _carry_out(self, intents: list[Intent]) -> None:
         for intent in intents:
             match intent:
                 case Start(at=at):
-                    self.pipeline.start_recording(at, code=self.passkey.waiting)
+                    self.pipeline.start_recording(at, code=self.hosts.passkey.waiting)
                 case Stop(at=at):
                     self.pipeline.stop_recording(at)
                 case Act.ABORT:
                     self.pipeline.abort_recording()
-                case Cancel(why=why) if self._text_held:
-                    self._drop_kept(why)
+                case Cancel(why=why) if self.hosts.text_held:
+                    self.hosts.drop_kept(why)
                 case Cancel(why=why, eject_if_nothing=eject_if_nothing):
                     if not self.pipeline.cancel_latest(why) and eject_if_nothing:
                         self.pipeline.request_eject()
@@ -366,33 +326,13 @@ class Daemon:
                 case Act.EJECT:
                     self.pipeline.request_eject()
                 case Act.PAIR:
-                    self._start_pairing()
+                    self.hosts.start_pairing()
                 case Act.END_PAIRING:
-                    self.pairing.stop()
+                    self.hosts.pairing.stop()
                 case Act.TYPE_KEPT:
-                    if self.typist.kept.accept():
-                        log.info("tap: typing the kept text into the host that is there")
+                    self.hosts.type_kept()
                 case Act.DROP_KEPT:
-                    self._drop_kept("double press")
-
-    def _drop_kept(self, why: str) -> None:
-        if self.typist.kept.drop(why):
-            self.counters.cancelled += 1
-            self.display.flash(LightState.CANCELLED)
-
-    def _code_heard(self, text: str) -> None:
-        """A code recording was transcribed: the agent answers BlueZ, or the user hears "say it again"."""
-        if not self.passkey.heard(text):
-            self.display.flash(LightState.CODE_RETRY)
-
-    def _start_pairing(self) -> None:
-        try:
-            self.pairing.start()
-        except VoxkeyError as exc:
-            log.error("%s", exc)
-            self.display.show_error()
-            return
-        self.counters.pairing += 1
+                    self.hosts.drop_kept("double press")
 
     # --- stop and reload ------------------------------------------------------------------------
 
@@ -401,15 +341,13 @@ class Daemon:
             return
         log.info("stopping (%s): finishing what is in flight", reason)
         self._stopping = reason
-        self.typist.kept.stop()  # text waiting for a host is logged, not waited for (systemd's stop timeout)
+        self.hosts.stop()  # kept text is logged, not waited for (systemd's stop timeout); pairing mode ends
         self.notifier.stopping()
         if self._buttons is not None:
             self._buttons.close()
             self._buttons = None
         if self.pipeline.listening():
             self.pipeline.stop_recording(self.clock.now())
-        if self.pairing.active:
-            self.pairing.stop()
 
     def _apply_reload(self) -> None:
         self._reload_requested = False
@@ -421,24 +359,24 @@ class Daemon:
             self.display.show_error()
             self.notifier.ready(self.display.text(self._display_state()))
             return
-        old = self.config
+        plan = ReloadPlan.between(self.config, new)
         self.config = self.typist.config = self.pipeline.config = self.pipeline.recorder.config = new
         self.gestures.settings, self.gestures.min_recording_s = new.button, new.audio.min_recording_ms / 1000
-        if new.asr != old.asr and self._own_engine:
+        if plan.engine and self._own_engine:
             log.info("reloading the speech model")
             engine, self._engine = self._engine, build_engine(new.asr)
             self.pipeline.engine = self._engine
             if engine is not None:
                 engine.close()
-        if new.output != old.output or new.usb != old.usb or new.bluetooth != old.bluetooth:
+        if plan.output:
             self.typist.close_output()
             self._open_output()
-        if new.leds != old.leds and self.display.light is not None:
+        if plan.light and self.display.light is not None:
             self.display.open(new.leds, self._display_state())
-        if new.button != old.button and self._buttons is not None:
+        if plan.buttons and self._buttons is not None:
             self._buttons.close()
             self._buttons = self._buttons_factory(self)
-        if new.dictation.keep_microphone_open != old.dictation.keep_microphone_open or new.audio != old.audio:
+        if plan.microphone:
             self.pipeline.recorder.close()
             if new.dictation.keep_microphone_open:
                 self._check_microphone()
@@ -450,10 +388,10 @@ class Daemon:
     def _display_state(self) -> LightState:
         snapshot = Snapshot(
             listening=self.pipeline.listening(),
-            pairing=self.pairing.active,
-            passkey_wanted=self.passkey.waiting,
-            waiting_for_host=self._waiting_for_host,
-            text_held=self._text_held,
+            pairing=self.hosts.pairing.active,
+            passkey_wanted=self.hosts.passkey.waiting,
+            waiting_for_host=self.hosts.waiting_for_host,
+            text_held=self.hosts.text_held,
             typing=self.pipeline.typing,
             in_flight=self.pipeline.in_flight(),
             speech_server_down=isinstance(self._engine, RemoteEngine) and not self._engine.health.up,

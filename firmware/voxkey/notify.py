@@ -23,6 +23,7 @@ class SystemdNotifier:
         self.address = socket_path if socket_path is not None else os.environ.get("NOTIFY_SOCKET", "")
         self._socket: socket.socket | None = None
         self._last_status = ""
+        self._next_watchdog = 0.0
         if self.address:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
@@ -68,6 +69,19 @@ class SystemdNotifier:
 
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")
+
+    def keep_alive(self, now: float) -> float | None:
+        """WATCHDOG=1 once half the unit's WatchdogSec has passed since the last; returns when the next is due.
+
+        ``now`` is on the caller's clock, which the return value is on too; None: no watchdog is armed.
+        """
+        interval = self.watchdog_interval_s()
+        if not interval:
+            return None
+        if now >= self._next_watchdog:
+            self.watchdog()
+            self._next_watchdog = now + interval
+        return self._next_watchdog
 
     def reloading(self) -> bool:
         return self.send("RELOADING=1")

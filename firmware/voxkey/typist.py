@@ -70,6 +70,20 @@ Job = TypePiece | UndoRequest | EjectRequest | EraseRequest
 
 
 @dataclass(frozen=True)
+class HostWaiting:
+    """Typing is blocked waiting for a host (or goes on again): the LED says so."""
+
+    waiting: bool
+
+
+@dataclass(frozen=True)
+class TextHeld:
+    """Kept text started (or stopped) waiting for the user's tap (``voxkey.kept``)."""
+
+    held: bool
+
+
+@dataclass(frozen=True)
 class OutputDone:
     """A job is finished (or failed with ``error``); what it undid and ejected, for the counters."""
 
