@@ -143,8 +143,7 @@ class Daemon:
         self._own_engine = engine is None
         self.gestures = GestureInterpreter(config.button, clock, config.audio.min_recording_ms / 1000)
         self.typist = Typist(config, self.events.put, clock, lambda held: self.events.put(TextHeld(held)))
-        default_audio = lambda: open_audio_source(self.config.audio, self.options.audio_file)  # noqa: E731 (reload)
-        recorder = Recorder(config, audio_factory or default_audio, self.events.put)
+        recorder = Recorder(config, audio_factory or self._open_audio, self.events.put)
         self.display = StatusDisplay(self.notifier, clock, self.counters)
         self.hosts = HostSession(self.events.put, self.typist.kept, self.display, self.counters)
         feedback = Feedback(flash=self.display.flash, show_error=self.display.show_error)
@@ -193,6 +192,9 @@ class Daemon:
         links = self._link_factory(config)
         self.hosts.use(links)
         self.typist.open(links.links, lambda waiting: self.events.put(HostWaiting(waiting)))
+
+    def _open_audio(self) -> AudioSource:
+        return open_audio_source(self.config.audio, self.options.audio_file)  # the config of now: reload may change it
 
     def _check_microphone(self) -> None:
         """Open the audio source once at start so a missing mic shows at boot, not at the first press."""

@@ -23,6 +23,8 @@ class SystemdNotifier:
         self.address = socket_path if socket_path is not None else os.environ.get("NOTIFY_SOCKET", "")
         self._socket: socket.socket | None = None
         self._last_status = ""
+        self._watchdog_s = self.watchdog_interval_s()
+        """Read once: systemd sets it in the environment before it starts us."""
         self._next_watchdog = 0.0
         if self.address:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -75,12 +77,11 @@ class SystemdNotifier:
 
         ``now`` is on the caller's clock, which the return value is on too; None: no watchdog is armed.
         """
-        interval = self.watchdog_interval_s()
-        if not interval:
+        if not self._watchdog_s:
             return None
         if now >= self._next_watchdog:
             self.watchdog()
-            self._next_watchdog = now + interval
+            self._next_watchdog = now + self._watchdog_s
         return self._next_watchdog
 
     def reloading(self) -> bool:
