@@ -336,13 +336,7 @@ def unbind_rebind(context: GuestContext) -> CaseResult:
         timeline["presses_before_unbind"] = first["presses_before_unbind"]
         timeline["typing_still_running_at_unbind"] = all(u["typing_still_running"] for u in timeline["unplugs"])
         timeline["rebind"] = {"rc": max(u["rebind"]["rc"] for u in timeline["unplugs"])}
-        try:
-            process.wait(timeout=600)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        stdout = process.stdout.read() if process.stdout else ""
-        stderr = process.stderr.read() if process.stderr else ""
-        run = {"rc": process.returncode, "stdout": stdout, "stderr": stderr[-6000:]}
+        run = _typing_outcome(process)
         recorder.wait_quiet()
     finally:
         recorder.stop()
@@ -357,6 +351,17 @@ def unbind_rebind(context: GuestContext) -> CaseResult:
         "input_core_witness": witness.error or "ok",
         **recorder.snapshot(),
     }
+
+
+def _typing_outcome(process: subprocess.Popen[str]) -> dict[str, Any]:
+    """How a ``voxkey type`` whose stdin is already closed ended (killed after 600 s): code and output."""
+    try:
+        process.wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    stdout = process.stdout.read() if process.stdout else ""
+    stderr = process.stderr.read() if process.stderr else ""
+    return {"rc": process.returncode, "stdout": stdout, "stderr": stderr[-6000:]}
 
 
 def _unplug_and_replug(context: GuestContext, recorder: KeyRecorder, process: subprocess.Popen[str]) -> dict[str, Any]:
@@ -451,13 +456,7 @@ def host_stops_polling(context: GuestContext) -> CaseResult:
         process.stdin.close()
         wait_for(lambda: recorder.key_presses >= len(text) // 3 or process.poll() is not None, 600, 0.005)
         stall = _stop_polling(recorder, process)
-        try:
-            process.wait(timeout=600)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        stdout = process.stdout.read() if process.stdout else ""
-        stderr = process.stderr.read() if process.stderr else ""
-        run = {"rc": process.returncode, "stdout": stdout, "stderr": stderr[-6000:]}
+        run = _typing_outcome(process)
         recorder.wait_quiet()
     finally:
         recorder.stop()
