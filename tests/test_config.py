@@ -357,3 +357,59 @@ def test_every_section_follows_the_settings_convention() -> None:
             if not (isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant))
         ]
         assert undocumented == [], f"{cls.__name__}: settings without a docstring: {undocumented}"
+
+
+# --- what mutation testing (benchmarks/mutation.py config) showed no test checked ------------------------
+
+
+def test_an_empty_file_gives_the_behaviour_the_readme_promises() -> None:
+    """Defaults a user relies on without writing them; ``Config()`` equals itself, so only values catch a change.
+
+    README: "Each phrase is typed about a second after you finish it, while you keep talking", "a press right
+    after release (or the cancel button) erases the one just spoken", kept text goes on by itself if the host
+    is back within ``output.resume_within_s`` "(5 s ...)" and expires after ``output.host_wait_s`` "(300 s)".
+    """
+    loaded = config.loads("")
+    assert loaded.dictation.type_while_talking is True
+    assert loaded.button.cancel_by_press_after_stop is True
+    assert loaded.output.resume_within_s == 5.0
+    assert loaded.output.host_wait_s == 300.0
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("button:\n  mode: hold\n  double_press_s: 0\n", 3, "button.double_press_s must be greater than 0, not 0"),
+        ("button:\n  long_press_s: -1\n", 2, "button.long_press_s must be greater than 0, not -1"),
+        ("leds:\n  kind: pwm\n  brightness: 0\n", 3, "leds.brightness must be in (0, 1], not 0"),
+        ("leds:\n  kind: pwm\n  brightness: -0.5\n", 3, "leds.brightness must be in (0, 1], not -0.5"),
+        ("leds:\n  apa102:\n    count: 1025\n", 3, "leds.apa102.count must be 1 to 1024 LEDs, not 1025"),
+        # pin names are text: two equal names written apart are equal, not the same object
+        ("leds:\n  kind: rgb\n  rgb:\n    red: BOARD11\n    green: BOARD11\n", 5, "must differ from leds.rgb.red"),
+        ("hello\n", 1, "the file must be a mapping of settings, not 'hello'"),
+        ("usb:\n  udc: [a, b]\n", 2, "usb.udc must be a single value, not a list"),
+        ("output:\n  layout: us\n  prefer: \x07usb\n", 3, "control character U+0007 is not allowed; delete it"),
+        ("\x07\n", 1, "control character U+0007"),
+        ("button:\n  pin: [17\n", 2, "flow sequence that began on line 2, column 8"),
+    ],
+)
+def test_a_mistake_at_a_bound_or_an_odd_place_is_an_error_at_its_line(
+    tmp_path: Path, text: str, line: int, fragment: str
+) -> None:
+    error = error_of(tmp_path, text)
+    assert error.where == f"{tmp_path / 'config.yaml'}:{line}", error
+    assert fragment in str(error), error
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "leds:\n  kind: pwm\n  brightness: 1\n",
+        "leds:\n  kind: apa102\n  apa102:\n    count: 1024\n",
+        "leds:\n  kind: apa102\n  apa102:\n    count: 1\n",
+        "null\n",
+        "~\n",
+    ],
+)
+def test_values_at_the_edge_of_what_is_allowed_are_read(text: str) -> None:
+    config.loads(text)

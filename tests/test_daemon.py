@@ -8,7 +8,6 @@ would receive is captured as HID reports and decoded with the host layout.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import os
@@ -27,210 +26,53 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
+from tests.daemon_harness import (
+    BUTTON,
+    JFK,
+    LED,
+    MODEL,
+    REPO,
+    SHORT,
+    SHORT_2,
+    SPEECH_S,
+    US,
+    Harness,
+    PairingRecorder,
+    harnesses_fixture,
+    make_config,
+    room_fixture,
+    silence_fixture,
+    transcribed_fixture,
+    whisper_fixture,
+)
 from tests.hosts import CaptureLink, MediaKeyHost
-from voxkey.asr import AsrSettings, WhisperEngine
-from voxkey.audio import AudioSettings, WavFileSource, read_wav, write_wav
+from voxkey.asr import WhisperEngine
+from voxkey.audio import AudioSettings, read_wav, write_wav
 from voxkey.cli import main
 from voxkey.clock import ManualClock
-from voxkey.config import ButtonSettings, Config, DictationSettings, LedSettings, OutputSettings
+from voxkey.config import Config, DictationSettings
 from voxkey.daemon import TICK_S, Daemon, RunOptions
-from voxkey.dictation import transcribe_file
 from voxkey.hid import CONSUMER_EJECT, RELEASE_ALL
-from voxkey.keymap import Layout, decode
+from voxkey.keymap import decode
 from voxkey.notify import SystemdNotifier
-from voxkey.transports.host import Links, PairingControl
+from voxkey.transports.host import Links
 from voxkey.transports.usb import UsbHidLink
 from voxkey.ui import ButtonEdge, LightState
 from voxkey.wiring import install_signal_handlers
 
-REPO = Path(__file__).resolve().parents[1]
-SPEECH = REPO.parent / "shared" / "speech"
-SHORT = SPEECH / "3752-4944-0002.wav"  # 3.2 s: "In the valley of the shadow of death he is with us"
-SHORT_2 = SPEECH / "3752-4944-0000.wav"  # 3.3 s: "Captain Frere says that the scenery is delightful"
-JFK = SPEECH / "jfk.wav"
-MODEL = "tiny.en-q5_1"
-BUTTON, LED = 17, 27
-US = Layout.load("us")
+engine = whisper_fixture()
+room = room_fixture(SHORT, 2.5)
+room_2 = room_fixture(SHORT_2, 2.5)
+transcribed = transcribed_fixture()
+harnesses = harnesses_fixture()
 
 
-# --- fixtures: the model, the room, the pins ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[WhisperEngine]:
-    loaded = WhisperEngine(AsrSettings(model=MODEL, threads=1))
-    yield loaded
-    loaded.close()
-
-
-def padded(source: Path, directory: Path, silence_s: float) -> Path:
-    """The recording followed by silence: a microphone keeps delivering audio after the speaker stops."""
-    samples, _ = read_wav(source)
-    path = directory / f"{source.stem}+{silence_s:g}s.wav"
-    write_wav(path, np.concatenate([samples, np.zeros(int(silence_s * 16000), np.int16)]))
-    return path
-
-
-@pytest.fixture(scope="module")
-def room(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return padded(SHORT, tmp_path_factory.mktemp("room"), 2.5)
-
-
-@pytest.fixture(scope="module")
-def room_2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return padded(SHORT_2, tmp_path_factory.mktemp("room2"), 2.5)
-
-
-@pytest.fixture(scope="module")
-def quiet_room(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("quiet") / "silence.wav"
-    write_wav(path, np.zeros(16000 * 6, np.int16))
-    return path
-
-
-@pytest.fixture(scope="module")
-def transcribed(engine: WhisperEngine) -> Callable[[Path], str]:
-    """What ``voxkey transcribe`` gives for a file (same engine, VAD and audio settings as the daemon)."""
-    cache: dict[Path, str] = {}
-
-    def text_of(path: Path) -> str:
-        if path not in cache:
-            cache[path] = transcribe_file(engine, path, Config().vad, Config().audio).text
-        return cache[path]
-
-    return text_of
-
-
-# --- the harness --------------------------------------------------------------------------------------
-
-
-def make_config(mode: str = "hold", **changes: Any) -> Config:
-    config = Config(
-        button=ButtonSettings(pin=BUTTON, mode=mode, bounce_s=0, long_press_s=changes.pop("long_press_s", 3.0)),  # type: ignore[arg-type]
-        leds=LedSettings(kind="led", pin=LED),
-        asr=AsrSettings(model=MODEL, threads=1),
-        output=OutputSettings(transport="usb", host_wait_s=changes.pop("host_wait_s", 300.0)),
-        dictation=DictationSettings(auto_silence_s=0.8),
-    )
-    return dataclasses.replace(config, **changes)
-
-
-class TimedWavSource(WavFileSource):
-    """The room, remembering when it started playing (the speaker's clock)."""
-
-    opened_at = 0.0
-
-    def open(self) -> None:
-        super().open()
-        self.opened_at = time.monotonic()
-
-
-class Harness:
-    """A running daemon with a finger on its button."""
-
-    def __init__(
-        self,
-        config: Config,
-        engine: WhisperEngine,
-        pins: MockFactory,
-        microphone: Path,
-        link: CaptureLink | None = None,
-        pairing: PairingControl | None = None,
-        **daemon_args: Any,
-    ) -> None:
-        self.link = link or CaptureLink()
-        self.microphone = microphone
-        self.sources: list[WavFileSource] = []
-        self.daemon = Daemon(
-            config,
-            RunOptions(),
-            audio_factory=self.open_microphone,
-            link_factory=lambda c: Links([self.link], pairing),
-            engine=engine,
-            **daemon_args,
-        )
-        self.pin = pins.pin(BUTTON)
-        self.led = pins.pin(LED)
-        self.exit_code: int | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        assert self.daemon.ready.wait(30), "daemon did not become ready"
-
-    def open_microphone(self) -> WavFileSource:
-        source = TimedWavSource(self.microphone, self.daemon.config.audio, realtime=True, auto_listen=False)
-        self.sources.append(source)
-        return source
-
-    def _run(self) -> None:
-        self.exit_code = self.daemon.run()
-
-    def press(self) -> None:
-        self.pin.drive_low()
-
-    def release(self) -> None:
-        self.pin.drive_high()
-
-    def tap(self, held_s: float = 0.05) -> None:
-        self.press()
-        time.sleep(held_s)
-        self.release()
-
-    def edges(self, *steps: tuple[float, str]) -> float:
-        """Edges stamped ``offset`` seconds from now, as the terminal's ``u`` key sends them: a loaded machine
-        cannot stretch a tap into a dictation. Returns the time they are measured from."""
-        now = time.monotonic()
-        for offset, kind in steps:
-            self.daemon.events.put(ButtonEdge(kind, now + offset))  # type: ignore[arg-type]
-        return now
-
-    def double_tap(self) -> None:
-        self.edges((0.0, "press"), (0.05, "release"), (0.15, "press"), (0.2, "release"))
-
-    def speak(self, seconds: float) -> None:
-        """Hold the button while the speaker talks."""
-        self.press()
-        time.sleep(seconds)
-        self.release()
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 240.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, f"timed out; typed so far: {self.link.typed()!r}"
-            time.sleep(0.01)
-
-    def wait_idle(self, timeout: float = 240.0) -> None:
-        self.wait_for(lambda: self.light_state() is LightState.IDLE and self.daemon._idle(), timeout)
-
-    def light_state(self) -> LightState:
-        light = self.daemon.light
-        return light.state if light is not None else LightState.IDLE
-
-    def history(self) -> list[LightState]:
-        light = self.daemon.light
-        return list(light.history) if light is not None else []
-
-    def stop(self) -> int | None:
-        self.daemon.request_stop("test over")
-        self.thread.join(60)
-        assert not self.thread.is_alive()
-        return self.exit_code
-
-
-@pytest.fixture
-def harnesses() -> Iterator[list[Harness]]:
-    started: list[Harness] = []
-    yield started
-    for harness in started:
-        if harness.thread.is_alive():
-            harness.stop()
+quiet_room = silence_fixture(6.0)
 
 
 def is_subsequence(wanted: list[LightState], seen: list[LightState]) -> bool:
     it = iter(seen)
     return all(state in it for state in wanted)
-
-
-SPEECH_S = 3.4  # the short recording plus a little: when the speaker is done
 
 
 # --- the cycle ----------------------------------------------------------------------------------------
@@ -512,28 +354,6 @@ def test_eject_over_a_keyboard_without_media_keys_is_an_error_that_says_so(
     h.wait_for(lambda: h.daemon.counters.errors == 1, 10)
     assert h.daemon.counters.ejected == 0
     assert "has no media keys" in caplog.text and "bluetooth" in caplog.text
-
-
-class PairingRecorder:
-    """The Bluetooth side of the long-press gesture, recorded (BlueZ itself is tested by the Bluetooth module)."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.ended: concurrent.futures.Future[str | None] = concurrent.futures.Future()
-
-    def start_pairing(self) -> concurrent.futures.Future[str | None]:
-        self.calls.append("start")
-        self.ended = concurrent.futures.Future()
-        return self.ended
-
-    def stop_pairing(self) -> None:
-        self.calls.append("stop")
-        if not self.ended.done():
-            self.ended.set_result(None)
-
-    def host_bonded(self, address: str) -> None:
-        """BlueZ ends pairing mode by itself once a host bonds."""
-        self.ended.set_result(address)
 
 
 def test_long_press_without_speech_enters_pairing_until_a_press_or_bluez_ends_it(

@@ -14,17 +14,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from tests.daemon_harness import (
+    Harness,
+    harnesses_fixture,
+    make_config,
+    room_fixture,
+    transcribed_fixture,
+    whisper_fixture,
+)
 from tests.hosts import CaptureLink
-from tests.test_daemon import MODEL, SHORT, Harness, make_config, padded
-from voxkey.asr import AsrSettings, WhisperEngine
+from voxkey.asr import WhisperEngine
 from voxkey.config import Config, OutputSettings
-from voxkey.dictation import transcribe_file
 from voxkey.hid import RELEASE_ALL
 from voxkey.transports.base import LinkDown
 from voxkey.ui import ButtonEdge, LightState
@@ -34,31 +40,10 @@ LEAVE_AFTER = 21
 FIRST_PART = 11
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[WhisperEngine]:
-    loaded = WhisperEngine(AsrSettings(model=MODEL, threads=1))
-    yield loaded
-    loaded.close()
-
-
-@pytest.fixture(scope="module")
-def room(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return padded(SHORT, tmp_path_factory.mktemp("room"), 2.5)
-
-
-@pytest.fixture(scope="module")
-def transcribed(engine: WhisperEngine) -> Callable[[Path], str]:
-    """What ``voxkey transcribe`` gives for a file (same engine, VAD and audio settings as the daemon)."""
-    return lambda path: transcribe_file(engine, path, Config().vad, Config().audio).text
-
-
-@pytest.fixture
-def harnesses() -> Iterator[list[Harness]]:
-    started: list[Harness] = []
-    yield started
-    for harness in started:
-        if harness.thread.is_alive():
-            harness.stop()
+engine = whisper_fixture()
+room = room_fixture()
+transcribed = transcribed_fixture()
+harnesses = harnesses_fixture()
 
 
 class MovableHost(CaptureLink):

@@ -14,13 +14,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.daemon_harness import MODEL, NO_LEDS, whisper_fixture
+from tests.daemon_harness import make_config as harness_config
 from voxkey.asr import AsrSettings, WhisperEngine
-from voxkey.config import ButtonSettings, Config, DictationSettings, LedSettings, OutputSettings
+from voxkey.config import Config, OutputSettings
 from voxkey.daemon import Daemon, RunOptions
 from voxkey.dictation import transcribe_file
 from voxkey.errors import HostUnavailableError
@@ -30,18 +31,13 @@ from voxkey.transports.base import LinkDown
 from voxkey.transports.host import Links
 from voxkey.typing_policy import UnsupportedPolicy
 
-MODEL = "tiny.en-q5_1"
 PROMPT = "Café au lait, naïve señor, crème brûlée."
 SENTENCE = "I ordered a café au lait at the café, said the naïve señor. The price was five euros."
 ACCENTED = {"é": "e", "ñ": "n"}
 """The accented letters the recording gives, and their transliteration."""
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[WhisperEngine]:
-    loaded = WhisperEngine(AsrSettings(model=MODEL, threads=1, initial_prompt=PROMPT))
-    yield loaded
-    loaded.close()
+engine = whisper_fixture(initial_prompt=PROMPT)
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +61,11 @@ def reference(engine: WhisperEngine, cafe: Path) -> str:
 
 
 def make_config(**output: object) -> Config:
-    return Config(
-        button=ButtonSettings(pin=17, mode="hold", bounce_s=0),
-        leds=LedSettings(kind="none"),
+    """The harness's config without an LED, whisper with the vocabulary prompt, ``output`` settings."""
+    return harness_config(
+        leds=NO_LEDS,
         asr=AsrSettings(model=MODEL, threads=1, initial_prompt=PROMPT),
         output=OutputSettings(**output),  # type: ignore[arg-type]
-        dictation=DictationSettings(auto_silence_s=0.8),
     )
 
 

@@ -11,127 +11,33 @@ link_factory=..., engine=...)``, ``run()``, ``request_stop()``, ``counters``.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
-import pytest
-
-from voxkey.asr import AsrSettings, WhisperEngine
-from voxkey.audio import write_wav
-from voxkey.config import ButtonSettings, Config, DictationSettings, LedSettings, OutputSettings
+from tests.daemon_harness import NO_LEDS, SHORT, US, HoldingHost, Running, make_config, silence_fixture, whisper_fixture
+from voxkey.asr import WhisperEngine
+from voxkey.config import Config, OutputSettings
 from voxkey.daemon import Daemon, RunOptions
-from voxkey.errors import HostUnavailableError, TransportError, VoxkeyError
+from voxkey.errors import HostUnavailableError, TransportError
 from voxkey.hid import RELEASE_ALL
-from voxkey.keymap import Layout, decode
+from voxkey.keymap import decode
 from voxkey.transports.host import Links
 from voxkey.transports.usb import UsbHidLink
 
-REPO = Path(__file__).resolve().parents[1]
-SHORT = REPO.parent / "shared" / "speech" / "3752-4944-0002.wav"  # "In the valley of the shadow of death ..."
-MODEL = "tiny.en-q5_1"
-US = Layout.load("us")
-WAIT_S = 240.0
-"""Bound on every wait for the daemon (whisper on a loaded 2-core machine); a hang fails instead."""
+engine = whisper_fixture()
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[WhisperEngine]:
-    loaded = WhisperEngine(AsrSettings(model=MODEL, threads=1))
-    yield loaded
-    loaded.close()
+silence = silence_fixture(2.0)
 
 
-@pytest.fixture(scope="module")
-def silence(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("silence") / "silence.wav"
-    write_wav(path, np.zeros(16000 * 2, np.int16))
-    return path
-
-
-def make_config(**output: object) -> Config:
-    return Config(
-        button=ButtonSettings(pin=17, mode="hold", bounce_s=0),
-        leds=LedSettings(kind="none"),
-        asr=AsrSettings(model=MODEL, threads=1),
-        output=OutputSettings(transport="usb", **output),  # type: ignore[arg-type]
-        dictation=DictationSettings(auto_silence_s=0.8),
-    )
-
-
-class HoldingHost:
-    """A host that holds what the last report holds; one send (1-based) can fail with ``failure``."""
-
-    name = "holding-host"
-
-    def __init__(self, fail_at: int | None = None, failure: VoxkeyError | None = None) -> None:
-        self.reports: list[bytes] = []
-        self.sends = 0
-        self.fail_at = fail_at
-        self.failure = failure
-        self.release_calls = 0
-        self.lock = threading.Lock()
-
-    def wait_for_host(self, deadline: float | None) -> None:
-        return None
-
-    def send(self, report: bytes, deadline: float | None) -> None:
-        with self.lock:
-            self.sends += 1
-            if self.sends == self.fail_at and self.failure is not None:
-                raise self.failure
-            self.reports.append(report)
-
-    def led_state(self) -> int:
-        return 0
-
-    def release_all(self) -> None:
-        """What every real link does: an all-keys-up report if the host holds any key."""
-        with self.lock:
-            self.release_calls += 1
-            if self.held():
-                self.reports.append(RELEASE_ALL)
-
-    def close(self) -> None:
-        return None
-
-    def held(self) -> bytes:
-        """Modifier byte and key codes the host holds now (empty: nothing held)."""
-        last = self.reports[-1] if self.reports else RELEASE_ALL
-        return bytes(b for b in (last[0], *last[2:]) if b)
-
-
-class Running:
-    """``Daemon.run()`` in a thread, for tests that look at the host while the daemon lives."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.exit_code: int | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.exit_code = self.daemon.run()
-
-    def wait_for(self, condition: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert self.thread.is_alive(), "the daemon stopped"
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.01)
-
-    def stop(self) -> int | None:
-        self.daemon.request_stop("test over")
-        self.thread.join(WAIT_S)
-        assert not self.thread.is_alive(), "the daemon did not stop"
-        return self.exit_code
+def usb_config(**output: object) -> Config:
+    """The harness's config without an LED, on USB with ``output`` settings."""
+    return make_config(leds=NO_LEDS, output=OutputSettings(transport="usb", **output))  # type: ignore[arg-type]
 
 
 def dictating(host: HoldingHost, engine: WhisperEngine, **output: object) -> Running:
     """One dictation of the short recording, then the daemon stays up (no exit when idle)."""
     options = RunOptions(audio_file=SHORT, exit_when_idle=False)
-    daemon = Daemon(make_config(**output), options, link_factory=lambda c: Links([host]), engine=engine)
+    daemon = Daemon(usb_config(**output), options, link_factory=lambda c: Links([host]), engine=engine)
     return Running(daemon)
 
 
@@ -176,7 +82,7 @@ def test_the_daemon_releases_every_key_as_it_starts_over_usb(
         started.set()
         return Links([link])
 
-    daemon = Daemon(make_config(), RunOptions(audio_file=silence), link_factory=link_factory, engine=engine)
+    daemon = Daemon(usb_config(), RunOptions(audio_file=silence), link_factory=link_factory, engine=engine)
     assert daemon.run() == 0
     assert started.is_set()
     assert reports_at_start == [RELEASE_ALL]

@@ -17,15 +17,14 @@ import dataclasses
 import re
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from tests.test_daemon import MODEL, SHORT, SPEECH_S, Harness, TimedWavSource, make_config, padded
-from voxkey.asr import AsrSettings, WhisperEngine
+from tests.daemon_harness import SPEECH_S, Harness, TimedWavSource, make_config, room_fixture, whisper_fixture
+from voxkey.asr import WhisperEngine
 from voxkey.audio import SAMPLE_RATE, AudioSettings, WavFileSource, read_wav
 from voxkey.config import Config
 from voxkey.dictation import transcribe_file, transcribe_samples
@@ -35,16 +34,8 @@ from voxkey.ui import LightState
 CUT_S = 2.2  # "In the valley of the shadow of death | he is with us": the fault comes mid-sentence
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[WhisperEngine]:
-    loaded = WhisperEngine(AsrSettings(model=MODEL, threads=1))
-    yield loaded
-    loaded.close()
-
-
-@pytest.fixture(scope="module")
-def room(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return padded(SHORT, tmp_path_factory.mktemp("room"), 2.5)
+engine = whisper_fixture()
+room = room_fixture()
 
 
 class FailingSource(TimedWavSource):

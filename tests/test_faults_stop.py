@@ -14,18 +14,16 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from tests.test_daemon import MODEL, SHORT, SPEECH_S, CaptureLink, Harness, make_config, padded
-from voxkey.asr import AsrSettings, WhisperEngine
+from tests.daemon_harness import REPO, SPEECH_S, Harness, make_config, room_fixture, whisper_fixture
+from tests.hosts import CaptureLink
+from voxkey.asr import WhisperEngine
 from voxkey.dictation import transcribe_file
 from voxkey.wiring import install_signal_handlers
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def stop_timeout_s() -> float:
@@ -35,16 +33,8 @@ def stop_timeout_s() -> float:
     return float(match[1])
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[WhisperEngine]:
-    loaded = WhisperEngine(AsrSettings(model=MODEL, threads=1))
-    yield loaded
-    loaded.close()
-
-
-@pytest.fixture(scope="module")
-def room(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return padded(SHORT, tmp_path_factory.mktemp("room"), 2.5)
+engine = whisper_fixture()
+room = room_fixture()
 
 
 def sigterm_and_time_exit(h: Harness, bound_s: float) -> float:

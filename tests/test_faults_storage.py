@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemon import MODEL, SHORT
+from tests.daemon_harness import MODEL, SHORT
 from voxkey.asr import AsrSettings
 from voxkey.cli import main
 from voxkey.config import Config

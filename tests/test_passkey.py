@@ -15,12 +15,23 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from tests.daemon_harness import (
+    Harness,
+    PairingRecorder,
+    harnesses_fixture,
+    make_config,
+    silence_fixture,
+    whisper_fixture,
+)
 from tests.speech_fixtures import espeak
-from tests.test_daemon import Harness, PairingRecorder, engine, harnesses, make_config, quiet_room  # noqa: F401  (fixtures)
 from voxkey.asr import WhisperEngine
 from voxkey.audio import SAMPLE_RATE, write_wav
 from voxkey.passkey import PasskeySource, PasskeyWanted, PasskeyWithdrawn, SpokenPasskey
 from voxkey.ui import LightState
+
+engine = whisper_fixture()
+quiet_room = silence_fixture(6.0)
+harnesses = harnesses_fixture()
 
 DEVICE = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
 
@@ -50,10 +61,10 @@ def codes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, flo
 
 
 def test_the_spoken_code_goes_to_bluez_and_never_to_the_host(
-    engine: WhisperEngine,  # noqa: F811
+    engine: WhisperEngine,
     pins: MockFactory,
-    quiet_room: Path,  # noqa: F811
-    harnesses: list[Harness],  # noqa: F811
+    quiet_room: Path,
+    harnesses: list[Harness],
     codes: dict[str, tuple[Path, float]],
 ) -> None:
     pairing = PasskeyPairing()
@@ -83,10 +94,10 @@ def test_the_spoken_code_goes_to_bluez_and_never_to_the_host(
 
 
 def test_the_host_giving_up_ends_say_the_code(
-    engine: WhisperEngine,  # noqa: F811
+    engine: WhisperEngine,
     pins: MockFactory,
-    quiet_room: Path,  # noqa: F811
-    harnesses: list[Harness],  # noqa: F811
+    quiet_room: Path,
+    harnesses: list[Harness],
 ) -> None:
     pairing = PasskeyPairing()
     h = Harness(make_config("hold", long_press_s=1.0), engine, pins, quiet_room, pairing=pairing)

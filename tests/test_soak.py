@@ -35,8 +35,8 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from tests.daemon_harness import BUTTON, MODEL, SPEECH, make_config
 from tests.hosts import CaptureLink
-from tests.test_daemon import BUTTON, MODEL, SPEECH, make_config
 from voxkey.asr import AsrSettings, WhisperEngine
 from voxkey.audio import AudioSource, WavFileSource, read_wav, write_wav
 from voxkey.config import Config
