@@ -75,14 +75,14 @@ LEAD_S, TAIL_S = 0.6, 2.5
 
 
 class LogLines(logging.Handler):
-    """voxkey's log records as text, for the observations (the daemon never logs the digits it heard right)."""
+    """voxkey's log records as text (debug level and up), for the observations."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(f"{record.created:.2f} {record.name}: {record.getMessage()}")
+        self.lines.append(f"{record.created:.2f} {record.levelname} {record.name}: {record.getMessage()}")
 
 
 class SpokenDaemon:
