@@ -7,11 +7,11 @@ BlueZ's ``RequestPasskey`` with the code typed there, through the same parser
 host: its agent is KeyboardDisplay, so BlueZ shows it the passkey
 (``DisplayPasskey``) and the case types it (or a wrong one) on voxkey's terminal.
 
-Why typed and not spoken here: the code must reach the kernel within its 30 s
-pairing timer (``SMP_TIMEOUT``), and whisper tiny.en in this guest (an emulated
-CPU, no KVM) took 21.8 s for a 1 s warm-up clip and 39.6 s for the spoken code
-(measured with the daemon in the guest: the host gave up after 31 s). The
-spoken path, whisper included, is ``tests/test_passkey.py`` on the host.
+Why typed here: this is ``voxkey pair``'s terminal source, and this case runs
+in the wall-clock guest, where whisper tiny.en (an emulated CPU, no KVM) took
+39.6 s for a spoken code, longer than the kernel's 30 s pairing timer
+(``SMP_TIMEOUT``). The spoken code, with the daemon and whisper in a guest whose
+clock counts instructions, is ``bluetooth_spoken.py``.
 
 Two rounds in one pairing window: first a wrong code (each digit plus one),
 which must fail and leave no bond; then the host pairs again and the right
