@@ -1,8 +1,11 @@
-"""One virtme-ng guest boot per pytest session for every ``kernel`` test.
+"""One virtme-ng guest boot per pytest session (per guest clock) for every ``kernel`` test.
 
 A kernel test names the guest cases it reads with ``@pytest.mark.guest_case``;
-collection gathers those names, the session fixture boots the guest once and
-runs exactly those cases, and each test then judges its case's observations.
+collection gathers those names, the session boots the guest once and runs
+exactly those cases, and each test then judges its case's observations.
+A case that judges on-device work by the guest's timers says
+``@pytest.mark.guest_case(name, clock="instructions")`` and runs in a second
+boot whose clock counts emulated instructions (``vm.INSTRUCTION_CLOCK``).
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ from typing import Any
 
 import pytest
 
-from tests.kernel.vm import GuestRun, GuestUnavailable, run_cases
+from tests.kernel.vm import BOOT_CLOCKS, GuestRun, GuestUnavailable, run_cases
 
-GUEST_CASES = pytest.StashKey[list[str]]()
-GUEST_RUN = pytest.StashKey[GuestRun]()
+GUEST_CASES = pytest.StashKey[dict[str, list[str]]]()
+GUEST_RUNS = pytest.StashKey[dict[str, GuestRun]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "guest_case(*names): guest cases (tests/kernel/cases) this kernel test reads")
+    config.addinivalue_line(
+        "markers",
+        "guest_case(*names, clock='wall'): guest cases (tests/kernel/cases) this kernel test reads, "
+        "and the guest clock they run with ('instructions': see tests/kernel/vm.py)",
+    )
 
 
 KERNEL_TIMEOUT_S = 2700
@@ -33,36 +40,53 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(KERNEL_TIMEOUT_S))
 
 
+def _clock(marker: pytest.Mark) -> str:
+    clock = str(marker.kwargs.get("clock", "wall"))
+    if clock not in BOOT_CLOCKS:
+        raise pytest.UsageError(f"guest_case clock={clock!r}: one of {BOOT_CLOCKS}")
+    return clock
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """After -k/-m deselection: boot only for the cases the selected tests read."""
-    names: dict[str, None] = {}
+    """After -k/-m deselection: boot only for the cases the selected tests read, one boot per clock."""
+    names: dict[str, dict[str, None]] = {}
     for item in session.items:
         for marker in item.iter_markers("guest_case"):
-            names.update(dict.fromkeys(marker.args))
-    session.config.stash[GUEST_CASES] = list(names)
+            names.setdefault(_clock(marker), {}).update(dict.fromkeys(marker.args))
+    session.config.stash[GUEST_CASES] = {clock: list(cases) for clock, cases in names.items()}
+
+
+def _boot(config: pytest.Config, clock: str, tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
+    """The guest run of ``clock``'s cases: booted at the first test that needs it, then reused."""
+    runs = config.stash.setdefault(GUEST_RUNS, {})
+    if clock not in runs:
+        names = config.stash.get(GUEST_CASES, {}).get(clock, [])
+        keep = os.environ.get("VOXKEY_GUEST_DIR")
+        if keep:
+            directory = Path(keep) if clock == "wall" else Path(keep) / clock
+        else:
+            directory = tmp_path_factory.mktemp(f"guest-{clock}")
+        try:
+            runs[clock] = run_cases(names, directory=directory, clock=clock)
+        except GuestUnavailable as exc:
+            pytest.fail(f"cannot boot the kernel test guest: {exc}", pytrace=False)
+    return runs[clock]
 
 
 @pytest.fixture(scope="session")
 def guest_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
-    """Boot the guest once and run every guest case this session's tests asked for."""
-    names = request.config.stash.get(GUEST_CASES, [])
-    keep = os.environ.get("VOXKEY_GUEST_DIR")
-    directory = Path(keep) if keep else tmp_path_factory.mktemp("guest")
-    try:
-        run = run_cases(names, directory=directory)
-    except GuestUnavailable as exc:
-        pytest.fail(f"cannot boot the kernel test guest: {exc}", pytrace=False)
-    request.config.stash[GUEST_RUN] = run
-    return run
+    """The wall-clock guest, booted once for every wall-clock case this session's tests asked for."""
+    return _boot(request.config, "wall", tmp_path_factory)
 
 
 @pytest.fixture
-def guest_case_result(request: pytest.FixtureRequest, guest_run: GuestRun) -> dict[str, Any]:
+def guest_case_result(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Observations of the one guest case named by this test's ``guest_case`` marker."""
     marker = request.node.get_closest_marker("guest_case")
     if marker is None or len(marker.args) != 1:
         raise pytest.UsageError("guest_case_result needs exactly one @pytest.mark.guest_case(name)")
     name = marker.args[0]
+    guest_run = _boot(request.config, _clock(marker), tmp_path_factory)
     outcome = guest_run.case(name)
     if not outcome:
         finished = guest_run.results.get("guest", {}).get("finished")
@@ -80,13 +104,13 @@ def guest_case_result(request: pytest.FixtureRequest, guest_run: GuestRun) -> di
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    run = config.stash.get(GUEST_RUN, None)
-    if run is None:
-        return
-    guest = run.results.get("guest", {})
-    timings = ", ".join(f"{name} {outcome.get('seconds')} s" for name, outcome in run.results.get("cases", {}).items())
-    terminalreporter.write_line(
-        f"kernel guest ({guest.get('kernel')}): wall {run.wall_seconds:.0f} s, "
-        f"boot to runner {run.boot_seconds} s, cases {guest.get('cases_seconds')} s [{timings}]; "
-        f"files in {run.directory}"
-    )
+    for clock, run in config.stash.get(GUEST_RUNS, {}).items():
+        guest = run.results.get("guest", {})
+        timings = ", ".join(
+            f"{name} {outcome.get('seconds')} s" for name, outcome in run.results.get("cases", {}).items()
+        )
+        terminalreporter.write_line(
+            f"kernel guest ({guest.get('kernel')}, {clock} clock): wall {run.wall_seconds:.0f} s, "
+            f"boot to runner {run.boot_seconds} s (guest time), cases {guest.get('cases_seconds')} s [{timings}]; "
+            f"files in {run.directory}"
+        )

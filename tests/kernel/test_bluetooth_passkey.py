@@ -1,8 +1,8 @@
 """Passkey pairing (issue 14, hole 2) on a real kernel and BlueZ: the right code bonds, a wrong one does not.
 
 Guest side: ``tests/kernel/cases/bluetooth_passkey.py`` (the code is typed on
-``voxkey pair``'s terminal there: whisper in the emulated guest is slower than
-the kernel's 30 s pairing timer; the spoken path is ``tests/test_passkey.py``).
+``voxkey pair``'s terminal there). The spoken code, heard by whisper in the
+guest, is ``tests/kernel/test_bluetooth_spoken.py``.
 
 BlueZ stores an LE long-term key's security as ``Authenticated=`` (the mgmt key
 type): 0 legacy unauthenticated, 1 legacy authenticated, 2 LE Secure
