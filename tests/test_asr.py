@@ -169,6 +169,27 @@ def test_a_model_loop_is_capped_and_collapsed(tiny_engine: WhisperEngine) -> Non
     assert 12 <= len(words) <= 3 * 12, text  # ... and a loop adds nothing beyond the three repetitions
 
 
+def test_a_loop_is_decoded_again_only_when_asked_and_its_words_stay_out_of_info_logs(
+    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spoken pairing code that loops must come back at once (BlueZ waits 30 s) and never reach the journal."""
+    looped = ["9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5"]
+    windows: list[int] = []
+
+    def decode(audio: np.ndarray, params: dict[str, object]) -> list[str]:
+        windows.append(int(params["audio_ctx"]))  # type: ignore[call-overload]
+        return looped if params["audio_ctx"] else ["9 9 3 1 6 5"]
+
+    monkeypatch.setattr(tiny_engine, "_decode", decode)
+    two_seconds = np.full(2 * SAMPLE_RATE, 100, np.int16)
+    caplog.set_level("INFO", logger="voxkey.asr")
+    assert tiny_engine.transcribe(two_seconds, loop_retry=False).text == looped[0]
+    assert len(windows) == 1 and windows[0] > 0  # the sized window only
+    assert tiny_engine.transcribe(two_seconds).text == "9 9 3 1 6 5"
+    assert windows[1:] == [windows[0], 0]  # by default: again with the full window
+    assert "looped" in caplog.text and "9 9 3" not in caplog.text
+
+
 @pytest.mark.parametrize("rate", [44_100, 8_000])
 def test_other_rates_and_stereo_transcribe_correctly(tiny_engine: WhisperEngine, tmp_path: Path, rate: int) -> None:
     import subprocess

@@ -24,9 +24,9 @@ from tests.daemon_harness import (
     whisper_fixture,
 )
 from tests.speech_fixtures import espeak
-from voxkey.asr import WhisperEngine
+from voxkey.asr import Transcript, WhisperEngine
 from voxkey.audio import SAMPLE_RATE, write_wav
-from voxkey.passkey import PasskeySource, PasskeyWanted, PasskeyWithdrawn, SpokenPasskey
+from voxkey.passkey import PasskeyEngine, PasskeySource, PasskeyWanted, PasskeyWithdrawn, SpokenPasskey
 from voxkey.ui import LightState
 
 engine = whisper_fixture()
@@ -129,6 +129,33 @@ def test_a_request_is_answered_only_with_six_digits() -> None:
     assert passkey.heard("The code is 0 0 1 2 3 4.")
     assert future.result(0) == "001234" and not passkey.waiting
     assert isinstance(events[-1], PasskeyWithdrawn)
+
+
+def test_a_code_recording_is_never_decoded_again_with_whispers_full_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop's retry took 23.9 s of the guest's 30 s pairing timeout; a wrong digit count asks again at once."""
+    asked: list[dict[str, object]] = []
+
+    def transcribe(samples: object, prompt: str | None = None, **options: object) -> Transcript:
+        asked.append(options)
+        return Transcript("1 2 3 4 5 6", 2.0, 0.1)
+
+    engine = object.__new__(WhisperEngine)  # no model: only what PasskeyEngine asks of it matters here
+    monkeypatch.setattr(engine, "transcribe", transcribe, raising=False)
+    PasskeyEngine(engine).transcribe(np.zeros(2 * SAMPLE_RATE, np.int16))
+    assert asked == [{"loop_retry": False}]
+
+
+def test_a_misheard_code_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Five of six digits are most of the pairing's secret: the journal gets how many, not which."""
+    events: list[object] = []
+    passkey = SpokenPasskey(events.append)
+    passkey.request(DEVICE)
+    (wanted,) = events
+    assert isinstance(wanted, PasskeyWanted)
+    passkey.wanted(wanted.request)
+    caplog.set_level("DEBUG", logger="voxkey.passkey")
+    assert not passkey.heard("9 9 3 1 6")
+    assert "5 digits" in caplog.text and "9 9 3" not in caplog.text and "99316" not in caplog.text
 
 
 def test_a_request_cancelled_before_the_loop_saw_it_is_not_shown() -> None:

@@ -254,8 +254,15 @@ class WhisperEngine:
             params["audio_ctx"] = int(self.settings.audio_ctx)
         return params
 
-    def transcribe(self, samples: Samples | npt.NDArray[np.float32], prompt: str | None = None) -> Transcript:
-        """Transcribe one phrase (or a whole recording of at most ~30 s for best results)."""
+    def transcribe(
+        self, samples: Samples | npt.NDArray[np.float32], prompt: str | None = None, *, loop_retry: bool = True
+    ) -> Transcript:
+        """Transcribe one phrase (or a whole recording of at most ~30 s for best results).
+
+        ``loop_retry=False`` returns a loop that :func:`trim_loop` cannot cut as it came
+        (the spoken pairing code: a wrong digit count asks the user again at once, while
+        a full-window decode takes 7x as long, and BlueZ waits only 30 s for the code).
+        """
         audio = samples.astype(np.float32) / 32768.0 if samples.dtype == np.int16 else samples.astype(np.float32)
         audio_s = audio.size / SAMPLE_RATE
         if audio.size == 0:
@@ -270,18 +277,24 @@ class WhisperEngine:
             started = time.monotonic()
             texts = self._decode(audio, params)
             if params["audio_ctx"] and self.settings.audio_ctx == "auto" and looks_looped(" ".join(texts), audio_s):
-                texts = self._after_loop(audio, params, texts, audio_s)
+                texts = self._after_loop(audio, params, texts, audio_s, loop_retry)
             compute_s = time.monotonic() - started
         return Transcript(" ".join(texts), audio_s, compute_s, texts)
 
     def _after_loop(
-        self, audio: npt.NDArray[np.float32], params: dict[str, Any], texts: list[str], audio_s: float
+        self, audio: npt.NDArray[np.float32], params: dict[str, Any], texts: list[str], audio_s: float, retry: bool
     ) -> list[str]:
+        """Cut a loop, or decode again with the full window; the words go to DEBUG only (they may be a secret)."""
         trimmed = trim_loop(" ".join(texts))
         if trimmed and not looks_looped(trimmed, audio_s):
-            log.info("sized window looped; kept the first copy: %r", trimmed)
+            log.info("sized window looped on a %.1f s phrase; kept the first copy", audio_s)
+            log.debug("looped: %r, kept: %r", texts, trimmed)
             return [trimmed]
-        log.info("sized window looped (%r); decoding the phrase again with the full window", texts)
+        log.debug("looped: %r", texts)
+        if not retry:
+            log.info("sized window looped on a %.1f s phrase; not decoded again", audio_s)
+            return texts
+        log.info("sized window looped on a %.1f s phrase; decoding it again with the full window", audio_s)
         return self._decode(audio, {**params, "audio_ctx": 0})
 
     def warm_up(self) -> None:

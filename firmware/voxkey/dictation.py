@@ -332,7 +332,8 @@ class DictationSession:
         text = clean_phrase(transcript.text, transcript.audio_s)
         if prompt and repeats_end_of(text, self._text):
             retry = self._decode(phrase, "")
-            log.info("phrase %d repeated the text before it (%r); without prompt: %r", phrase.index, text, retry.text)
+            log.info("phrase %d repeated the text before it; decoded again without the prompt", phrase.index)
+            log.debug("phrase %d: %r with the prompt, %r without", phrase.index, text, retry.text)
             transcript, speculative = retry, False
             text = clean_phrase(retry.text, retry.audio_s)
         held = self._settle_held(phrase, text)

@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from voxkey.asr import AsrSettings, PhraseTranscriber, Transcript
+from voxkey.asr import AsrSettings, PhraseTranscriber, Transcript, WhisperEngine
 from voxkey.audio import Samples
 from voxkey.text.digits import PASSKEY_DIGITS, passkey_from_speech, read_digits
 
@@ -115,7 +115,8 @@ class SpokenPasskey:
         if passkey is None:
             self.misheard += 1
             heard = read_digits(text).digits
-            log.warning("pairing: heard %r (%d digits, not %d): say the code again", text, len(heard), PASSKEY_DIGITS)
+            # not the words: a code with a digit missing is most of the secret
+            log.warning("pairing: heard %d digits, not %d: say the code again", len(heard), PASSKEY_DIGITS)
             return False
         self.pending = None
         try:
@@ -155,7 +156,11 @@ class PasskeyEngine:
         return self.engine.name
 
     def transcribe(self, samples: Samples | npt.NDArray[np.float32], prompt: str | None = None) -> Transcript:
-        return self.engine.transcribe(samples, prompt=" ".join(p for p in (PASSKEY_PROMPT, prompt or "") if p))
+        """Whisper without its loop retry: a looped code has the wrong digit count and is asked for again."""
+        full_prompt = " ".join(p for p in (PASSKEY_PROMPT, prompt or "") if p)
+        if isinstance(self.engine, WhisperEngine):
+            return self.engine.transcribe(samples, prompt=full_prompt, loop_retry=False)
+        return self.engine.transcribe(samples, prompt=full_prompt)
 
     def warm_up(self) -> None:
         """The daemon's engine is warm already."""
