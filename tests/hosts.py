@@ -6,7 +6,7 @@ import threading
 import time
 
 from voxkey.errors import HostUnavailableError
-from voxkey.hid import USAGES
+from voxkey.hid import RELEASE_ALL, USAGES
 from voxkey.keymap import Layout, decode
 
 US = Layout.load("us")
@@ -43,7 +43,11 @@ class CaptureLink:
         return 0
 
     def release_all(self) -> None:
-        return None
+        """Recorded like any report (a test can see every key let go, not just trust a call); lost if absent."""
+        if not self.present.is_set():
+            return
+        with self.lock:
+            self.reports.append(RELEASE_ALL)
 
     def close(self) -> None:
         return None

@@ -96,6 +96,7 @@ audio:
         ("button:\n  pull_up: 1\n", 2, "button.pull_up must be true or false, not 1"),
         ("button:\n  pin: [1, 2]\n", 2, "button.pin must be a whole number or text, not a list"),
         ("button:\n  pin: 1.5\n", 2, "button.pin must be a whole number or text, not 1.5"),
+        ("button:\n  cancel_pin: [1]\n", 2, "button.cancel_pin must be a whole number or text or empty (null)"),
         ("leds:\n  kind: pwm\n  brightness: 2\n", 3, "leds.brightness must be in (0, 1], not 2"),
         ("\n\noutput:\n  host_wait_s: fast\n", 4, "output.host_wait_s must be a number, not 'fast'"),
         ("output:\n  unsupported_characters: guess\n", 2, "must be one of transliterate, skip, linux, not 'guess'"),

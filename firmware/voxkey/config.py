@@ -599,7 +599,14 @@ def _finite(value: float) -> bool:
 
 
 def _describe(hint: Any) -> str:
-    names = {int: "a whole number", float: "a number", str: "text", bool: "true/false", Path: "a path"}
+    names = {
+        int: "a whole number",
+        float: "a number",
+        str: "text",
+        bool: "true/false",
+        Path: "a path",
+        type(None): "empty (null)",
+    }
     if hint in names:
         return names[hint]
     if typing.get_origin(hint) is Literal:
