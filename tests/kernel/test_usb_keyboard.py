@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.kernel.cases.usb import UNPLUGS, typing_text
+from tests.kernel.cases.usb import SUSPEND_S, UNPLUGS, typing_text
 from tests.kernel.evdev_keys import EV_KEY, EV_LED, LED_CAPSL, HostText, decode_events, first_difference
 from voxkey.hid import keyboard_report_descriptor
 from voxkey.keymap import Layout, decode
@@ -125,13 +125,73 @@ def test_a_host_that_stops_polling_mid_text_gets_every_key_exactly_once(guest_ca
     text = seen["text"]
     on_the_bus = decode([bytes.fromhex(report) for report in seen["bus_reports"]], US)
     assert on_the_bus == text, "what crossed the cable (usbmon): " + first_difference(text, on_the_bus)
+    assert_host_core_dropped_only_at(seen, stall["presses_before"])
+
+
+def assert_host_core_dropped_only_at(seen: dict[str, Any], unbound_after: int) -> None:
+    """What the host's input core got (kprobe) is the text, or the text missing one run of keys.
+
+    That run is the host's own stack dropping what its controller received while
+    usbhid was unbound and bound again (the device cannot see it), so it must
+    sit within 40 characters of where the host unbound usbhid.
+    """
+    text = seen["text"]
     core = decode_events(seen["input_core_events"], "us").text
     if core != text:
-        # The host's own stack dropped what its controller had received: the device cannot see that.
-        start = next(i for i, (a, b) in enumerate(zip(text, core, strict=False)) if a != b)
+        start = next((i for i, (a, b) in enumerate(zip(text, core, strict=False)) if a != b), len(core))
         gap = len(text) - len(core)
         assert gap > 0 and core == text[:start] + text[start + gap :], first_difference(text, core)
-        assert abs(start - stall["presses_before"]) <= 40, f"the host dropped keys away from the stall: {start}"
+        assert abs(start - unbound_after) <= 40, f"the host dropped keys away from its unbind: {start}"
+
+
+@pytest.mark.kernel
+@pytest.mark.guest_case("usb.host_suspends")
+def test_a_host_that_suspends_and_resumes_mid_text_gets_every_key_exactly_once(
+    guest_case_result: dict[str, Any],
+) -> None:
+    """Issue #14 "USB: suspend/resume": a host that only slept (3 s, inside resume_within_s) is the same host.
+
+    The host really suspends the port (usbmon: SET_FEATURE PORT_SUSPEND; the
+    device's runtime PM ``suspended``), but dummy_hcd on Debian's 6.1 kernel
+    leaves the UDC's ``state`` at ``configured`` (and ``is_selfpowered`` at 0):
+    voxkey sees a sleeping host as one that stopped polling and waits on the
+    report f_hid queued. What must hold either way: no re-enumeration, nothing
+    on the cable while suspended, the exact text on the cable after resume.
+    """
+    seen = guest_case_result
+    sleep = seen["suspend"]
+    assert sleep["typing_still_running"] and 0 < sleep["presses_before"] < len(seen["text"]), sleep
+    assert sleep["keyboard_gone"] and sleep["keyboard_back"], f"the host's HID driver did not stop and start: {sleep}"
+    assert sleep["host_suspended"] and sleep["runtime_status_during"] == "suspended", (
+        f"the host did not suspend the keyboard: {sleep}\n{seen['dmesg_tail']}"
+    )
+    port = seen["root_hub_port_requests"]
+    assert "03 0002 0001" in port and "01 0002 0001" in port[port.index("03 0002 0001") :], (
+        f"the host must SET and then CLEAR PORT_SUSPEND on the gadget's port (usbmon): {port}"
+    )
+    asleep = host_suspended_seconds(seen["states"])
+    assert SUSPEND_S <= asleep < 5.0, f"the host must sleep {SUSPEND_S} s, inside resume_within_s (5 s): {asleep}"
+    assert sleep["typing_still_running_while_suspended"], "voxkey type must wait for a suspended host, not give up"
+    assert sleep["presses_while_suspended"] == 0 and sleep["bus_reports_while_suspended"] == 0, sleep
+    udc_states = {udc for _, udc, _, _ in seen["states"]}
+    assert udc_states <= {"configured", "suspended"}, f"a suspend is no re-enumeration: {seen['states']}"
+    assert seen["voxkey"]["rc"] == 0, seen["voxkey"]
+    stderr = seen["voxkey"]["stderr"]
+    assert "link lost" not in stderr, f"voxkey took the sleeping host for a new one:\n{stderr[-1500:]}"
+    assert seen["bus_witness"] == "ok" and seen["input_core_witness"] == "ok", (seen["bus_witness"], seen)
+    text = seen["text"]
+    on_the_bus = decode([bytes.fromhex(report) for report in seen["bus_reports"]], US)
+    assert on_the_bus == text, "what crossed the cable (usbmon): " + first_difference(text, on_the_bus)
+    assert_host_core_dropped_only_at(seen, sleep["presses_before"])
+
+
+def host_suspended_seconds(states: list[list[Any]]) -> float:
+    """How long the host held the gadget suspended: runtime_status ``suspended`` until it left it."""
+    since = next((moment for moment, _, _, host in states if host == "suspended"), None)
+    if since is None:
+        return 0.0
+    until = next((moment for moment, _, _, host in states if moment > since and host != "suspended"), since)
+    return until - since
 
 
 def unplug_verdicts(stderr: str) -> str:

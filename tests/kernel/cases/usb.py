@@ -429,6 +429,20 @@ class BusWitness:
                     found.append(data)
         return found
 
+    def port_requests(self) -> list[str]:
+        """Port requests (bmRequestType 0x23) the host sent its root hub, as "request feature port".
+
+        SET_FEATURE (03) and CLEAR_FEATURE (01) of PORT_SUSPEND (0002) are the
+        bus-level record of the host suspending and resuming the gadget's port.
+        """
+        root_hub = self.address.replace("Ii:", "Co:").rsplit(":", 2)[0] + ":001:0"
+        found = []
+        for line in bytes(self._data).decode(errors="replace").splitlines():
+            words = line.split()  # tag time S Co:bus:001:0 s 23 request wValue wIndex wLength length
+            if len(words) > 8 and words[2] == "S" and words[3] == root_hub and words[4:6] == ["s", "23"]:
+                found.append(" ".join(words[6:9]))
+        return found
+
 
 STALL_S = 3.0
 """How long the host stops polling: far past any write timeout in the USB link."""
@@ -721,3 +735,132 @@ def interrupted_typing(context: GuestContext) -> CaseResult:
     finally:
         recorder.stop()
     return {"setup": setup, "text": text, "phases": phases, **recorder.snapshot()}
+
+
+SUSPEND_S = 3.0
+"""How long the host keeps the keyboard suspended: inside ``output.resume_within_s`` (5 s)."""
+
+
+class StateWatcher:
+    """Every change of the gadget's and the host's view of the link, polled every 5 ms, as [time, udc, self, host].
+
+    Device side: the UDC's ``state`` (what voxkey reads) and ``is_selfpowered``
+    (the composite driver marks the gadget self-powered when its suspend callback
+    runs: a witness that the suspend reached the gadget even if ``state`` stays
+    ``configured``). Host side: ``power/runtime_status`` of the USB device (what
+    the host did).
+    """
+
+    def __init__(self, device: Path | None) -> None:
+        self.changes: list[list[Any]] = []
+        self._power = device / "power" / "runtime_status" if device else None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="udc-state", daemon=True)
+        self._thread.start()
+
+    def _now(self) -> tuple[str, str | None, str | None]:
+        host: str | None = None
+        if self._power is not None:
+            try:
+                host = self._power.read_text().strip()
+            except OSError:
+                host = "absent"
+        return udc_state(), _read(UDC_STATE.parent, "is_selfpowered"), host
+
+    def _watch(self) -> None:
+        last: tuple[str, str | None, str | None] | None = None
+        while not self._stop.is_set():
+            now = self._now()
+            if now != last:
+                self.changes.append([time.time(), *now])
+                last = now
+            time.sleep(0.005)
+
+    def stop(self) -> list[list[Any]]:
+        self._stop.set()
+        self._thread.join(5)
+        return self.changes
+
+
+@guest_case("usb.host_suspends", modules=(*MODULES, "usbmon"), timeout_s=1200)
+def host_suspends(context: GuestContext) -> CaseResult:
+    """The host suspends the keyboard mid-text for 3 s, then resumes it: a host that only slept.
+
+    A host suspends a USB device only when nothing holds it busy; the guest's
+    VT keyboard handler keeps usbhid's interrupt-IN polling going, so usbhid is
+    unbound first (as in ``host_stops_polling``), then the device's runtime PM
+    set to ``auto`` with no delay: the host suspends its port, dummy_hcd tells
+    the gadget. ``power/control`` ``on`` resumes it, usbhid is bound again.
+    """
+    setup = ensure_gadget_up(context)
+    text = typing_text(1200, seed=7)
+    witness = InputCoreWitness()
+    bus = BusWitness()
+    recorder = start_recorder()
+    watcher = StateWatcher(usb_device_dir())
+    sleep: dict[str, Any] = {}
+    try:
+        process = voxkey_type(context, text, hidg_device(context), wait_s=120, verbose=True)
+        assert process.stdin is not None
+        process.stdin.write(text)
+        process.stdin.close()
+        wait_for(lambda: recorder.key_presses >= len(text) // 3 or process.poll() is not None, 600, 0.005)
+        sleep = _suspend_and_resume(recorder, process, bus)
+        run = _typing_outcome(process)
+        recorder.wait_quiet()
+    finally:
+        recorder.stop()
+        states = watcher.stop()
+        input_core = witness.events()
+        witness.close()
+    return {
+        "setup": setup,
+        "text": text,
+        "voxkey": run,
+        "suspend": sleep,
+        "states": states,
+        "bus_reports": bus.reports(),
+        "root_hub_port_requests": bus.port_requests() if not bus.error else [],
+        "bus_witness": bus.error or "ok",
+        "input_core_events": input_core,
+        "input_core_witness": witness.error or "ok",
+        "dmesg_tail": subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout[-3000:],
+        **recorder.snapshot(),
+    }
+
+
+def _suspend_and_resume(recorder: KeyRecorder, process: subprocess.Popen[str], bus: BusWitness) -> dict[str, Any]:
+    device = usb_device_dir()
+    if device is None:
+        return {"error": "the gadget is not enumerated"}
+    interface = next(iter(sorted(device.glob(f"{device.name}:*.0")))).name
+    usbhid = Path("/sys/bus/usb/drivers/usbhid")
+    power = device / "power"
+    sleep: dict[str, Any] = {
+        "interface": interface,
+        "presses_before": recorder.key_presses,
+        "typing_still_running": process.poll() is None,
+        "power_before": {name: _read(power, name) for name in ("control", "autosuspend_delay_ms", "runtime_status")},
+    }
+    (usbhid / "unbind").write_text(interface)
+    sleep["keyboard_gone"] = wait_for(lambda: find_keyboard_event() is None, 10)
+    (power / "autosuspend_delay_ms").write_text("0")
+    (power / "control").write_text("auto")
+    sleep["host_suspended"] = wait_for(lambda: _read(power, "runtime_status") == "suspended", 10, 0.01)
+    sleep["suspended_at"] = time.time()
+    presses, reports = recorder.key_presses, len(bus.reports())
+    time.sleep(SUSPEND_S)
+    sleep["udc_state_during"] = udc_state()
+    sleep["udc_selfpowered_during"] = _read(UDC_STATE.parent, "is_selfpowered")
+    sleep["runtime_status_during"] = _read(power, "runtime_status")
+    sleep["presses_while_suspended"] = recorder.key_presses - presses
+    sleep["bus_reports_while_suspended"] = len(bus.reports()) - reports
+    sleep["typing_still_running_while_suspended"] = process.poll() is None
+    (power / "control").write_text("on")
+    sleep["resumed_at"] = time.time()
+    sleep["udc_configured_again"] = wait_for(lambda: udc_state() == "configured", 10, 0.01)
+    sleep["runtime_status_after"] = _read(power, "runtime_status")
+    (power / "autosuspend_delay_ms").write_text(sleep["power_before"]["autosuspend_delay_ms"] or "2000")
+    (usbhid / "bind").write_text(interface)
+    sleep["keyboard_back"] = wait_for(lambda: find_keyboard_event() is not None, 30)
+    return sleep
