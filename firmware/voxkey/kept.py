@@ -95,11 +95,11 @@ class KeptText:
         with self._lock:
             return self._away_since
 
-    def host_gone(self) -> None:
-        """Text waits for a host from now (unless it already did)."""
+    def host_gone(self, away_s: float = 0.0) -> None:
+        """Text waits for a host from now, or from ``away_s`` ago (unless it already did)."""
         with self._lock:
             if self._away_since is None:
-                self._away_since = self.clock.now()
+                self._away_since = self.clock.now() - away_s
 
     def host_ready(self, host: str) -> Resume:
         """A host is there: may text flow to it now? Raises ``KeptTextDropped`` if it was dropped meanwhile."""

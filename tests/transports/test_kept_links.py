@@ -8,6 +8,8 @@ mid-text starts the absence, even when the other link has a host at once.
 
 from __future__ import annotations
 
+import os
+import select
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from voxkey.clock import ManualClock
 from voxkey.errors import HostUnavailableError, KeptTextDropped
 from voxkey.hid import RELEASE_ALL
 from voxkey.kept import KeptText, Resume, ResumePolicy
-from voxkey.keymap import Layout, encode
+from voxkey.keymap import Layout, decode, encode
 from voxkey.transports.base import Keyboard, LinkDown
 from voxkey.transports.bluetooth.devices import DeviceView
 from voxkey.transports.bluetooth.link import BluetoothLink
@@ -65,6 +67,80 @@ def test_usb_link_dropped_by_f_hid_counts_as_a_new_enumeration(tmp_path: Path) -
     before = link.host_id()
     link._link_lost("write: Cannot send after transport endpoint shutdown", completion_seen=True)
     assert link.host_id() != before  # the UDC still reads configured: it re-enumerated between two looks
+
+
+class SleepingHost:
+    """``select.poll`` for a host that leaves the queued report unread for ``asleep_s``, then polls again."""
+
+    def __init__(self, clock: ManualClock, asleep_s: float) -> None:
+        self.clock, self.asleep_until = clock, clock.now() + asleep_s
+
+    def register(self, fd: int, events: int) -> None:
+        return None
+
+    def poll(self, timeout_ms: float) -> list[tuple[int, int]]:
+        if self.clock.now() < self.asleep_until:
+            self.clock.advance(timeout_ms / 1000)
+            return []
+        return [(0, select.POLLOUT)]
+
+
+def sleeping_usb_host(tmp_path: Path, clock: ManualClock) -> tuple[Path, UsbHidLink]:
+    device, state = tmp_path / "hidg0", tmp_path / "state"
+    device.touch()
+    state.write_text("configured\n")  # dummy_hcd and some UDCs never show "suspended" (kernel case usb.host_suspends)
+    return device, UsbHidLink(device, state, settle_s=0, clock=clock.now)
+
+
+def reports_in(device: Path) -> list[bytes]:
+    data = device.read_bytes()
+    return [data[i : i + 8] for i in range(0, len(data), 8)]
+
+
+@pytest.mark.parametrize(("asleep_s", "typed_by_itself"), [(3.0, True), (60.0, False)])
+def test_a_usb_host_that_sleeps_mid_text_gets_the_rest_only_as_the_kept_text_rule_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, asleep_s: float, typed_by_itself: bool
+) -> None:
+    """A laptop put to sleep mid-sentence may wake to its lock screen: after 60 s the rest waits for a tap."""
+    clock = ManualClock()
+    device, link = sleeping_usb_host(tmp_path, clock)
+    kept = KeptText(ResumePolicy(5), clock)
+    keyboard = Keyboard(HostLink([link], lambda waiting: None, kept), US, host_wait_s=0.3)
+    real_write, writes = os.write, []
+
+    def sleep_once_a_is_pressed(fd: int, data: bytes) -> int:
+        writes.append(data)
+        if len(writes) == 2:  # the link's first keys-up, then "a" pressed: the host sleeps before reading it
+            host = SleepingHost(clock, asleep_s)
+            monkeypatch.setattr(select, "poll", lambda: host)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", sleep_once_a_is_pressed)
+    if typed_by_itself:
+        keyboard.type("ab")
+        assert decode(reports_in(device), US) == "ab" and not kept.held
+        return
+    with pytest.raises(HostUnavailableError):
+        keyboard.type("ab")
+    assert decode(reports_in(device), US) == "a"  # "b" waits for a tap ...
+    assert reports_in(device)[-1] == RELEASE_ALL  # ... and no key is left down on the waking host
+    assert kept.held and keyboard.pending_text == "b"
+
+
+def test_a_key_a_usb_host_got_on_waking_is_let_go_before_the_text_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A press read only on waking is a key held down on the waking host: it would auto-repeat there."""
+    clock = ManualClock()
+    device, link = sleeping_usb_host(tmp_path, clock)
+    x_down, y_down = encode("x", US)[0], encode("y", US)[0]
+    link.send(x_down, None)
+    host = SleepingHost(clock, 60.0)
+    monkeypatch.setattr(select, "poll", lambda: host)
+    with pytest.raises(LinkDown) as raised:
+        link.send(y_down, None)
+    assert raised.value.away_s >= 60.0 and raised.value.previous_delivered  # "x" reached it on waking
+    assert reports_in(device)[-2:] == [x_down, RELEASE_ALL]  # let go at once; "y" was not sent
 
 
 # ----------------------------------------------------------------------------- Bluetooth

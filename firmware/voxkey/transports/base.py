@@ -43,9 +43,11 @@ class LinkDown(Exception):
     because a host releases the keys of a keyboard that vanishes.
     """
 
-    def __init__(self, message: str, previous_delivered: bool = False) -> None:
+    def __init__(self, message: str, previous_delivered: bool = False, away_s: float = 0.0) -> None:
         super().__init__(message)
         self.previous_delivered = previous_delivered
+        self.away_s = away_s
+        """How long the host had already been away when the link found out (a host that slept, then woke)."""
 
 
 class ReportLink(Protocol):

@@ -184,9 +184,9 @@ class HostLink:
     def send(self, report: bytes, deadline: float | None) -> None:
         try:
             self.active.send(report, deadline)
-        except LinkDown:
+        except LinkDown as exc:
             if self.kept is not None:
-                self.kept.host_gone()  # the rest is kept text now, even if another link has a host at once
+                self.kept.host_gone(exc.away_s)  # the rest is kept text now, even if another link has a host at once
             raise
 
     def discard_kept(self) -> list[bytes]:

@@ -16,7 +16,14 @@ delivery (``f_hid`` holds ``POLLOUT`` back once the endpoint is disabled), a
 link lost while waiting for the completion was a cancellation.
 
 The host is "there" when the UDC says ``configured``; while it is
-``suspended`` (asleep) or unplugged, text waits. After the host comes back
+``suspended`` (asleep) or unplugged, text waits. A host that simply stops
+polling is away too: a laptop put to sleep mid-text, whose UDC may still read
+``configured`` (Debian's dummy_hcd never shows ``suspended``; the kernel case
+``usb.host_suspends``). When such a host polls again after more than
+``STALL_S``, the link lets go of any key the host got on waking and reports the
+host as gone since it stopped (``LinkDown.away_s``), before the next key: the
+daemon's kept-text rule then decides whether the rest is typed by itself or
+waits for a tap, as for an unplug (the laptop may wake to its lock screen). After the host comes back
 (re-plugged, re-enumerated) it ignores the first reports: Linux's usbhid drops
 input for 50 ms after it opens a keyboard, and other hosts settle too. So the
 link first sends all-keys-up reports, which are harmless to lose, until the host
@@ -43,6 +50,7 @@ import logging
 import os
 import select
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from voxkey.errors import GadgetError, HostUnavailableError, TransportError
@@ -57,6 +65,9 @@ REPORT_CANCELLED = b"End Point Request ERROR"  # f_hid's completion handler, for
 CANCEL_LOG_GRACE_S = 0.1
 LINK_DOWN_ERRNOS = {errno.ESHUTDOWN, errno.EPIPE, errno.ENODEV, errno.EIO, errno.ECONNRESET, errno.ENXIO}
 POLL_SLICE_S = 0.1
+STALL_S = 1.0
+"""A host that did not poll a queued report for this long was away (asleep, its driver unbound): hosts poll a
+keyboard every 1-10 ms, and even a loaded one within a few hundred."""
 SETTLE_S = 0.5
 SET_UP_GADGET = (
     "on a Raspberry Pi add dtoverlay=dwc2,dr_mode=peripheral to /boot/firmware/config.txt and reboot, "
@@ -159,9 +170,13 @@ class UsbHidLink:
         udc_state_file: Path | None = None,
         settle_s: float = SETTLE_S,
         kernel_log: KernelLog | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``udc_state_file`` None means "do not gate on the UDC" (a plain file or pipe in tests)."""
         self.device = Path(device)
+        self.clock = clock
+        self._stalled_s = 0.0
+        """How long the host left the last report unread, if longer than ``STALL_S`` (0 once acted on)."""
         self.udc_state_file = udc_state_file
         self.settle_s = settle_s
         self.kernel_log = kernel_log
@@ -245,6 +260,8 @@ class UsbHidLink:
     def send(self, report: bytes, deadline: float | None) -> None:
         fd = self._require_fd()
         self._wait_writable(fd, deadline)
+        if self._stalled_s and report != RELEASE_ALL:
+            self._back_from_sleep(fd)
         if self.kernel_log is not None and self.kernel_log.report_cancelled():
             # The previous report completed as a cancellation while the UDC looked configured:
             # the host re-enumerated between two of our looks at it.
@@ -348,6 +365,23 @@ class UsbHidLink:
             os.close(self._fd)
             self._fd = None
 
+    def _back_from_sleep(self, fd: int) -> None:
+        """The host polled again after a stall: let go of every key it may hold, then say it was away.
+
+        The report queued when it stopped reached it only on waking; if that was a press, the key is
+        down on a host that may be showing its lock screen now. Keys-up goes first; the next key waits
+        for the kept-text rule.
+        """
+        away_s, self._stalled_s = self._stalled_s, 0.0
+        if self._last_report != RELEASE_ALL:
+            try:
+                os.write(fd, RELEASE_ALL)
+            except OSError as exc:
+                raise self._link_lost(f"write to {self.device}: {os.strerror(exc.errno or 0)}", True) from exc
+            self._last_report = RELEASE_ALL
+        log.warning("usb: the host did not read reports for %.1f s (asleep?); the rest of the text is kept", away_s)
+        raise LinkDown(f"the host did not read reports for {away_s:.1f} s", previous_delivered=True, away_s=away_s)
+
     def _wait_writable(self, fd: int, deadline: float | None) -> None:
         """Wait until the previous report completed: the host polled it, or it was cancelled.
 
@@ -357,6 +391,7 @@ class UsbHidLink:
         """
         poller = select.poll()
         poller.register(fd, select.POLLOUT | select.POLLERR)
+        waiting_since = self.clock()
         while not poller.poll(POLL_SLICE_S * 1000):
             self._read_led_reports(fd)
             state = self._state_or_link_down(completion_seen=False)
@@ -364,6 +399,9 @@ class UsbHidLink:
                 log.warning("usb: host stopped reading reports (UDC state: %s); text is kept", state)
                 self._waiting_logged = True
             self._check_deadline(deadline, f"USB host stopped reading reports (UDC state: {state})")
+        stalled_s = self.clock() - waiting_since
+        if stalled_s > STALL_S:
+            self._stalled_s = max(self._stalled_s, stalled_s)
         self._read_led_reports(fd)
         self._state_or_link_down(completion_seen=True)
 
