@@ -12,6 +12,18 @@ from voxkey.keymap import Layout, decode
 US = Layout.load("us")
 
 
+def screen(text: str) -> str:
+    """What a text field shows after ``text`` as a host types it (Backspace erases)."""
+    shown: list[str] = []
+    for char in text:
+        if char == "\b":
+            if shown:
+                shown.pop()
+        else:
+            shown.append(char)
+    return "".join(shown)
+
+
 class CaptureLink:
     """A host that records every report; it can be absent (unplugged) and slow."""
 
@@ -59,14 +71,7 @@ class CaptureLink:
 
     def screen(self) -> str:
         """What a text field shows after those characters (Backspace erases)."""
-        shown: list[str] = []
-        for char in self.typed():
-            if char == "\b":
-                if shown:
-                    shown.pop()
-            else:
-                shown.append(char)
-        return "".join(shown)
+        return screen(self.typed())
 
     def backspaces(self) -> int:
         with self.lock:

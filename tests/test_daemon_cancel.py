@@ -34,6 +34,7 @@ from tests.daemon_harness import (
     transcribed_fixture,
     whisper_fixture,
 )
+from tests.hosts import screen
 from voxkey.asr import WhisperEngine
 from voxkey.config import Config
 from voxkey.hid import RELEASE_ALL
@@ -60,18 +61,6 @@ def config() -> Config:
         button=dataclasses.replace(base.button, cancel_pin=CANCEL_PIN),
         dictation=dataclasses.replace(base.dictation, type_while_talking=False),
     )
-
-
-def screen(text: str) -> str:
-    """What a text field shows after ``text`` (Backspace erases)."""
-    shown: list[str] = []
-    for char in text:
-        if char == "\b":
-            if shown:
-                shown.pop()
-        else:
-            shown.append(char)
-    return "".join(shown)
 
 
 @pytest.mark.parametrize("gesture", ["cancel button", "double press"])
