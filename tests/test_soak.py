@@ -127,18 +127,30 @@ def test_soak_1000_cycles(pins: MockFactory, tmp_path: Path, record_property: ob
         screen.append((" " if screen else "") + phrase)
         expected_typed += 1
 
-    def double_tap() -> None:
+    def double_tap() -> float:
         """Two 50 ms taps 100 ms apart, stamped exactly as the terminal's 'u' key does: a loaded machine
-        may oversleep a real 50 ms tap into a dictation, and the soak is about resources, not timing."""
+        may oversleep a real 50 ms tap into a dictation, and the soak is about resources, not timing.
+        Returns the last edge's stamp: the next cycle's press must not come before it."""
         microphone.next_is_speech = False
         now = time.monotonic()
         for offset, kind in ((0.0, "press"), (0.05, "release"), (0.15, "press"), (0.2, "release")):
             daemon.events.put(ButtonEdge(kind, now + offset))  # type: ignore[arg-type]
+        return now + 0.2
 
     def tap() -> None:
         microphone.next_is_speech = False
         button.drive_low()
         button.drive_high()
+
+    def after_the_window() -> None:
+        """Wait until a press can no longer fall into the last dictation's window (it would cancel it).
+
+        Only what is left of the window since that recording stopped: whisper and typing usually used
+        it up already, so a cycle does work instead of sleeping a fixed window 1,100 times.
+        """
+        stopped_at = daemon.pipeline.situation().last_stopped_at  # the daemon's clock: time.monotonic()
+        if stopped_at is not None:
+            time.sleep(max(0.0, stopped_at + config.button.double_press_s + 0.05 - time.monotonic()))
 
     marks: dict[int, tuple[int, int, float]] = {}
     kinds = [cycle % 10 for cycle in range(1, CYCLES + 1)]
@@ -150,11 +162,12 @@ def test_soak_1000_cycles(pins: MockFactory, tmp_path: Path, record_property: ob
         if kind == 7:  # a dictation, then undo it with two taps
             dictate()
             wait(idle)
-            time.sleep(config.button.double_press_s + 0.05)
+            after_the_window()
             undone = daemon.counters.undone + 1
-            double_tap()
+            last_edge = double_tap()
             wait(lambda: daemon.counters.undone == undone)  # noqa: B023 - waited for right here
             screen.pop()
+            time.sleep(max(0.0, last_edge - time.monotonic()))
         elif kind == 8:  # a dictation cancelled with the cancel button before it is typed
             microphone.next_is_speech = True
             cancelled = daemon.counters.cancelled + 1
@@ -169,7 +182,7 @@ def test_soak_1000_cycles(pins: MockFactory, tmp_path: Path, record_property: ob
             dictate()
         wait(idle)
         cpu_s.append(time.process_time() - cycle_cpu)
-        time.sleep(config.button.double_press_s + 0.05)  # no cycle may fall into the previous one's window
+        after_the_window()  # no cycle may fall into the previous one's window
         if cycle in (WARM_UP, CYCLES):
             marks[cycle] = (threads(), open_fds(), rss_mib())
 

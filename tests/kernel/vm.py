@@ -10,10 +10,12 @@ tens of seconds, which is why one boot serves every case.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -152,26 +154,65 @@ def vng_command(
     ]
 
 
-def run_cases(
+class GuestBoot:
+    """A guest booting (or already running its cases) in the background; ``wait()`` gives its ``GuestRun``.
+
+    The session starts its boots right after collection (``tests/kernel/conftest.py``) so the host-side
+    tests run while QEMU emulates the guest on the other core; the kernel tests then only read the results.
+    """
+
+    def __init__(self, command: list[str], env: dict[str, str], directory: Path, cases: list[str], clock: str) -> None:
+        self.command, self.directory, self.cases, self.clock = command, directory, cases, clock
+        self.results_file = directory / "results.json"
+        self.results_file.unlink(missing_ok=True)
+        self.log_path = directory / "vng.log"
+        self.started = time.monotonic()
+        with self.log_path.open("w") as log_file:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # kill() ends QEMU with vng, not just vng
+            )
+
+    def wait(self, timeout_s: float = 1800.0) -> GuestRun:
+        """The boot's results, once it ended; a boot that outlives ``timeout_s`` (from its start) is killed."""
+        left = max(0.0, self.started + timeout_s - time.monotonic())
+        try:
+            returncode = self.process.wait(timeout=left)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            returncode = -1
+        wall = time.monotonic() - self.started
+        results: dict[str, Any] = {}
+        if self.results_file.exists():
+            results = json.loads(self.results_file.read_text())
+        log = self.log_path.read_text(errors="replace")
+        return GuestRun(self.command, returncode, wall, results, log, self.directory, list(self.cases), self.clock)
+
+    def kill(self) -> None:
+        """End the guest (vng and its QEMU) if it still runs: a session that ends early leaves no QEMU behind."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def start_cases(
     cases: Sequence[str],
-    timeout_s: float = 1800.0,
     directory: Path | None = None,
     cpus: int = DEFAULT_CPUS,
     memory: str = DEFAULT_MEMORY,
     clock: str = "wall",
-) -> GuestRun:
-    """Boot once, run ``cases`` (all registered ones if empty) in the guest, return what they saw.
-
-    Runs headless (stdin is /dev/null, no tty needed), so it works the same in CI. ``clock``:
-    ``wall``, or ``instructions`` for cases that judge on-device work by the guest's timers
-    (see ``INSTRUCTION_CLOCK``).
-    """
+) -> GuestBoot:
+    """Start booting a guest that runs ``cases`` (all registered ones if empty); see ``run_cases``."""
     kernel = find_kernel()
     check_kernel_readable(kernel)
     shared = directory or Path(tempfile.mkdtemp(prefix="voxkey-guest-"))
     shared.mkdir(parents=True, exist_ok=True)
     results_file = shared / "results.json"
-    results_file.unlink(missing_ok=True)
     guest_command = shlex.join(
         [
             sys.executable,
@@ -186,29 +227,24 @@ def run_cases(
     command = vng_command(kernel, shared, guest_command, cpus, memory, clock)
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # the runner sets the guest's import path itself
-    started = time.monotonic()
-    log_path = shared / "vng.log"
-    with log_path.open("w") as log_file:
-        try:
-            completed = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                timeout=timeout_s,
-                env=env,
-                check=False,
-            )
-            returncode = completed.returncode
-        except subprocess.TimeoutExpired:
-            returncode = -1
-    wall = time.monotonic() - started
-    results: dict[str, Any] = {}
-    if results_file.exists():
-        results = json.loads(results_file.read_text())
-    return GuestRun(
-        command, returncode, wall, results, log_path.read_text(errors="replace"), shared, list(cases), clock
-    )
+    return GuestBoot(command, env, shared, list(cases), clock)
+
+
+def run_cases(
+    cases: Sequence[str],
+    timeout_s: float = 1800.0,
+    directory: Path | None = None,
+    cpus: int = DEFAULT_CPUS,
+    memory: str = DEFAULT_MEMORY,
+    clock: str = "wall",
+) -> GuestRun:
+    """Boot once, run ``cases`` (all registered ones if empty) in the guest, return what they saw.
+
+    Runs headless (stdin is /dev/null, no tty needed), so it works the same in CI. ``clock``:
+    ``wall``, or ``instructions`` for cases that judge on-device work by the guest's timers
+    (see ``INSTRUCTION_CLOCK``).
+    """
+    return start_cases(cases, directory, cpus, memory, clock).wait(timeout_s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
