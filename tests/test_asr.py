@@ -28,7 +28,14 @@ from tests.speech_fixtures import (
     white_noise,
     word_error_rate,
 )
-from voxkey.asr import AsrSettings, WhisperEngine, audio_ctx_for, looks_looped, trim_loop
+from voxkey.asr import (
+    LOOP_RETRY_AUDIO_CTX,
+    AsrSettings,
+    WhisperEngine,
+    audio_ctx_for,
+    looks_looped,
+    trim_loop,
+)
 from voxkey.audio import SAMPLE_RATE, AudioSettings, WavFileSource
 from voxkey.cli import main as voxkey_main
 from voxkey.dictation import DictationSession, PhraseResult, repeats_end_of, transcribe_file, transcribe_samples
@@ -178,7 +185,7 @@ def test_a_loop_is_decoded_again_only_when_asked_and_its_words_stay_out_of_info_
 
     def decode(audio: np.ndarray, params: dict[str, object]) -> list[str]:
         windows.append(int(params["audio_ctx"]))  # type: ignore[call-overload]
-        return looped if params["audio_ctx"] else ["9 9 3 1 6 5"]
+        return looped if params["audio_ctx"] != LOOP_RETRY_AUDIO_CTX else ["9 9 3 1 6 5"]
 
     monkeypatch.setattr(tiny_engine, "_decode", decode)
     two_seconds = np.full(2 * SAMPLE_RATE, 100, np.int16)
@@ -186,8 +193,23 @@ def test_a_loop_is_decoded_again_only_when_asked_and_its_words_stay_out_of_info_
     assert tiny_engine.transcribe(two_seconds, loop_retry=False).text == looped[0]
     assert len(windows) == 1 and windows[0] > 0  # the sized window only
     assert tiny_engine.transcribe(two_seconds).text == "9 9 3 1 6 5"
-    assert windows[1:] == [windows[0], 0]  # by default: again with the full window
+    assert windows[1:] == [windows[0], LOOP_RETRY_AUDIO_CTX]  # by default: again with a wider window ...
     assert "looped" in caplog.text and "9 9 3" not in caplog.text
+
+
+def test_a_loop_the_wider_window_cannot_fix_gets_the_full_window(
+    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wider window keeps the peak memory down; a loop it still makes is not typed."""
+    windows: list[int] = []
+
+    def decode(audio: np.ndarray, params: dict[str, object]) -> list[str]:
+        windows.append(int(params["audio_ctx"]))  # type: ignore[call-overload]
+        return ["9 9 3 1 6 5"] if params["audio_ctx"] == 0 else ["9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5"]
+
+    monkeypatch.setattr(tiny_engine, "_decode", decode)
+    assert tiny_engine.transcribe(np.full(2 * SAMPLE_RATE, 100, np.int16)).text == "9 9 3 1 6 5"
+    assert windows[1:] == [LOOP_RETRY_AUDIO_CTX, 0]
 
 
 @pytest.mark.parametrize("rate", [44_100, 8_000])
