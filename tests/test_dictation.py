@@ -15,24 +15,25 @@ import pytest
 
 from voxkey.asr import AsrSettings, Transcript
 from voxkey.audio import SAMPLE_RATE, Samples
-from voxkey.dictation import HELD_GUESS_PAUSE, DictationSession
+from voxkey.dictation import GUESS_ALLOWANCE_S, GUESS_BUDGET, HELD_GUESS_PAUSE, DictationSession
 from voxkey.vad import PhraseSegmenter, VadSettings
 
 
 class CountingEngine:
     """A PhraseTranscriber that remembers the length of every stretch it was asked to decode."""
 
-    def __init__(self) -> None:
+    def __init__(self, compute_s: float = 0.01) -> None:
         self.settings = AsrSettings(context_words=0)
         self.name = "counting"
         self.decoded_s: list[float] = []
         self.called = threading.Event()
+        self.compute_s = compute_s  # what each decode reports it cost (it returns at once)
 
     def transcribe(self, samples: Samples, prompt: str | None = None) -> Transcript:
         seconds = samples.size / SAMPLE_RATE
         self.decoded_s.append(round(seconds, 2))
         self.called.set()
-        return Transcript("Words.", seconds, 0.01)
+        return Transcript("Words.", seconds, self.compute_s)
 
     def warm_up(self) -> None:
         pass
@@ -115,3 +116,22 @@ def test_after_release_the_open_phrase_is_guessed_at_once(engine: CountingEngine
         engine.called.wait(0.05)
     session.finish()
     assert session.result is not None and session.result.speculation_hits == 1
+
+
+def test_wrong_guesses_while_the_button_is_held_cost_at_most_the_budget() -> None:
+    """A speaker who pauses 450 ms between clauses and goes on: every guess is wrong; they must stay rationed."""
+    engine, settings = CountingEngine(compute_s=0.3), VadSettings()
+    first = phrase_then_pause(HELD_GUESS_PAUSE * settings.phrase_pause_ms + 90, settings)
+    clause = first[int(0.3 * SAMPLE_RATE) :]  # without the quiet before the first: the sentence goes on
+    session = DictationSession(engine, settings)
+    session.start()
+    fed_s = 0.0
+    for audio in [first] + [clause] * 11:  # 40 s of one long sentence; the VAD cuts it only at max_phrase_s
+        engine.called.clear()
+        session.feed(audio)
+        fed_s += clause.size / SAMPLE_RATE
+        engine.called.wait(0.2)
+    guesses = session._speculations
+    session.cancel()
+    assert guesses >= 2  # the rule guesses at these pauses ...
+    assert (guesses - 1) * engine.compute_s <= GUESS_ALLOWANCE_S + GUESS_BUDGET * fed_s  # ... within the budget
