@@ -183,7 +183,7 @@ def test_a_loop_is_decoded_again_only_when_asked_and_its_words_stay_out_of_info_
     looped = ["9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5"]
     windows: list[int] = []
 
-    def decode(audio: np.ndarray, params: dict[str, object]) -> list[str]:
+    def decode(audio: np.ndarray, params: dict[str, object], stop: object = None) -> list[str]:
         windows.append(int(params["audio_ctx"]))  # type: ignore[call-overload]
         return looped if params["audio_ctx"] != LOOP_RETRY_AUDIO_CTX else ["9 9 3 1 6 5"]
 
@@ -203,7 +203,7 @@ def test_a_loop_the_wider_window_cannot_fix_gets_the_full_window(
     """The wider window keeps the peak memory down; a loop it still makes is not typed."""
     windows: list[int] = []
 
-    def decode(audio: np.ndarray, params: dict[str, object]) -> list[str]:
+    def decode(audio: np.ndarray, params: dict[str, object], stop: object = None) -> list[str]:
         windows.append(int(params["audio_ctx"]))  # type: ignore[call-overload]
         return ["9 9 3 1 6 5"] if params["audio_ctx"] == 0 else ["9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5"]
 
@@ -436,3 +436,27 @@ def test_cli_missing_model_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
     code = voxkey_main(["transcribe", "-m", "small.en-q5_1", str(SPEECH_DIR / "jfk.wav")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in err and "voxkey models download small.en-q5_1" in err
+
+
+def test_a_decode_stops_part_way_when_asked_and_is_unchanged_when_not(tiny_engine: WhisperEngine) -> None:
+    """``stop`` is how a dictation drops a guess the speaker outgrew; it must never change a decode it lets run."""
+    samples = load_utterance("LJ001-0001")
+    whole = tiny_engine.transcribe(samples)
+    polls: list[bool] = []
+
+    def never() -> bool:
+        polls.append(False)
+        return False
+
+    assert tiny_engine.transcribe(samples, stop=never).text == whole.text
+    assert len(polls) > 20  # whisper.cpp asked all along the decode
+    polls.clear()
+
+    def after_five() -> bool:
+        polls.append(len(polls) >= 5)
+        return polls[-1]
+
+    stopped = tiny_engine.transcribe(samples, stop=after_five)
+    assert stopped.stopped and stopped.text == ""
+    assert len(polls) <= 8  # it ended right after the first yes, long before the ~100s of polls of a whole decode
+    assert tiny_engine.transcribe(samples).text == whole.text  # and left nothing behind
