@@ -290,7 +290,9 @@ def child_ours(model: str, threads: int, room: Path, speech_s: float) -> dict[st
         if dictation
         else [],
         "whisper_s": round(dictation.compute_s, 2) if dictation else None,
-        "guesses": (dictation.speculations, dictation.speculation_hits) if dictation else None,
+        "guesses": (dictation.speculations, dictation.speculation_hits, dictation.speculations_stopped)
+        if dictation
+        else None,
     }
 
 
