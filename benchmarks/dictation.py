@@ -5,7 +5,8 @@ Each dictation is several utterances of ``../shared/speech`` joined by pauses dr
 alternating dictation by dictation, each in its own child process so peak RSS is its own:
 
 * **ours**: voxkey's ``Daemon`` as ``voxkey run`` builds it, with a WAV "room" as its microphone
-  (played at microphone pace from the moment the daemon opens it), the button pressed at the
+  (read from disk and played at microphone pace from the moment the daemon opens it, so the
+  process holds no more of it than a microphone would), the button pressed at the
   start and released when the last utterance's file ends, and a host that timestamps every HID
   report. Run twice per dictation: the two texts must be the same (same audio, same text).
 * **plain**: pywhispercpp's ``Model.transcribe`` of the whole recording with default parameters
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import wave
 from collections import Counter
 from contextlib import suppress
 from pathlib import Path
@@ -169,7 +171,7 @@ def _peak_rss_mb() -> float:
 
 def child_ours(model: str, threads: int, room: Path, speech_s: float) -> dict[str, Any]:
     from voxkey.asr import AsrSettings
-    from voxkey.audio import WavFileSource
+    from voxkey.audio import AudioSettings, AudioSource
     from voxkey.config import ButtonSettings, Config, LedSettings, OutputSettings
     from voxkey.daemon import Daemon, RunOptions
     from voxkey.keymap import Layout, decode
@@ -203,11 +205,45 @@ def child_ours(model: str, threads: int, room: Path, speech_s: float) -> dict[st
     opened = threading.Event()
     opened_at = [0.0]
 
-    class Room(WavFileSource):
+    class Room(AudioSource):
+        """The room as a microphone hears it: read from disk block by block at microphone pace.
+
+        Not a ``WavFileSource``, which reads the whole file into memory: on a Pi the sound is in the
+        air, and a 5-minute room held in the daemon's process would add 10-20 MB to its peak RSS.
+        """
+
+        def __init__(self, path: Path, settings: AudioSettings) -> None:
+            super().__init__(settings)
+            self.path = path
+            self._stop = threading.Event()
+            self._thread: threading.Thread | None = None
+
         def open(self) -> None:
-            super().open()
+            self._thread = threading.Thread(target=self._play, name="bench-room", daemon=True)
             opened_at[0] = time.monotonic()
+            self._thread.start()
             opened.set()
+
+        def _play(self) -> None:
+            block = self.settings.block_ms * SAMPLE_RATE // 1000
+            with wave.open(str(self.path), "rb") as room_file:
+                played = 0
+                while not self._stop.is_set():
+                    frames = room_file.readframes(block)
+                    if not frames:
+                        return
+                    played += len(frames) // 2
+                    delay = opened_at[0] + played / SAMPLE_RATE - time.monotonic()
+                    if delay > 0 and self._stop.wait(delay):
+                        return
+                    self.buffer.push(np.frombuffer(frames, "<i2").copy())
+
+        def close(self) -> None:
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join()
+                self._thread = None
+            self.buffer.stop(post_roll=False)
 
     config = Config(
         button=ButtonSettings(source="terminal", mode="hold"),
@@ -218,7 +254,7 @@ def child_ours(model: str, threads: int, room: Path, speech_s: float) -> dict[st
     daemon = Daemon(
         config,
         RunOptions(exit_when_idle=False),
-        audio_factory=lambda: Room(room, config.audio, realtime=True, auto_listen=False),
+        audio_factory=lambda: Room(room, config.audio),
         link_factory=lambda c: Links([host]),  # type: ignore[list-item]
         buttons_factory=lambda d: None,
     )
@@ -254,7 +290,9 @@ def child_ours(model: str, threads: int, room: Path, speech_s: float) -> dict[st
         if dictation
         else [],
         "whisper_s": round(dictation.compute_s, 2) if dictation else None,
-        "guesses": (dictation.speculations, dictation.speculation_hits) if dictation else None,
+        "guesses": (dictation.speculations, dictation.speculation_hits, dictation.speculations_stopped)
+        if dictation
+        else None,
     }
 
 

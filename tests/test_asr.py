@@ -28,7 +28,14 @@ from tests.speech_fixtures import (
     white_noise,
     word_error_rate,
 )
-from voxkey.asr import AsrSettings, WhisperEngine, audio_ctx_for, looks_looped, trim_loop
+from voxkey.asr import (
+    LOOP_RETRY_AUDIO_CTX,
+    AsrSettings,
+    WhisperEngine,
+    audio_ctx_for,
+    looks_looped,
+    trim_loop,
+)
 from voxkey.audio import SAMPLE_RATE, AudioSettings, WavFileSource
 from voxkey.cli import main as voxkey_main
 from voxkey.dictation import DictationSession, PhraseResult, repeats_end_of, transcribe_file, transcribe_samples
@@ -176,9 +183,9 @@ def test_a_loop_is_decoded_again_only_when_asked_and_its_words_stay_out_of_info_
     looped = ["9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5"]
     windows: list[int] = []
 
-    def decode(audio: np.ndarray, params: dict[str, object]) -> list[str]:
+    def decode(audio: np.ndarray, params: dict[str, object], stop: object = None) -> list[str]:
         windows.append(int(params["audio_ctx"]))  # type: ignore[call-overload]
-        return looped if params["audio_ctx"] else ["9 9 3 1 6 5"]
+        return looped if params["audio_ctx"] != LOOP_RETRY_AUDIO_CTX else ["9 9 3 1 6 5"]
 
     monkeypatch.setattr(tiny_engine, "_decode", decode)
     two_seconds = np.full(2 * SAMPLE_RATE, 100, np.int16)
@@ -186,8 +193,23 @@ def test_a_loop_is_decoded_again_only_when_asked_and_its_words_stay_out_of_info_
     assert tiny_engine.transcribe(two_seconds, loop_retry=False).text == looped[0]
     assert len(windows) == 1 and windows[0] > 0  # the sized window only
     assert tiny_engine.transcribe(two_seconds).text == "9 9 3 1 6 5"
-    assert windows[1:] == [windows[0], 0]  # by default: again with the full window
+    assert windows[1:] == [windows[0], LOOP_RETRY_AUDIO_CTX]  # by default: again with a wider window ...
     assert "looped" in caplog.text and "9 9 3" not in caplog.text
+
+
+def test_a_loop_the_wider_window_cannot_fix_gets_the_full_window(
+    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wider window keeps the peak memory down; a loop it still makes is not typed."""
+    windows: list[int] = []
+
+    def decode(audio: np.ndarray, params: dict[str, object], stop: object = None) -> list[str]:
+        windows.append(int(params["audio_ctx"]))  # type: ignore[call-overload]
+        return ["9 9 3 1 6 5"] if params["audio_ctx"] == 0 else ["9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5 9 9 3 1 6 5"]
+
+    monkeypatch.setattr(tiny_engine, "_decode", decode)
+    assert tiny_engine.transcribe(np.full(2 * SAMPLE_RATE, 100, np.int16)).text == "9 9 3 1 6 5"
+    assert windows[1:] == [LOOP_RETRY_AUDIO_CTX, 0]
 
 
 @pytest.mark.parametrize("rate", [44_100, 8_000])
@@ -414,3 +436,27 @@ def test_cli_missing_model_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
     code = voxkey_main(["transcribe", "-m", "small.en-q5_1", str(SPEECH_DIR / "jfk.wav")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and "\n" not in err and "voxkey models download small.en-q5_1" in err
+
+
+def test_a_decode_stops_part_way_when_asked_and_is_unchanged_when_not(tiny_engine: WhisperEngine) -> None:
+    """``stop`` is how a dictation drops a guess the speaker outgrew; it must never change a decode it lets run."""
+    samples = load_utterance("LJ001-0001")
+    whole = tiny_engine.transcribe(samples)
+    polls: list[bool] = []
+
+    def never() -> bool:
+        polls.append(False)
+        return False
+
+    assert tiny_engine.transcribe(samples, stop=never).text == whole.text
+    assert len(polls) > 20  # whisper.cpp asked all along the decode
+    polls.clear()
+
+    def after_five() -> bool:
+        polls.append(len(polls) >= 5)
+        return polls[-1]
+
+    stopped = tiny_engine.transcribe(samples, stop=after_five)
+    assert stopped.stopped and stopped.text == ""
+    assert len(polls) <= 8  # it ended right after the first yes, long before the ~100s of polls of a whole decode
+    assert tiny_engine.transcribe(samples).text == whole.text  # and left nothing behind

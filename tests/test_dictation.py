@@ -9,36 +9,72 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from voxkey.asr import AsrSettings, Transcript
 from voxkey.audio import SAMPLE_RATE, Samples
-from voxkey.dictation import HELD_GUESS_PAUSE, DictationSession
+from voxkey.dictation import GUESS_ALLOWANCE_S, GUESS_BUDGET, HELD_GUESS_PAUSE, DictationSession
 from voxkey.vad import PhraseSegmenter, VadSettings
 
 
 class CountingEngine:
     """A PhraseTranscriber that remembers the length of every stretch it was asked to decode."""
 
-    def __init__(self) -> None:
+    def __init__(self, compute_s: float = 0.01) -> None:
         self.settings = AsrSettings(context_words=0)
         self.name = "counting"
         self.decoded_s: list[float] = []
         self.called = threading.Event()
+        self.compute_s = compute_s  # what each decode reports it cost (it returns at once)
 
-    def transcribe(self, samples: Samples, prompt: str | None = None) -> Transcript:
+    def transcribe(
+        self, samples: Samples, prompt: str | None = None, stop: Callable[[], bool] | None = None
+    ) -> Transcript:
         seconds = samples.size / SAMPLE_RATE
         self.decoded_s.append(round(seconds, 2))
         self.called.set()
-        return Transcript("Words.", seconds, 0.01)
+        return Transcript("Words.", seconds, self.compute_s)
 
     def warm_up(self) -> None:
         pass
 
     def close(self) -> None:
         pass
+
+
+class SlowEngine(CountingEngine):
+    """Each decode runs until its ``stop`` says so (recorded) or the test lets it finish: a slow whisper."""
+
+    def __init__(self) -> None:
+        super().__init__(compute_s=0.05)
+        self.finish_now = threading.Event()
+        self.stopped: list[float] = []
+
+    def transcribe(
+        self, samples: Samples, prompt: str | None = None, stop: Callable[[], bool] | None = None
+    ) -> Transcript:
+        seconds = samples.size / SAMPLE_RATE
+        self.decoded_s.append(round(seconds, 2))
+        self.called.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if stop is not None and stop():  # asked before finish_now: a stop set by then always counts
+                self.stopped.append(round(seconds, 2))
+                return Transcript("", seconds, self.compute_s, stopped=True)
+            if self.finish_now.is_set():
+                break
+            time.sleep(0.002)
+        return Transcript("The words that were said.", seconds, self.compute_s)
+
+
+def wait_for(condition: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.002)
 
 
 def voiced(seconds: float) -> Samples:
@@ -115,3 +151,67 @@ def test_after_release_the_open_phrase_is_guessed_at_once(engine: CountingEngine
         engine.called.wait(0.05)
     session.finish()
     assert session.result is not None and session.result.speculation_hits == 1
+
+
+def test_wrong_guesses_while_the_button_is_held_cost_at_most_the_budget() -> None:
+    """A speaker who pauses 450 ms between clauses and goes on: every guess is wrong; they must stay rationed."""
+    engine, settings = CountingEngine(compute_s=0.3), VadSettings()
+    first = phrase_then_pause(HELD_GUESS_PAUSE * settings.phrase_pause_ms + 90, settings)
+    clause = first[int(0.3 * SAMPLE_RATE) :]  # without the quiet before the first: the sentence goes on
+    session = DictationSession(engine, settings)
+    session.start()
+    fed_s = 0.0
+    for audio in [first] + [clause] * 11:  # 40 s of one long sentence; the VAD cuts it only at max_phrase_s
+        engine.called.clear()
+        session.feed(audio)
+        fed_s += clause.size / SAMPLE_RATE
+        engine.called.wait(0.2)
+    guesses = session._speculations
+    session.cancel()
+    assert guesses >= 2  # the rule guesses at these pauses ...
+    assert (guesses - 1) * engine.compute_s <= GUESS_ALLOWANCE_S + GUESS_BUDGET * fed_s  # ... within the budget
+
+
+def test_a_guess_is_stopped_as_soon_as_the_speaker_goes_on() -> None:
+    """Its text can no longer be used, and on a Pi the phrases after it would wait seconds for it."""
+    engine, settings = SlowEngine(), VadSettings()
+    session = DictationSession(engine, settings)
+    session.start()
+    session.feed(phrase_then_pause(HELD_GUESS_PAUSE * settings.phrase_pause_ms + 90, settings))
+    assert engine.called.wait(5), "no guess at the pause"
+    guessed_s = engine.decoded_s[0]
+    session.feed(voiced(1.0))  # the sentence goes on
+    wait_for(lambda: engine.stopped, "the outgrown guess kept running")
+    engine.finish_now.set()
+    session.feed(quiet(1.0))
+    session.release()
+    assert session.finish() == "The words that were said."  # the whole phrase, decoded once it closed
+    assert engine.stopped == [guessed_s]
+    assert session.result is not None and session.result.speculations_stopped == 1
+    assert engine.decoded_s[-1] > guessed_s + 0.9
+
+
+def test_a_guess_whose_phrase_ends_as_guessed_runs_to_the_end() -> None:
+    engine, settings = SlowEngine(), VadSettings()
+    session = DictationSession(engine, settings)
+    session.start()
+    session.feed(phrase_then_pause(HELD_GUESS_PAUSE * settings.phrase_pause_ms + 90, settings))
+    assert engine.called.wait(5), "no guess at the pause"
+    for _ in range(35):  # the pause grows, frame by frame, into the end of the phrase: the guess is the phrase
+        session.feed(quiet(settings.frame_ms / 1000))
+    engine.finish_now.set()
+    session.release()
+    assert session.finish() == "The words that were said."
+    assert engine.stopped == []
+    assert session.result is not None and session.result.speculation_hits == 1 and len(engine.decoded_s) == 1
+
+
+def test_a_cancel_stops_the_decode_that_is_running() -> None:
+    """The next dictation must not wait for whisper to finish one that was thrown away."""
+    engine, settings = SlowEngine(), VadSettings()
+    session = DictationSession(engine, settings, speculate=False)
+    session.start()
+    session.feed(np.concatenate([quiet(0.3), voiced(3.0), quiet(1.0)]))  # a closed phrase: decoded at once
+    assert engine.called.wait(5), "the closed phrase was not decoded"
+    session.cancel()
+    wait_for(lambda: engine.stopped, "the decode of a cancelled dictation kept running")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
-HEAVY = ("numpy", "pywhispercpp", "dbus_fast", "webrtcvad", "soxr", "voxkey.transports.bluetooth")
+HEAVY = ("numpy", "pywhispercpp", "_pywhispercpp", "dbus_fast", "webrtcvad", "soxr", "voxkey.transports.bluetooth")
 LIGHT = ("voxkey.transports.bluetooth", "voxkey.transports.bluetooth.settings")
 """The Bluetooth package's own ``__init__`` (lazy) and its settings: all a config needs of the stack."""
 

@@ -192,7 +192,7 @@ def test_the_code_is_transcribed_on_the_device_even_with_a_speech_server() -> No
     heard: list[str | None] = []
 
     class Local:
-        def transcribe(self, samples: object, prompt: str | None = None) -> str:
+        def transcribe(self, samples: object, prompt: str | None = None, **options: object) -> str:
             heard.append(prompt)
             return "4 7 0 9 1 2"
 

@@ -26,7 +26,7 @@ Why these decoding choices (each measured on ../shared/speech, see benchmarks/as
   holds more words than anyone says in that time, the repeat is cut off
   (:func:`trim_loop`: in every loop seen on continuous dictation the first copy
   was the right sentence); only output that still looks wrong is decoded again
-  with the full window (1.2-1.7 s for a 3 s phrase here, so it must be rare).
+  with a wider window (``LOOP_RETRY_AUDIO_CTX``; 0.7 s for an 8 s phrase here, so it must be rare).
 * no temperature fallback by default: whisper's own guard re-decodes a doubtful
   phrase at rising temperatures with five candidates each, which cost up to
   4.5 s for a 2.7 s phrase and gave the same words (continuous dictation:
@@ -54,6 +54,7 @@ import re
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,6 +76,15 @@ _ENCODER_POSITIONS_PER_S = 50  # 1500 positions for whisper's 30 s window
 _CTX_BLOCK = 256
 MAX_WORDS_PER_S = 4.5  # brisk dictation is ~3 words/s; more from whisper means a loop or invented words
 MIN_LOOP_WORDS = 3  # a run of this many words said twice back to back is whisper looping, not a speaker
+LOOP_RETRY_AUDIO_CTX = 1024
+"""A loop :func:`trim_loop` cannot cut is decoded again with this window (20.5 s), not whisper's full 1500.
+
+Why not the full window: it is the one decode that makes whisper.cpp touch all of its encoder buffers, and
+those pages stay resident: peak RSS by the largest window used (tiny.en-q5_1, engine alone) is 120 MB at 256
+positions, 139 MB at 1024, 151 MB at 1500, and 1024 is what a 15 s phrase (``vad.max_phrase_s``) gets anyway.
+So one loop in a 5-minute dictation raised the daemon's peak by 14 MB. On the benchmark's loops that the cut
+could not fix (2 in 480 s of dictation) the 1024 window gave clean text in 0.71 s against 1.21 s for the full
+window, one word different ("as what" for "ask what"). A 1024 window that still loops gets the full window."""
 _WORDS = re.compile(r"[\w']+")
 
 
@@ -86,6 +96,7 @@ class Transcript:
     audio_s: float
     compute_s: float
     segments: list[str] = field(default_factory=list)
+    stopped: bool = False  # the caller's ``stop`` asked to end the decode early: ``text`` is empty
 
 
 class PhraseTranscriber(Protocol):
@@ -98,7 +109,15 @@ class PhraseTranscriber(Protocol):
     @property
     def name(self) -> str: ...
 
-    def transcribe(self, samples: Samples | npt.NDArray[np.float32], prompt: str | None = None) -> Transcript: ...
+    def transcribe(
+        self,
+        samples: Samples | npt.NDArray[np.float32],
+        prompt: str | None = None,
+        *,
+        stop: Callable[[], bool] | None = None,
+    ) -> Transcript:
+        """``stop`` is polled during the decode; once it says True the decode may end early (``stopped``)."""
+        ...
 
     def warm_up(self) -> None: ...
 
@@ -193,6 +212,27 @@ def trim_loop(text: str) -> str:
     return " ".join(kept)
 
 
+class _Stopped(Exception):
+    """The caller's ``stop`` ended a decode (internal: ``transcribe`` returns a ``stopped`` transcript)."""
+
+
+def _load_context(pw: Any, path: Path) -> Any:
+    """whisper.cpp's context for ``path``, through pywhispercpp's binding rather than its ``Model`` class.
+
+    Why the binding: ``pywhispercpp.model`` imports ``requests`` (for its own model downloads, which
+    voxkey does not use) and with it urllib3 and ssl: 15 MB of resident memory and ~0.3 s of start-up
+    here (3-4x that on a Pi) for nothing. The binding is what ``Model`` calls; the decoding parameters
+    below are the ones ``Model`` would set, so the text is the same (``tests/test_asr.py`` compares).
+    """
+    try:
+        context = pw.whisper_init_from_file_with_params(str(path), pw.whisper_context_default_params())
+    except Exception as exc:  # the binding raises bare exceptions for unreadable files
+        raise ModelError(f"whisper could not load {path}: {exc}; download the model again") from exc
+    if context is None:
+        raise ModelError(f"whisper could not load {path}; download the model again")
+    return context
+
+
 class WhisperEngine:
     """One loaded whisper model. Thread-safe: calls are serialised (one whisper context)."""
 
@@ -201,26 +241,25 @@ class WhisperEngine:
         self.model_path: Path = find_model(self.settings.model)
         check_model(self.model_path)
         _install_log_bridge()
-        from pywhispercpp.model import Model
+        import _pywhispercpp as pw
 
         started = time.monotonic()
-        try:
-            self._model: Any = Model(
-                str(self.model_path),
-                n_threads=self.settings.threads,
-                language=self.settings.language,
-                print_progress=False,
-                print_realtime=False,
-                print_timestamps=False,
-                no_timestamps=True,
-                single_segment=True,
-                no_context=True,
-                suppress_blank=True,
-                suppress_nst=True,
-                temperature_inc=0.2 if self.settings.temperature_fallback else 0.0,
-            )
-        except Exception as exc:  # pywhispercpp raises bare exceptions for unreadable files
-            raise ModelError(f"whisper could not load {self.model_path}: {exc}; download the model again") from exc
+        self._ctx: Any = _load_context(pw, self.model_path)
+        self._params: Any = pw.whisper_full_default_params(pw.whisper_sampling_strategy.WHISPER_SAMPLING_GREEDY)
+        for name, value in {
+            "n_threads": self.settings.threads,
+            "language": self.settings.language,
+            "print_progress": False,
+            "print_realtime": False,
+            "print_timestamps": False,
+            "no_timestamps": True,
+            "single_segment": True,
+            "no_context": True,
+            "suppress_blank": True,
+            "suppress_nst": True,
+            "temperature_inc": 0.2 if self.settings.temperature_fallback else 0.0,
+        }.items():
+            setattr(self._params, name, value)
         self.load_s = time.monotonic() - started
         self._lock = threading.Lock()
         self._closed = False
@@ -255,9 +294,19 @@ class WhisperEngine:
         return params
 
     def transcribe(
-        self, samples: Samples | npt.NDArray[np.float32], prompt: str | None = None, *, loop_retry: bool = True
+        self,
+        samples: Samples | npt.NDArray[np.float32],
+        prompt: str | None = None,
+        *,
+        stop: Callable[[], bool] | None = None,
+        loop_retry: bool = True,
     ) -> Transcript:
         """Transcribe one phrase (or a whole recording of at most ~30 s for best results).
+
+        ``stop`` is whisper.cpp's abort callback: polled between the steps of the
+        decode (every few milliseconds), it ends a decode nobody needs any more (a
+        guess at a phrase the speaker went on with) instead of letting it run its
+        0.2-2 s here, 3-4x that on a Pi, while the phrases after it wait.
 
         ``loop_retry=False`` returns a loop that :func:`trim_loop` cannot cut as it came
         (the spoken pairing code: a wrong digit count asks the user again at once, while
@@ -275,14 +324,23 @@ class WhisperEngine:
             if self._closed:
                 raise ModelError("the whisper engine was closed; create a new one")
             started = time.monotonic()
-            texts = self._decode(audio, params)
-            if params["audio_ctx"] and self.settings.audio_ctx == "auto" and looks_looped(" ".join(texts), audio_s):
-                texts = self._after_loop(audio, params, texts, audio_s, loop_retry)
+            try:
+                texts = self._decode(audio, params, stop)
+                if params["audio_ctx"] and self.settings.audio_ctx == "auto" and looks_looped(" ".join(texts), audio_s):
+                    texts = self._after_loop(audio, params, texts, audio_s, loop_retry, stop)
+            except _Stopped:
+                return Transcript("", audio_s, time.monotonic() - started, stopped=True)
             compute_s = time.monotonic() - started
         return Transcript(" ".join(texts), audio_s, compute_s, texts)
 
     def _after_loop(
-        self, audio: npt.NDArray[np.float32], params: dict[str, Any], texts: list[str], audio_s: float, retry: bool
+        self,
+        audio: npt.NDArray[np.float32],
+        params: dict[str, Any],
+        texts: list[str],
+        audio_s: float,
+        retry: bool,
+        stop: Callable[[], bool] | None,
     ) -> list[str]:
         """Cut a loop, or decode again with the full window; the words go to DEBUG only (they may be a secret)."""
         trimmed = trim_loop(" ".join(texts))
@@ -294,24 +352,46 @@ class WhisperEngine:
         if not retry:
             log.info("sized window looped on a %.1f s phrase; not decoded again", audio_s)
             return texts
-        log.info("sized window looped on a %.1f s phrase; decoding it again with the full window", audio_s)
-        return self._decode(audio, {**params, "audio_ctx": 0})
+        wider = LOOP_RETRY_AUDIO_CTX if params["audio_ctx"] < LOOP_RETRY_AUDIO_CTX else 0
+        log.info("sized window looped on a %.1f s phrase; decoding it again with %d positions", audio_s, wider or 1500)
+        texts = self._decode(audio, {**params, "audio_ctx": wider}, stop)
+        if wider and looks_looped(" ".join(texts), audio_s):
+            log.info("the %d-position window looped too; decoding the phrase with the full window", wider)
+            texts = self._decode(audio, {**params, "audio_ctx": 0}, stop)
+        return texts
 
     def warm_up(self) -> None:
         """Decode one second of silence, so the first dictation does not pay whisper's first-call setup."""
         self.transcribe(np.zeros(SAMPLE_RATE, np.float32))
 
-    def _decode(self, audio: npt.NDArray[np.float32], params: dict[str, Any]) -> list[str]:
-        segments = self._model.transcribe(audio, **params)
-        return [s.text.strip() for s in segments if s.text.strip()]
+    def _decode(
+        self, audio: npt.NDArray[np.float32], params: dict[str, Any], stop: Callable[[], bool] | None = None
+    ) -> list[str]:
+        import _pywhispercpp as pw
+
+        for name, value in params.items():
+            setattr(self._params, name, value)
+        pw.assign_abort_callback(self._params, stop)
+        try:
+            status = pw.whisper_full(self._ctx, self._params, audio, audio.size)
+        finally:
+            pw.assign_abort_callback(self._params, None)
+        if status != 0 and stop is not None and stop():
+            raise _Stopped
+        if status != 0:
+            raise ModelError(f"whisper could not decode {audio.size / SAMPLE_RATE:.1f} s of audio (error {status})")
+        texts = (pw.whisper_full_get_segment_text(self._ctx, i) for i in range(pw.whisper_full_n_segments(self._ctx)))
+        return [text for text in (raw.decode("utf-8", errors="replace").strip() for raw in texts) if text]
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            model, self._model = self._model, None
-        del model
+            context, self._ctx = self._ctx, None
+        import _pywhispercpp as pw
+
+        pw.whisper_free(context)
         _engines.discard(self)
 
     def __enter__(self) -> WhisperEngine:

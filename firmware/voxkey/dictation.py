@@ -32,9 +32,11 @@ Why it is built this way (each figure from ``benchmarks/dictation.py``):
   text before it is what whisper produces when it copies its prompt; such a
   phrase is decoded again without the prompt, and kept only if it still says
   the same.
-* **Wrong guesses are rationed** while the button is held (``HELD_GUESS_PAUSE``,
-  ``GUESS_BUDGET``): each costs a whole decode, and whisper.cpp cannot be
-  stopped part-way.
+* **Wrong guesses are rationed and stopped.** While the button is held a guess
+  waits for part of a pause (``HELD_GUESS_PAUSE``) and wrong ones have a budget
+  (``GUESS_BUDGET``). A guess still running when the speaker goes on is stopped
+  at once (whisper.cpp's abort callback): its text can no longer be used, and
+  the phrases after it would wait for it. A cancel stops any decode.
 
 Nothing is typed for a recording shorter than ``AudioSettings.min_recording_ms``
 (a tap on the button) or without speech (VAD finds no phrase, or whisper's
@@ -63,10 +65,12 @@ SPECULATE_MIN_S = 2.0
 """Shorter open phrases are not decoded ahead: at release they take ~0.2 s (256 encoder positions), and each
 wrong guess costs a whole decode."""
 GUESS_ALLOWANCE_S = 0.6
-GUESS_BUDGET = 0.04
+GUESS_BUDGET = 0.02
 """While the button is held, wrong guesses may cost at most GUESS_ALLOWANCE_S + GUESS_BUDGET x audio seconds of
 whisper time: unbounded, a guess at every pause took 9 decodes for 22 s of dictation (8 wasted) and twice the CPU
-time of the whole recording decoded at once. After release a guess is almost never wrong, so it is always made."""
+time of the whole recording decoded at once. After release a guess is almost never wrong, so it is always made.
+Why 0.02 and not 0.04: in a 5-minute dictation 0.04 let 11 wrong guesses cost 10 s of whisper time, and the
+dictation 1.24x the CPU of plain whole-recording decoding; short dictations live off the fixed allowance."""
 HELD_GUESS_PAUSE = 0.6
 """While the button is held, a guess waits until the pause is this fraction of ``vad.phrase_pause_ms`` old: most
 pauses of 180-360 ms are inside a sentence and the phrase goes on. On the benchmark's 12 dictations
@@ -101,6 +105,7 @@ class DictationResult:
     too_short: bool = False
     speculations: int = 0  # speculative decodes run
     speculation_hits: int = 0  # ... whose text was used
+    speculations_stopped: int = 0  # ... stopped part-way because the speaker went on
 
 
 @dataclass
@@ -141,6 +146,10 @@ class DictationSession:
         self._ending = False
         self._cancelled = False
         self._speculated: dict[tuple[float, int], _Decoded] = {}
+        self._guessing: tuple[float, int] | None = None  # the key of the guess being decoded
+        self._stop_guess = threading.Event()  # set: the guess being decoded can no longer be used
+        self._stop_all = threading.Event()  # set: the dictation was cancelled; no decode is needed
+        self._guesses_stopped = 0
         # owned by the worker until it ends:
         self._text = ""
         self._results: list[PhraseResult] = []
@@ -169,6 +178,9 @@ class DictationSession:
             raise RuntimeError("dictation session already started")
         self._segmenter = PhraseSegmenter(self.vad_settings)
         self._closed, self._candidate, self._speculated = deque(), None, {}
+        self._guessing, self._guesses_stopped = None, 0
+        self._stop_guess.clear()
+        self._stop_all.clear()
         self._ending = self._cancelled = False
         self._text, self._results, self._compute_s = "", [], 0.0
         self._speculations = self._hits = 0
@@ -191,6 +203,8 @@ class DictationSession:
             self._closed.extend(closed)
             self._candidate = candidate
             self._candidate_silence_ms = self._segmenter.silence_ms
+            if self._guessing is not None and self._segmenter.outgrown(self._guessing):
+                self._stop_guess.set()
             self._cond.notify_all()
 
     def release(self) -> None:
@@ -234,6 +248,7 @@ class DictationSession:
             too_short=too_short,
             speculations=self._speculations,
             speculation_hits=self._hits,
+            speculations_stopped=self._guesses_stopped,
         )
         if too_short:
             log.info("recording of %d ms is shorter than min_recording_ms: nothing typed", recorded_ms)
@@ -245,6 +260,8 @@ class DictationSession:
         with self._cond:
             self._cancelled = True
             self._ending = True
+            self._stop_guess.set()
+            self._stop_all.set()
             self._cond.notify_all()
         self._worker = None
 
@@ -305,18 +322,32 @@ class DictationSession:
         words = self.engine.settings.context_words
         return " ".join(self._text.split()[-words:]) if words else ""
 
-    def _decode(self, phrase: Phrase, prompt: str) -> Transcript:
-        transcript = self.engine.transcribe(phrase.samples, prompt=prompt)
+    def _decode(self, phrase: Phrase, prompt: str, guess: bool = False) -> Transcript:
+        stop = self._stop_guess.is_set if guess else self._stop_all.is_set
+        transcript = self.engine.transcribe(phrase.samples, prompt=prompt, stop=stop)
         self._compute_s += transcript.compute_s
         return transcript
 
     def _guess(self, phrase: Phrase) -> None:
         prompt = self._prompt()
-        transcript = self._decode(phrase, prompt)
+        with self._cond:
+            if self._cancelled:
+                return
+            self._guessing = phrase.key
+            self._stop_guess.clear()
+        try:
+            transcript = self._decode(phrase, prompt, guess=True)
+        finally:
+            with self._cond:
+                self._guessing = None
         self._speculations += 1
         with self._cond:
-            self._speculated[phrase.key] = _Decoded(transcript, prompt)
             self._guess_s += transcript.compute_s  # paid back in _commit if the guess is used
+            if transcript.stopped:
+                self._guesses_stopped += 1
+                log.debug("phrase %d: guess stopped after %.2f s (speech went on)", phrase.index, transcript.compute_s)
+                return
+            self._speculated[phrase.key] = _Decoded(transcript, prompt)
         log.debug("phrase %d decoded ahead (%.1f s) in %.2f s", phrase.index, phrase.duration_s, transcript.compute_s)
 
     def _commit(self, phrase: Phrase, ready: _Decoded | None) -> None:
@@ -329,9 +360,13 @@ class DictationSession:
                 self._guess_s -= transcript.compute_s
         else:
             transcript = self._decode(phrase, prompt)
+        if transcript.stopped:  # cancelled: nothing of this dictation is typed
+            return
         text = clean_phrase(transcript.text, transcript.audio_s)
         if prompt and repeats_end_of(text, self._text):
             retry = self._decode(phrase, "")
+            if retry.stopped:
+                return
             log.info("phrase %d repeated the text before it; decoded again without the prompt", phrase.index)
             log.debug("phrase %d: %r with the prompt, %r without", phrase.index, text, retry.text)
             transcript, speculative = retry, False

@@ -155,12 +155,18 @@ class PasskeyEngine:
     def name(self) -> str:
         return self.engine.name
 
-    def transcribe(self, samples: Samples | npt.NDArray[np.float32], prompt: str | None = None) -> Transcript:
+    def transcribe(
+        self,
+        samples: Samples | npt.NDArray[np.float32],
+        prompt: str | None = None,
+        *,
+        stop: Callable[[], bool] | None = None,
+    ) -> Transcript:
         """Whisper without its loop retry: a looped code has the wrong digit count and is asked for again."""
         full_prompt = " ".join(p for p in (PASSKEY_PROMPT, prompt or "") if p)
         if isinstance(self.engine, WhisperEngine):
-            return self.engine.transcribe(samples, prompt=full_prompt, loop_retry=False)
-        return self.engine.transcribe(samples, prompt=full_prompt)
+            return self.engine.transcribe(samples, prompt=full_prompt, stop=stop, loop_retry=False)
+        return self.engine.transcribe(samples, prompt=full_prompt, stop=stop)
 
     def warm_up(self) -> None:
         """The daemon's engine is warm already."""

@@ -117,6 +117,17 @@ class PhraseSegmenter:
         """How long the speaker has been silent inside the open phrase (0 while they speak or nothing is open)."""
         return 0 if self._open is None else self._open.trailing_silence * self.settings.frame_ms
 
+    def outgrown(self, key: tuple[float, int]) -> bool:
+        """Whether speech went on in the open phrase past the candidate with this ``key``.
+
+        Then no way of ending the phrase gives the candidate's audio any more, so a guess at it is
+        wasted. False for a candidate whose phrase has closed (exactly as it was, or not).
+        """
+        current = self._open
+        if current is None or current.start_frame * self._frame_len / SAMPLE_RATE != key[0]:
+            return False
+        return (len(current.frames) - current.trailing_silence) * self._frame_len > key[1]
+
     def feed(self, samples: Samples) -> list[Phrase]:
         """Run VAD over new audio; return the phrases that this audio closed."""
         self.total_samples += samples.size

@@ -160,7 +160,7 @@ class FakeLocal:
     def __init__(self) -> None:
         self.calls = 0
 
-    def transcribe(self, samples: object, prompt: str | None = None) -> Transcript:
+    def transcribe(self, samples: object, prompt: str | None = None, **options: object) -> Transcript:
         self.calls += 1
         return Transcript("local words", 2.0, 0.1, ["local words"])
 

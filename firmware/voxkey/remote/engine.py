@@ -119,31 +119,40 @@ class RemoteEngine:
     def language(self) -> str:
         return self.remote.language or self.local.settings.language
 
-    def transcribe(self, samples: Samples | npt.NDArray[np.float32], prompt: str | None = None) -> Transcript:
-        """One phrase: the server's text if it gives a believable one in time, else the on-device model's."""
+    def transcribe(
+        self,
+        samples: Samples | npt.NDArray[np.float32],
+        prompt: str | None = None,
+        *,
+        stop: Callable[[], bool] | None = None,
+    ) -> Transcript:
+        """One phrase: the server's text if it gives a believable one in time, else the on-device model's.
+
+        ``stop`` ends only an on-device decode early: a server answers in a fraction of that time.
+        """
         started = self._clock()
         audio_s = samples.size / SAMPLE_RATE
         if not self.health.up:
-            return self._local(samples, prompt, started, "")
+            return self._local(samples, prompt, started, "", stop=stop)
         pcm = _pcm16(samples)
         asked = self._pool.submit(self.client.transcribe, pcm, self.language, prompt or "", self.remote.timeout_s)
         ahead = None
         if self.remote.fallback == "parallel":
-            ahead = self._local_pool.submit(self.local.transcribe, samples, prompt)
+            ahead = self._local_pool.submit(self.local.transcribe, samples, prompt, stop=stop)
         try:
             text = asked.result(timeout=self.remote.timeout_s)
             check_text(text, audio_s, self.client.where)
         except concurrent.futures.TimeoutError:
             error = RemoteAsrError(f"{self.client.where} gave no transcript within {self.remote.timeout_s:.1f} s")
             self.health.failed(error)
-            return self._local(samples, prompt, started, str(error), ahead)
+            return self._local(samples, prompt, started, str(error), ahead, stop)
         except RemoteAsrError as exc:
             if exc.server_fault:
                 self.health.failed(exc)
             elif not self._content_warned:  # once per run of such answers: one line, not one per phrase
                 self._content_warned = True
                 log.warning("%s; typing the on-device model's text for such phrases", exc)
-            return self._local(samples, prompt, started, str(exc), ahead)
+            return self._local(samples, prompt, started, str(exc), ahead, stop)
         wait_s = self._clock() - started
         self._content_warned = False
         self._record(PhraseOutcome("remote", text, audio_s, wait_s))
@@ -157,8 +166,9 @@ class RemoteEngine:
         started: float,
         error: str,
         ahead: concurrent.futures.Future[Transcript] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> Transcript:
-        transcript = ahead.result() if ahead is not None else self.local.transcribe(samples, prompt)
+        transcript = ahead.result() if ahead is not None else self.local.transcribe(samples, prompt, stop=stop)
         self._record(PhraseOutcome("local", transcript.text, transcript.audio_s, self._clock() - started, error))
         return transcript
 
