@@ -248,6 +248,8 @@ def child_ours(model: str, threads: int, room: Path, speech_s: float) -> dict[st
     config = Config(
         button=ButtonSettings(source="terminal", mode="hold"),
         leds=LedSettings(kind="none"),
+        # the default limit (300 s) would cut the 5-minute dictation's last words: not what is measured here
+        audio=AudioSettings(max_recording_s=max(AudioSettings().max_recording_s, speech_s + 60)),
         asr=AsrSettings(model=model, threads=threads),
         output=OutputSettings(transport="terminal"),
     )

@@ -460,3 +460,20 @@ def test_a_decode_stops_part_way_when_asked_and_is_unchanged_when_not(tiny_engin
     assert stopped.stopped and stopped.text == ""
     assert len(polls) <= 8  # it ended right after the first yes, long before the ~100s of polls of a whole decode
     assert tiny_engine.transcribe(samples).text == whole.text  # and left nothing behind
+
+
+@pytest.mark.parametrize(
+    ("model", "audio_ctx", "whole"),
+    [
+        ("tiny.en-q5_1", "auto", False),
+        ("base-q5_1", "auto", True),
+        ("tiny.en-q5_1", 0, True),
+        ("tiny.en-q5_1", 768, False),
+    ],
+)
+def test_an_engine_says_when_every_decode_costs_whispers_whole_window(
+    model: str, audio_ctx: str | int, whole: bool
+) -> None:
+    """The dictation sizes its phrases by it: a multilingual model, or a full window asked for, pays 30 s a decode."""
+    with WhisperEngine(AsrSettings(model=model, threads=1, audio_ctx=audio_ctx)) as engine:
+        assert engine.decodes_whole_window is whole

@@ -16,7 +16,14 @@ import pytest
 
 from voxkey.asr import AsrSettings, Transcript
 from voxkey.audio import SAMPLE_RATE, Samples
-from voxkey.dictation import GUESS_ALLOWANCE_S, GUESS_BUDGET, HELD_GUESS_PAUSE, DictationSession
+from voxkey.dictation import (
+    GUESS_ALLOWANCE_S,
+    GUESS_BUDGET,
+    HELD_GUESS_PAUSE,
+    WHOLE_WINDOW_PHRASE_S,
+    DictationSession,
+)
+from voxkey.text.cleanup import MIN_WORDS_PER_S, SPARSE_PHRASE_MIN_S
 from voxkey.vad import PhraseSegmenter, VadSettings
 
 
@@ -29,6 +36,7 @@ class CountingEngine:
         self.decoded_s: list[float] = []
         self.called = threading.Event()
         self.compute_s = compute_s  # what each decode reports it cost (it returns at once)
+        self.decodes_whole_window = False
 
     def transcribe(
         self, samples: Samples, prompt: str | None = None, stop: Callable[[], bool] | None = None
@@ -215,3 +223,51 @@ def test_a_cancel_stops_the_decode_that_is_running() -> None:
     assert engine.called.wait(5), "the closed phrase was not decoded"
     session.cancel()
     wait_for(lambda: engine.stopped, "the decode of a cancelled dictation kept running")
+
+
+def sentences(count: int, pause_s: float) -> Samples:
+    """``count`` sentences of 3 s joined by pauses that end a phrase (phrase_pause_ms), then 1.5 s of room."""
+    parts = [quiet(0.3)]
+    for i in range(count):
+        parts += [voiced(3.0), quiet(pause_s if i < count - 1 else 1.5)]
+    return np.concatenate(parts)
+
+
+def dictate(engine: CountingEngine, audio: Samples) -> str:
+    session = DictationSession(engine, VadSettings(), speculate=False)
+    session.start()
+    session.feed(audio)
+    return session.finish()
+
+
+def test_an_engine_that_pays_a_whole_window_per_decode_gets_window_sized_phrases() -> None:
+    """base-q5_1 pays 30 s of window for every phrase: six sentences must not cost six windows."""
+    sentence_by_sentence, window_sized = CountingEngine(), CountingEngine()
+    window_sized.decodes_whole_window = True
+    audio = sentences(6, 0.8)
+    dictate(sentence_by_sentence, audio)
+    dictate(window_sized, audio)
+    assert len(sentence_by_sentence.decoded_s) == 6
+    assert len(window_sized.decoded_s) == 1 and window_sized.decoded_s[0] > 6 * 3.0
+
+
+def test_window_sized_phrases_end_at_a_thinking_pause_and_stay_inside_whispers_window() -> None:
+    engine = CountingEngine()
+    engine.decodes_whole_window = True
+    talk_on = np.concatenate([voiced(45.0), quiet(1.5)])  # no pause at all: split where whisper still hears all
+    dictate(engine, np.concatenate([sentences(2, 0.8), quiet(2.0), talk_on]))  # 3.5 s of quiet after two
+    assert len(engine.decoded_s) == 3
+    assert engine.decoded_s[0] < 8.0  # the first two sentences: the long pause ended them
+    assert WHOLE_WINDOW_PHRASE_S < engine.decoded_s[1] < 30.0  # whisper's window is 30 s
+
+
+def test_a_window_sized_phrase_with_pauses_is_not_taken_for_noise() -> None:
+    """Three words over 8 s are sparse for a phrase of sound, not for one holding two 2.5 s pauses."""
+    engine = CountingEngine()
+    engine.decodes_whole_window = True
+    text = dictate(
+        engine, np.concatenate([quiet(0.3), voiced(0.8), quiet(2.5), voiced(0.8), quiet(2.5), voiced(0.8), quiet(1.5)])
+    )
+    (heard_s,) = engine.decoded_s
+    assert heard_s >= SPARSE_PHRASE_MIN_S and MIN_WORDS_PER_S * heard_s > 1  # one word: sparse for that much sound
+    assert text == "Words."

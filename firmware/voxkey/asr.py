@@ -20,7 +20,8 @@ Why these decoding choices (each measured on ../shared/speech, see benchmarks/as
   often such a phrase, decoded after release). A fixed floor of 384 positions
   for all phrases cost accuracy instead (3.64 %). Multilingual models (no ``.en``)
   get the full window always: sized windows took base-q5_1 from 3.64 % to
-  12.9 % WER on the same files. A sized window can still send tiny into a
+  12.9 % WER on the same files (so a dictation gives them window-sized
+  phrases, ``decodes_whole_window``). A sized window can still send tiny into a
   loop on a longer phrase (seen: a 5 s sentence came back twice plus words of
   the previous phrase, 11.5 s of decoding): when the text repeats itself or
   holds more words than anyone says in that time, the repeat is cut off
@@ -108,6 +109,11 @@ class PhraseTranscriber(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def decodes_whole_window(self) -> bool:
+        """Every decode costs a 30 s window, however short the audio (see ``WhisperEngine``)."""
+        ...
 
     def transcribe(
         self,
@@ -274,6 +280,18 @@ class WhisperEngine:
     def english_only(self) -> bool:
         """whisper.cpp names English-only models ``*.en*``; only those keep their accuracy with sized windows."""
         return ".en" in self.model_path.name
+
+    @property
+    def decodes_whole_window(self) -> bool:
+        """Whether every decode costs whisper's whole 30 s window, however short the audio.
+
+        True for multilingual models (sized windows cost them their accuracy, see ``_decode_params``) and for
+        ``audio_ctx`` set to the full window. A dictation then cuts fewer, longer phrases (``voxkey.dictation``).
+        """
+        ctx = self.settings.audio_ctx
+        if ctx == "auto":
+            return not self.english_only
+        return int(ctx) in (0, _FULL_AUDIO_CTX)
 
     def _decode_params(self, n_samples: int, prompt: str) -> dict[str, Any]:
         seconds = n_samples / SAMPLE_RATE

@@ -32,6 +32,10 @@ Why it is built this way (each figure from ``benchmarks/dictation.py``):
   text before it is what whisper produces when it copies its prompt; such a
   phrase is decoded again without the prompt, and kept only if it still says
   the same.
+* **Phrases as long as the decode's price.** An engine that pays whisper's
+  whole 30 s window for every decode (a multilingual model) gets phrases of
+  up to 25-28 s, ended early only at a thinking pause (``phrase_rules``):
+  as many decodes as plain whisper makes windows, text at those pauses.
 * **Wrong guesses are rationed and stopped.** While the button is held a guess
   waits for part of a pause (``HELD_GUESS_PAUSE``) and wrong ones have a budget
   (``GUESS_BUDGET``). A guess still running when the speaker goes on is stopped
@@ -51,7 +55,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from voxkey.asr import PhraseTranscriber, Transcript
@@ -77,6 +81,15 @@ pauses of 180-360 ms are inside a sentence and the phrase goes on. On the benchm
 (``benchmarks/guesses.py``) guessing at ``tail_ms`` made 79 guesses of which 14 were used; waiting for 0.6 of the
 pause makes 32, the same 14 used. Once the button is up, the guess is made at ``tail_ms``: the speaker has stopped
 (the price: a user who waits 180-360 ms before releasing gets the guess up to 180 ms later)."""
+WHOLE_WINDOW_PAUSE_MS = 3000
+WHOLE_WINDOW_PHRASE_S = 25.0
+WHOLE_WINDOW_MAX_S = 28.0
+"""Phrase rules for an engine that pays whisper's whole 30 s window for every decode (a multilingual model):
+a phrase ends at a pause of WHOLE_WINDOW_PAUSE_MS (a thought finished), or at a short pause once it holds
+WHOLE_WINDOW_PHRASE_S, and is split at WHOLE_WINDOW_MAX_S. With the usual sentence-sized phrases base-q5_1
+decoded each 3-8 s sentence in the time plain whisper takes for the whole recording: 2.9x plain's CPU and,
+at 8 s, 1.7x plain's wait (``benchmarks/dictation.py --models base-q5_1``). Window-sized phrases make about
+as many decodes as plain makes windows; the text comes at thinking pauses instead of after every sentence."""
 _WORDS = re.compile(r"[\w']+")
 _MIN_COPY_WORDS = 4
 
@@ -131,7 +144,7 @@ class DictationSession:
         speculate: bool = True,
     ) -> None:
         self.engine = engine
-        self.vad_settings = vad or VadSettings()
+        self.vad_settings = phrase_rules(engine, vad or VadSettings())
         self.audio_settings = audio or AudioSettings()
         self.on_phrase = on_phrase
         self.speculate = speculate
@@ -362,7 +375,7 @@ class DictationSession:
             transcript = self._decode(phrase, prompt)
         if transcript.stopped:  # cancelled: nothing of this dictation is typed
             return
-        text = clean_phrase(transcript.text, transcript.audio_s)
+        text = self._clean(phrase, transcript)
         if prompt and repeats_end_of(text, self._text):
             retry = self._decode(phrase, "")
             if retry.stopped:
@@ -370,7 +383,7 @@ class DictationSession:
             log.info("phrase %d repeated the text before it; decoded again without the prompt", phrase.index)
             log.debug("phrase %d: %r with the prompt, %r without", phrase.index, text, retry.text)
             transcript, speculative = retry, False
-            text = clean_phrase(retry.text, retry.audio_s)
+            text = self._clean(phrase, retry)
         held = self._settle_held(phrase, text)
         joined = join_two(self._text, text)
         addition = held + joined[len(self._text) :]
@@ -391,6 +404,15 @@ class DictationSession:
         self._results.append(result)
         if self.on_phrase is not None:
             self.on_phrase(result)
+
+    def _clean(self, phrase: Phrase, transcript: Transcript) -> str:
+        """Clean-up judges a phrase's words against its sound; a window-sized phrase's pauses are not sound.
+
+        A phrase of whole-window rules may hold pauses of up to 3 s: "one ... two ... three" over 9 s is three
+        words in 1.5 s of speech, not a sparse phrase of noise (``clean_phrase``'s rule).
+        """
+        sound_s = phrase.speech_ms / 1000 if self.engine.decodes_whole_window else transcript.audio_s
+        return clean_phrase(transcript.text, sound_s)
 
     def _settle_held(self, phrase: Phrase, text: str) -> str:
         """Decide a held full stop with the next phrase's text; returns it if it goes into the text now.
@@ -421,6 +443,18 @@ class DictationSession:
             last = self._results[-1]
             end_s = last.start_s + last.audio_s
             self.on_phrase(PhraseResult(last.index, end_s, 0.0, "", "", 0.0, addition=held))
+
+
+def phrase_rules(engine: PhraseTranscriber, vad: VadSettings) -> VadSettings:
+    """The VAD's phrase rules for this engine: the user's, or window-sized ones (``WHOLE_WINDOW_PHRASE_S``)."""
+    if not engine.decodes_whole_window:
+        return vad
+    return replace(
+        vad,
+        phrase_pause_ms=max(vad.phrase_pause_ms, WHOLE_WINDOW_PAUSE_MS),
+        long_phrase_s=max(vad.long_phrase_s, WHOLE_WINDOW_PHRASE_S),
+        max_phrase_s=max(vad.max_phrase_s, WHOLE_WINDOW_MAX_S),
+    )
 
 
 def repeats_end_of(text: str, before: str) -> bool:

@@ -155,6 +155,10 @@ class PasskeyEngine:
     def name(self) -> str:
         return self.engine.name
 
+    @property
+    def decodes_whole_window(self) -> bool:
+        return self.engine.decodes_whole_window
+
     def transcribe(
         self,
         samples: Samples | npt.NDArray[np.float32],

@@ -119,6 +119,14 @@ class RemoteEngine:
     def language(self) -> str:
         return self.remote.language or self.local.settings.language
 
+    @property
+    def decodes_whole_window(self) -> bool:
+        """A server's decode grows with the audio: phrases stay short, so text comes while the user talks.
+
+        While the server is away, a multilingual on-device fallback pays a whole window per phrase.
+        """
+        return False
+
     def transcribe(
         self,
         samples: Samples | npt.NDArray[np.float32],
