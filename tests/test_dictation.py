@@ -271,3 +271,54 @@ def test_a_window_sized_phrase_with_pauses_is_not_taken_for_noise() -> None:
     (heard_s,) = engine.decoded_s
     assert heard_s >= SPARSE_PHRASE_MIN_S and MIN_WORDS_PER_S * heard_s > 1  # one word: sparse for that much sound
     assert text == "Words."
+
+
+class PromptedEngine(CountingEngine):
+    """Answers like whisper given the text before as its prompt: ``first``, then ``prompted`` in turn, and
+    ``unprompted`` when asked without a prompt after the first phrase."""
+
+    def __init__(self, first: str, prompted: list[str], unprompted: str = "") -> None:
+        super().__init__()
+        self.settings = AsrSettings(context_words=8)
+        self.first, self.prompted, self.unprompted = first, list(prompted), unprompted
+        self.prompts: list[str] = []
+
+    def transcribe(
+        self, samples: Samples, prompt: str | None = None, stop: Callable[[], bool] | None = None
+    ) -> Transcript:
+        self.prompts.append(prompt or "")
+        text = self.first if len(self.prompts) == 1 else self.prompted.pop(0) if prompt else self.unprompted
+        return Transcript(text, samples.size / SAMPLE_RATE, self.compute_s)
+
+
+def test_a_prompted_phrase_that_ends_at_a_long_pause_ends_its_sentence() -> None:
+    """With a prompt whisper leaves a phrase open ("... and other cities"); the pause after it was the full stop."""
+    engine = PromptedEngine("The printers of Basel.", ["and of other cities"])
+    text = dictate(engine, sentences(2, 0.8))
+    assert engine.prompts == ["", "The printers of Basel."]
+    assert text == "The printers of Basel. And of other cities."
+
+
+def test_a_prompted_phrase_cut_at_a_short_pause_joins_the_sentence_that_goes_on() -> None:
+    """A long phrase cut at a short pause is often mid-sentence: the full stop it gets is held, then dropped."""
+    engine = PromptedEngine(
+        "The printers of Basel.", ["and of other cities where they set their type", "and by hand in Rome"]
+    )
+    long_talk = [voiced(7.0), quiet(0.3), voiced(3.0), quiet(1.5)]  # 7 s > long_phrase_s: cut at the short pause
+    text = dictate(engine, np.concatenate([quiet(0.3), voiced(3.0), quiet(0.8), *long_talk]))
+    assert len(engine.prompts) == 3
+    assert text == ("The printers of Basel. And of other cities where they set their type and by hand in Rome.")
+
+
+@pytest.mark.parametrize(
+    "misled",
+    ["Ask.", "copy"],  # most of its words lost; the end of the text before it, copied
+    ids=["words-lost", "prompt-copied"],
+)
+def test_a_phrase_the_prompt_misled_is_decoded_again_without_it(misled: str) -> None:
+    first = "We printed in Strasburg, Paris, Lubeck and Basel."
+    copied = "in Strasburg, Paris, Lubeck and Basel."
+    engine = PromptedEngine(first, [misled if misled != "copy" else copied], "Ask what you can do for your country.")
+    text = dictate(engine, sentences(2, 0.8))
+    assert engine.prompts[1] and engine.prompts[2] == ""  # the second phrase: again, without the prompt
+    assert text.endswith("Basel. Ask what you can do for your country.")

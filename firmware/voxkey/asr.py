@@ -25,20 +25,24 @@ Why these decoding choices (each measured on ../shared/speech, see benchmarks/as
   loop on a longer phrase (seen: a 5 s sentence came back twice plus words of
   the previous phrase, 11.5 s of decoding): when the text repeats itself or
   holds more words than anyone says in that time, the repeat is cut off
-  (:func:`trim_loop`: in every loop seen on continuous dictation the first copy
-  was the right sentence); only output that still looks wrong is decoded again
+  (:func:`trim_loop`, :func:`cut_at_repeat`: in every loop seen on continuous
+  dictation the first copy was the right text); only output that still looks wrong is decoded again
   with a wider window (``LOOP_RETRY_AUDIO_CTX``; 0.7 s for an 8 s phrase here, so it must be rare).
 * no temperature fallback by default: whisper's own guard re-decodes a doubtful
   phrase at rising temperatures with five candidates each, which cost up to
   4.5 s for a 2.7 s phrase and gave the same words (continuous dictation:
   2.58 % WER with and without it, CPU per audio second 0.34 with, 0.15
   without); without sampling, the same audio also always gives the same text.
-* no prompt by default: the dictation's last 32 words as whisper's prompt
-  (``context_words``) cost 38 % more CPU and gave no better words (continuous
-  dictation, 12 dictations: 2.58 % WER with, 2.36 % without; CPU per audio
-  second 0.137 with, 0.099 without); case and spacing across phrases come
-  from ``text.cleanup.join_two``. A user with their own vocabulary still sets
-  ``initial_prompt``.
+* the dictation's last 8 words as the prompt (``context_words``): on the benchmark's
+  12 dictations (seeds 1-3) 2.25 % WER against 2.57 % without, for 6 % more whisper
+  time (32 words: 2.35 %, 10 % more). An earlier measurement found 38 % more CPU
+  and no gain: a prompt makes tiny loop more often (8 loops on those dictations
+  against 2), and each loop was decoded again; :func:`cut_at_repeat` now keeps
+  the first copy instead. Whisper leaves a prompted
+  phrase open at its end, so a phrase gets the full stop it would have had without
+  a prompt (``text.cleanup.close_sentence``), and a phrase the prompt misled is
+  decoded again without it (``DictationSession._prompt_fault``). A user with their
+  own vocabulary sets ``initial_prompt``; it goes before these words.
 * phrases shorter than one second are padded with silence: whisper.cpp
   refuses input under 1 s outright.
 
@@ -199,6 +203,9 @@ def looks_looped(text: str, audio_s: float) -> bool:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_MARK = re.compile(r"[.!?][\"')]*$")
+MIN_REPEAT_WORDS = 4  # a run this long said twice inside one looped phrase is the loop starting again
+_MAX_REPEAT_LEAD = 2
 
 
 def trim_loop(text: str) -> str:
@@ -216,6 +223,39 @@ def trim_loop(text: str) -> str:
             continue
         kept.append(sentence)
     return " ".join(kept)
+
+
+def cut_at_repeat(text: str) -> str:
+    """A loop that is not whole sentences, cut where the first run of ``MIN_REPEAT_WORDS`` words comes again.
+
+    Tiny's loops on continuous dictation also take these shapes (each seen, with the prompt on and off):
+    "... used imitates a much freer hand imitates a much freer hand ...", "... he is with us. In the valley
+    of the shadow of death he is with us. In the valley ..." (the copy starts with a changed word), "... easier
+    to read. And therefore far pleasanter and easier to read. And therefore ...". In all of them the text up
+    to the repeat was the speech: the 1024-position retry gave the same words, for 0.3-0.5 s of decoding here
+    each. A piece of at most ``_MAX_REPEAT_LEAD`` words after the last full stop is the changed start of the
+    copy, and goes too. Returns ``text`` unchanged when no run comes twice.
+    """
+    tokens = text.split()
+    keys = [_token_key(token) for token in tokens]
+    first_seen: dict[tuple[str, ...], int] = {}
+    for start in range(len(keys) - MIN_REPEAT_WORDS + 1):
+        run = tuple(keys[start : start + MIN_REPEAT_WORDS])
+        if run in first_seen:
+            return _drop_repeat_lead(tokens[:start])
+        first_seen.setdefault(run, start)
+    return text
+
+
+def _token_key(token: str) -> str:
+    return "".join(_WORDS.findall(token.lower()))
+
+
+def _drop_repeat_lead(tokens: list[str]) -> str:
+    ends = [i for i, token in enumerate(tokens) if _SENTENCE_MARK.search(token)]
+    if ends and 0 < len(tokens) - 1 - ends[-1] <= _MAX_REPEAT_LEAD:
+        tokens = tokens[: ends[-1] + 1]
+    return " ".join(tokens).rstrip(",;:- ")
 
 
 class _Stopped(Exception):
@@ -361,11 +401,12 @@ class WhisperEngine:
         stop: Callable[[], bool] | None,
     ) -> list[str]:
         """Cut a loop, or decode again with the full window; the words go to DEBUG only (they may be a secret)."""
-        trimmed = trim_loop(" ".join(texts))
-        if trimmed and not looks_looped(trimmed, audio_s):
-            log.info("sized window looped on a %.1f s phrase; kept the first copy", audio_s)
-            log.debug("looped: %r, kept: %r", texts, trimmed)
-            return [trimmed]
+        looped = " ".join(texts)
+        for trimmed in (trim_loop(looped), cut_at_repeat(looped)):
+            if trimmed and not looks_looped(trimmed, audio_s):
+                log.info("sized window looped on a %.1f s phrase; kept the first copy", audio_s)
+                log.debug("looped: %r, kept: %r", texts, trimmed)
+                return [trimmed]
         log.debug("looped: %r", texts)
         if not retry:
             log.info("sized window looped on a %.1f s phrase; not decoded again", audio_s)

@@ -60,7 +60,7 @@ from pathlib import Path
 
 from voxkey.asr import PhraseTranscriber, Transcript
 from voxkey.audio import SAMPLE_RATE, AudioSettings, Samples, WavFileSource
-from voxkey.text.cleanup import clean_phrase, continues_after_full_stop, join_two
+from voxkey.text.cleanup import clean_phrase, close_sentence, continues_after_full_stop, join_two
 from voxkey.vad import Phrase, PhraseSegmenter, VadSettings
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,9 @@ WHOLE_WINDOW_PHRASE_S, and is split at WHOLE_WINDOW_MAX_S. With the usual senten
 decoded each 3-8 s sentence in the time plain whisper takes for the whole recording: 2.9x plain's CPU and,
 at 8 s, 1.7x plain's wait (``benchmarks/dictation.py --models base-q5_1``). Window-sized phrases make about
 as many decodes as plain makes windows; the text comes at thinking pauses instead of after every sentence."""
+PROMPTED_MIN_WORDS_PER_S = 1.0
+"""A phrase decoded with the prompt and fewer words than this per second of voiced sound is decoded again without
+it (``DictationSession._prompt_fault``). Every phrase of ../shared/speech has 1.9 words a second or more."""
 _WORDS = re.compile(r"[\w']+")
 _MIN_COPY_WORDS = 4
 
@@ -376,14 +379,17 @@ class DictationSession:
         if transcript.stopped:  # cancelled: nothing of this dictation is typed
             return
         text = self._clean(phrase, transcript)
-        if prompt and repeats_end_of(text, self._text):
+        fault = self._prompt_fault(phrase, text) if prompt else ""
+        if fault:
             retry = self._decode(phrase, "")
             if retry.stopped:
                 return
-            log.info("phrase %d repeated the text before it; decoded again without the prompt", phrase.index)
+            log.info("phrase %d %s; decoded again without the prompt", phrase.index, fault)
             log.debug("phrase %d: %r with the prompt, %r without", phrase.index, text, retry.text)
-            transcript, speculative = retry, False
+            transcript, speculative, prompt = retry, False, ""
             text = self._clean(phrase, retry)
+        if prompt:
+            text = close_sentence(text)
         held = self._settle_held(phrase, text)
         joined = join_two(self._text, text)
         addition = held + joined[len(self._text) :]
@@ -404,6 +410,21 @@ class DictationSession:
         self._results.append(result)
         if self.on_phrase is not None:
             self.on_phrase(result)
+
+    def _prompt_fault(self, phrase: Phrase, text: str) -> str:
+        """What is wrong with a phrase decoded with the prompt, if it shows the prompt misled whisper.
+
+        Two faults seen: the phrase copies the end of the text before it (a doubled phrase), and the phrase
+        lost most of its words (once while this was built: the last phrase of JFK's address, resampled, came
+        back 7 words short). Speech is 2-3 words a second; under ``PROMPTED_MIN_WORDS_PER_S`` words per
+        second of voiced sound the prompt is blamed. A sound phrase never pays the retry.
+        """
+        if repeats_end_of(text, self._text):
+            return "repeated the text before it"
+        voiced_s = phrase.speech_ms / 1000
+        if voiced_s >= 1.0 and len(_WORDS.findall(text)) < PROMPTED_MIN_WORDS_PER_S * voiced_s:
+            return f"had {len(_WORDS.findall(text))} words for {voiced_s:.1f} s of speech"
+        return ""
 
     def _clean(self, phrase: Phrase, transcript: Transcript) -> str:
         """Clean-up judges a phrase's words against its sound; a window-sized phrase's pauses are not sound.

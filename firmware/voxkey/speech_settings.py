@@ -149,8 +149,8 @@ class AsrSettings:
     """The token cap of a phrase of no length (see ``tokens_per_second``)."""
     temperature_fallback: bool = False
     """whisper's own guard: re-decode a doubtful phrase hotter (slow, and not repeatable)."""
-    context_words: int = 0
-    """Words of the dictation so far given to whisper as the prompt for the next phrase."""
+    context_words: int = 8
+    """Words of the dictation so far given to whisper as the next phrase's prompt (0: none; see ``voxkey.asr``)."""
     remote: RemoteSettings = field(default_factory=RemoteSettings)
     """An optional speech server on the local network (``voxkey.remote``)."""
 

@@ -379,6 +379,21 @@ def continues_after_full_stop(phrase: str) -> bool:
     return _starts_with_one_of(phrase, _CONTINUING_WORDS)
 
 
+def close_sentence(text: str) -> str:
+    """End a phrase that ended at a long pause with a full stop, as whisper does when it has no prompt.
+
+    With the text before it as its prompt, whisper writes a phrase as the continuation of that text and
+    often leaves its end open ("... and other cities", "... very closely,"): the pause after it was the
+    speaker's full stop. A phrase that already ends a sentence, or ends in a bracket, quote or symbol, is
+    left as it is; a trailing comma, semicolon or colon becomes the full stop.
+    """
+    body = text.rstrip()
+    if not body or _TERMINAL.search(body):
+        return text
+    body = body.rstrip(",;:").rstrip()
+    return body + "." if body and body[-1].isalnum() else text
+
+
 def join_two(previous: str, phrase: str) -> str:
     """Append ``phrase`` to ``previous`` with a sentence's spacing and capitalisation."""
     if not phrase:
