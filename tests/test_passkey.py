@@ -184,6 +184,32 @@ def test_a_code_heard_after_the_host_gave_up_is_dropped() -> None:
     assert passkey.misheard == 0
 
 
+def test_a_code_said_in_two_breaths_gets_no_dictation_context() -> None:
+    """The digits said first ("2 4 7") as the prompt of the rest invite whisper to say them twice."""
+    from tests.test_dictation import CountingEngine, quiet, voiced
+    from voxkey.asr import AsrSettings
+    from voxkey.dictation import DictationSession
+    from voxkey.passkey import PASSKEY_PROMPT
+
+    class Whisper(CountingEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.settings = AsrSettings(context_words=8)  # the daemon's default
+            self.prompts: list[str] = []
+
+        def transcribe(self, samples: object, prompt: str | None = None, **options: object) -> Transcript:
+            self.prompts.append(prompt or "")
+            said = "2 4 7" if len(self.prompts) == 1 else "9 1 3"
+            return Transcript(f"2 4 7 {said}" if "2 4 7" in (prompt or "") else said, 1.5, 0.01)
+
+    engine = Whisper()
+    session = DictationSession(PasskeyEngine(engine), speculate=False)  # type: ignore[arg-type]
+    session.start()
+    session.feed(np.concatenate([quiet(0.3), voiced(1.5), quiet(0.8), voiced(1.5), quiet(1.5)]))
+    assert session.finish().replace(".", "").split() == ["2", "4", "7", "9", "1", "3"]
+    assert engine.prompts == [PASSKEY_PROMPT, PASSKEY_PROMPT]
+
+
 def test_the_code_is_transcribed_on_the_device_even_with_a_speech_server() -> None:
     """The passkey is the pairing's secret: it never goes to ``asr.remote``'s server."""
     from voxkey.passkey import PASSKEY_PROMPT, PasskeyEngine

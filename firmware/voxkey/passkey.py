@@ -20,7 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -149,7 +149,13 @@ class PasskeyEngine:
 
     @property
     def settings(self) -> AsrSettings:
-        return self.engine.settings
+        """The engine's settings without the dictation's context (``context_words`` 0).
+
+        A code is digits said once, not a sentence: with "5 8 1" as its prompt, whisper may say those digits
+        again in "3 0 6", and nine digits ask the user for the code again (too short a copy for
+        ``DictationSession``'s copy check).
+        """
+        return replace(self.engine.settings, context_words=0)
 
     @property
     def name(self) -> str:
