@@ -7,6 +7,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -180,17 +181,26 @@ def test_a_model_loop_is_capped_and_collapsed(tiny_engine: WhisperEngine) -> Non
 UNCUTTABLE_LOOP = "9 9 3 1 6 5 8 2 7 4 0 11 12 13 14 15"  # 16 words in 2 s and no run said twice: nothing to keep
 
 
-def test_a_loop_with_a_first_copy_is_cut_without_a_second_decode(
-    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A retry costs 0.3-0.5 s here (3-4x on a Pi) after release; the first copy was the speech every time."""
+def whisper_answering(
+    engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch, answer: Callable[[int], str]
+) -> list[int]:
+    """Make ``engine``'s whisper answer ``answer(audio_ctx)``; returns the windows it is asked for, in order."""
     windows: list[int] = []
 
     def decode(audio: np.ndarray, params: dict[str, object], stop: object = None) -> list[str]:
         windows.append(int(params["audio_ctx"]))  # type: ignore[call-overload]
-        return ["imitates a much freer hand imitates a much freer hand imitates a much freer hand imitates a"]
+        return [answer(windows[-1])]
 
-    monkeypatch.setattr(tiny_engine, "_decode", decode)
+    monkeypatch.setattr(engine, "_decode", decode)
+    return windows
+
+
+def test_a_loop_with_a_first_copy_is_cut_without_a_second_decode(
+    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry costs 0.3-0.5 s here (3-4x on a Pi) after release; the first copy was the speech every time."""
+    looped = "imitates a much freer hand imitates a much freer hand imitates a much freer hand imitates a"
+    windows = whisper_answering(tiny_engine, monkeypatch, lambda window: looped)
     assert tiny_engine.transcribe(np.full(2 * SAMPLE_RATE, 100, np.int16)).text == "imitates a much freer hand"
     assert len(windows) == 1
 
@@ -200,13 +210,9 @@ def test_a_loop_is_decoded_again_only_when_asked_and_its_words_stay_out_of_info_
 ) -> None:
     """A spoken pairing code that loops must come back at once (BlueZ waits 30 s) and never reach the journal."""
     looped = [UNCUTTABLE_LOOP]
-    windows: list[int] = []
-
-    def decode(audio: np.ndarray, params: dict[str, object], stop: object = None) -> list[str]:
-        windows.append(int(params["audio_ctx"]))  # type: ignore[call-overload]
-        return looped if params["audio_ctx"] != LOOP_RETRY_AUDIO_CTX else ["9 9 3 1 6 5"]
-
-    monkeypatch.setattr(tiny_engine, "_decode", decode)
+    windows = whisper_answering(
+        tiny_engine, monkeypatch, lambda window: looped[0] if window != LOOP_RETRY_AUDIO_CTX else "9 9 3 1 6 5"
+    )
     two_seconds = np.full(2 * SAMPLE_RATE, 100, np.int16)
     caplog.set_level("INFO", logger="voxkey.asr")
     assert tiny_engine.transcribe(two_seconds, loop_retry=False).text == looped[0]
@@ -220,13 +226,9 @@ def test_a_loop_the_wider_window_cannot_fix_gets_the_full_window(
     tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The wider window keeps the peak memory down; a loop it still makes is not typed."""
-    windows: list[int] = []
-
-    def decode(audio: np.ndarray, params: dict[str, object], stop: object = None) -> list[str]:
-        windows.append(int(params["audio_ctx"]))  # type: ignore[call-overload]
-        return ["9 9 3 1 6 5"] if params["audio_ctx"] == 0 else [UNCUTTABLE_LOOP]
-
-    monkeypatch.setattr(tiny_engine, "_decode", decode)
+    windows = whisper_answering(
+        tiny_engine, monkeypatch, lambda window: "9 9 3 1 6 5" if window == 0 else UNCUTTABLE_LOOP
+    )
     assert tiny_engine.transcribe(np.full(2 * SAMPLE_RATE, 100, np.int16)).text == "9 9 3 1 6 5"
     assert windows[1:] == [LOOP_RETRY_AUDIO_CTX, 0]
 

@@ -238,12 +238,12 @@ def cut_at_repeat(text: str) -> str:
     """
     tokens = text.split()
     keys = [_token_key(token) for token in tokens]
-    first_seen: dict[tuple[str, ...], int] = {}
+    seen: set[tuple[str, ...]] = set()
     for start in range(len(keys) - MIN_REPEAT_WORDS + 1):
         run = tuple(keys[start : start + MIN_REPEAT_WORDS])
-        if run in first_seen:
+        if run in seen:
             return _drop_repeat_lead(tokens[:start])
-        first_seen.setdefault(run, start)
+        seen.add(run)
     return text
 
 

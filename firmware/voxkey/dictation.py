@@ -422,8 +422,9 @@ class DictationSession:
         if repeats_end_of(text, self._text):
             return "repeated the text before it"
         voiced_s = phrase.speech_ms / 1000
-        if voiced_s >= 1.0 and len(_WORDS.findall(text)) < PROMPTED_MIN_WORDS_PER_S * voiced_s:
-            return f"had {len(_WORDS.findall(text))} words for {voiced_s:.1f} s of speech"
+        words = len(_WORDS.findall(text))
+        if voiced_s >= 1.0 and words < PROMPTED_MIN_WORDS_PER_S * voiced_s:
+            return f"had {words} words for {voiced_s:.1f} s of speech"
         return ""
 
     def _clean(self, phrase: Phrase, transcript: Transcript) -> str:
