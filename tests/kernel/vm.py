@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -167,6 +168,7 @@ class GuestBoot:
         self.results_file.unlink(missing_ok=True)
         self.log_path = directory / "vng.log"
         self.started = time.monotonic()
+        self._killed = False
         with self.log_path.open("w") as log_file:
             self.process = subprocess.Popen(
                 command,
@@ -180,10 +182,17 @@ class GuestBoot:
     def wait(self, timeout_s: float = 1800.0) -> GuestRun:
         """The boot's results, once it ended; a boot that outlives ``timeout_s`` (from its start) is killed."""
         left = max(0.0, self.started + timeout_s - time.monotonic())
+        # Not ``Popen.wait(timeout=...)``: that polls with ``time.sleep``, which this wait shares with the
+        # host-side tests running meanwhile; one that monkeypatches ``time.sleep`` failed every kernel test.
+        # A blocking wait, with a timer thread to end an overdue boot, reads no patchable clock.
+        overdue = threading.Timer(left, self.kill)
+        overdue.daemon = True
+        overdue.start()
         try:
-            returncode = self.process.wait(timeout=left)
-        except subprocess.TimeoutExpired:
-            self.kill()
+            returncode = self.process.wait()
+        finally:
+            overdue.cancel()
+        if self.timed_out:
             returncode = -1
         wall = time.monotonic() - self.started
         results: dict[str, Any] = {}
@@ -192,9 +201,15 @@ class GuestBoot:
         log = self.log_path.read_text(errors="replace")
         return GuestRun(self.command, returncode, wall, results, log, self.directory, list(self.cases), self.clock)
 
+    @property
+    def timed_out(self) -> bool:
+        """Whether the guest was killed (for running too long, or the session ending) rather than ending itself."""
+        return self._killed
+
     def kill(self) -> None:
         """End the guest (vng and its QEMU) if it still runs: a session that ends early leaves no QEMU behind."""
         if self.process.poll() is None:
+            self._killed = True
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
