@@ -362,7 +362,7 @@ def test_a_long_pause_after_a_held_stop_keeps_it(tiny_engine: WhisperEngine, spe
 
 
 def test_the_last_phrase_is_ready_when_the_speaker_stops(tiny_engine: WhisperEngine) -> None:
-    """Once the button is up and tail_ms of silence follow the last word, the open phrase is decoded ahead;
+    """Once the button is up and tail_heard_ms of silence follow the last word, the open phrase is decoded ahead;
     closing it reuses that."""
     speech = load_utterance("3752-4944-0002")
     loud = np.nonzero(np.abs(speech.astype(np.int32)) > 300)[0]

@@ -146,11 +146,15 @@ def test_a_pause_halfway_to_the_end_of_a_phrase_is_guessed_at(engine: CountingEn
 
 
 def test_after_release_the_open_phrase_is_guessed_at_once(engine: CountingEngine) -> None:
-    """Once the button is up the speaker has stopped: waiting for a longer pause would only add to the wait."""
+    """Once the button is up the speaker has stopped: waiting for a longer pause would only add to the wait.
+
+    Not even for the whole tail: its last ``tail_ms - tail_heard_ms`` are digital silence, known in advance.
+    """
     settings = VadSettings()
+    assert settings.tail_heard_ms + 30 < settings.tail_ms
     session = DictationSession(engine, settings)
     session.start()
-    session.feed(phrase_then_pause(settings.tail_ms + 30, settings))
+    session.feed(phrase_then_pause(settings.tail_heard_ms + 30, settings))
     assert decodes_after(session, engine) == 0
     session.release()
     deadline = time.monotonic() + 5

@@ -122,6 +122,35 @@ def test_candidate_is_exactly_the_phrase_that_closes(sentences: tuple[np.ndarray
     assert any(c.size < closed[0].samples.size for c in candidates)
 
 
+def test_the_tail_past_what_was_heard_is_digital_silence_so_the_phrase_is_complete_early(
+    sentences: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """A released button's last phrase can be decoded ``tail_heard_ms`` after the last word, not ``tail_ms``:
+    the rest of its tail is zeros whatever the room does, so the guess is exactly the phrase that closes."""
+    fox, _ = (trimmed(s) for s in sentences)
+    settings = VadSettings()
+    room = white_noise(1.0, 0.003)  # a quiet room (webrtcvad calls a louder hiss right after speech voiced)
+    segmenter = PhraseSegmenter(settings)
+    closed = segmenter.feed(concat(white_noise(0.5, 0.003), fox))
+    first, silence_at_first = None, 0
+    for offset in range(0, room.size, 480):
+        closed += segmenter.feed(room[offset : offset + 480])
+        if first is None and (first := segmenter.candidate()) is not None:
+            silence_at_first = segmenter.silence_ms
+    (phrase,) = closed
+    assert first is not None and silence_at_first == settings.tail_heard_ms
+    assert np.array_equal(phrase.samples, first.samples)
+    unheard = (settings.tail_ms - settings.tail_heard_ms) * SAMPLE_RATE // 1000
+    assert not phrase.samples[-unheard:].any()  # digital silence, not the room
+    assert phrase.samples[-unheard - 480 : -unheard].any()  # what was heard is the room
+
+
+def test_a_hiss_to_the_end_of_the_recording_is_not_made_a_phrase_by_its_silent_tail() -> None:
+    """The tail's digital silence is not sound: counted as quiet frames it would make steady noise look like
+    speech rising and falling (``min_dynamic_db``)."""
+    assert split_phrases(white_noise(1.0, 0.3)) == []
+
+
 def test_settled_follows_the_speaker(sentences: tuple[np.ndarray, np.ndarray]) -> None:
     fox, _ = (trimmed(s) for s in sentences)
     segmenter = PhraseSegmenter()
@@ -179,7 +208,15 @@ def test_speech_ms_counts_voiced_audio(sentences: tuple[np.ndarray, np.ndarray])
 
 @pytest.mark.parametrize(
     "bad",
-    [{"aggressiveness": 4}, {"frame_ms": 25}, {"start_ratio": 0}, {"max_phrase_s": 30}, {"tail_ms": 900}],
+    [
+        {"aggressiveness": 4},
+        {"frame_ms": 25},
+        {"start_ratio": 0},
+        {"max_phrase_s": 30},
+        {"tail_ms": 900},
+        {"tail_heard_ms": 210},
+        {"tail_heard_ms": 0},
+    ],
 )
 def test_bad_settings_are_config_errors(bad: dict[str, object]) -> None:
     """Frozen and checked when made: no segmenter can be given settings webrtcvad or the rules cannot run with."""

@@ -18,7 +18,7 @@ Why it is built this way (each figure from ``benchmarks/dictation.py``):
   (the daemon types it while the button is still held). At release only the
   phrase still open is left.
 * **Speculation.** That last phrase is usually finished too: its audio is
-  complete ``vad.tail_ms`` after the last voiced frame (see
+  complete ``vad.tail_heard_ms`` after the last voiced frame (see
   :meth:`PhraseSegmenter.candidate`), so an idle worker transcribes it right
   then. If the speaker goes on, the guess is thrown away; if they stop (or
   release the button), the phrase closes with exactly that audio and the
@@ -79,8 +79,9 @@ HELD_GUESS_PAUSE = 0.6
 """While the button is held, a guess waits until the pause is this fraction of ``vad.phrase_pause_ms`` old: most
 pauses of 180-360 ms are inside a sentence and the phrase goes on. On the benchmark's 12 dictations
 (``benchmarks/guesses.py``) guessing at ``tail_ms`` made 79 guesses of which 14 were used; waiting for 0.6 of the
-pause makes 32, the same 14 used. Once the button is up, the guess is made at ``tail_ms``: the speaker has stopped
-(the price: a user who waits 180-360 ms before releasing gets the guess up to 180 ms later)."""
+pause makes 32, the same 14 used. Once the button is up, the guess is made as soon as the phrase's audio is complete
+(``tail_heard_ms``): the speaker has stopped (the price: a user who waits 90-360 ms before releasing gets the guess
+up to 270 ms later)."""
 WHOLE_WINDOW_PAUSE_MS = 3000
 WHOLE_WINDOW_PHRASE_S = 25.0
 WHOLE_WINDOW_MAX_S = 28.0

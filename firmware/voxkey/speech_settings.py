@@ -81,6 +81,8 @@ class VadSettings:
     """Sound kept before speech; also the window that opens a phrase."""
     tail_ms: int = 180
     """Sound kept after the last voiced frame."""
+    tail_heard_ms: int = 90
+    """... of which this much is what the microphone heard; the rest is digital silence (see ``voxkey.vad``)."""
     start_ratio: float = 0.6
     """Share of voiced frames in that window needed to open a phrase."""
     phrase_pause_ms: int = 600
@@ -115,6 +117,12 @@ class VadSettings:
                 "vad needs frame_ms <= tail_ms <= short_pause_ms <= phrase_pause_ms, not "
                 f"{self.frame_ms} <= {self.tail_ms} <= {self.short_pause_ms} <= {self.phrase_pause_ms}",
                 settings=("tail_ms", "short_pause_ms", "phrase_pause_ms"),
+            )
+        if not self.frame_ms <= self.tail_heard_ms <= self.tail_ms:
+            raise ConfigError(
+                "vad needs frame_ms <= tail_heard_ms <= tail_ms, not "
+                f"{self.frame_ms} <= {self.tail_heard_ms} <= {self.tail_ms}",
+                settings=("tail_heard_ms", "tail_ms"),
             )
         if not 0.0 < self.long_phrase_s < self.max_phrase_s:
             raise ConfigError(
