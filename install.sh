@@ -4,6 +4,7 @@
 #   sudo ./install.sh                          install or update from this checkout
 #   sudo ./install.sh --config-example bluetooth
 #   sudo ./install.sh --model-from DIR         copy the model from DIR instead of downloading it
+#   sudo ./install.sh --bluetoothd-for-old-hosts   also type to BlueZ 5.55-5.66 hosts (Debian 12, Ubuntu 22.04)
 #   sudo ./install.sh --uninstall [--purge]    remove voxkey (--purge: config, models and user too)
 #
 # What it does: apt packages; a Python venv in /opt/voxkey/venv with voxkey in it;
@@ -12,8 +13,8 @@
 # overwritten); USB device mode (dtoverlay=dwc2 in config.txt, dwc2 + libcomposite
 # in /etc/modules-load.d/voxkey.conf); with leds.kind apa102, spidev and
 # dtparam=spi=on in config.txt; the whisper model via `voxkey models download`; the
-# systemd units, enabled; with a Bluetooth transport, LE-only mode, the device ID
-# and a short connection interval in /etc/bluetooth/main.conf. Every step checks first, so a second run changes
+# systemd units, enabled; with a Bluetooth transport, LE-only mode, the device ID, one ATT
+# channel and a short connection interval in /etc/bluetooth/main.conf. Every step checks first, so a second run changes
 # nothing and an interrupted run can simply be repeated.
 #
 # Environment overrides (tests, unusual systems): VOXKEY_ROOT_PREFIX prefixes
@@ -34,6 +35,9 @@ readonly MODULES_CONF=/etc/modules-load.d/voxkey.conf
 # obsolete; an existing block is moved to MODULES_CONF and never written again.
 readonly OLD_MODULES_FILE=/etc/modules
 readonly USER_NAME=voxkey
+readonly OLD_HOSTS_BLUETOOTHD_DIR=/usr/local/libexec/voxkey
+readonly BLUETOOTHD_DROPIN=$UNIT_DIR/bluetooth.service.d/voxkey-bluetoothd.conf
+readonly PACKAGED_BLUETOOTH_UNIT=/lib/systemd/system/bluetooth.service
 readonly BEGIN_MARK="# >>> voxkey (install.sh; removed by install.sh --uninstall) >>>"
 readonly END_MARK="# <<< voxkey <<<"
 readonly APT_PACKAGES=(
@@ -46,11 +50,13 @@ readonly APT_PACKAGES=(
 )
 
 # What bluetoothd must do for voxkey's keyboard (hardware/bluetooth.md): LE only (in dual mode 5.66 crashed
-# after an LE pairing), the PnP ID of voxkey's Device Information service, and a keyboard's short
+# after an LE pairing), the PnP ID of voxkey's Device Information service, one ATT bearer (with Enhanced
+# ATT's extra channels a key report overtook the one before it: a letter lost), and a keyboard's short
 # connection interval (units of 1.25 ms: 7.5-15 ms). Section, key, value.
 readonly BLUEZ_SETTINGS=(
     "General ControllerMode le"
     "General DeviceID usb:1d6b:0104:0100"
+    "GATT Channels 1"
     "LE MinConnectionInterval 6"
     "LE MaxConnectionInterval 12"
 )
@@ -66,7 +72,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -420,7 +426,7 @@ install_bluez_conf() {
     if set_bluez_settings "$file"; then
         return 0
     fi
-    say "set LE-only mode, voxkey's device ID and a 7.5-15 ms connection interval in $file (was: $file.voxkey-orig)"
+    say "set LE-only mode, voxkey's device ID, one ATT channel and a 7.5-15 ms connection interval in $file (was: $file.voxkey-orig)"
     if booted_with_systemd; then
         systemctl try-restart bluetooth.service || say "warning: bluetoothd did not restart; reboot to apply $file"
     fi
@@ -432,6 +438,53 @@ restore_bluez_conf() {
         mv -f "$file.voxkey-orig" "$file"
         say "restored $file"
     fi
+}
+
+# --bluetoothd-for-old-hosts (hardware/bluetooth.md, "Hosts that type nothing"): the hog driver of BlueZ
+# 5.55-5.66 hosts drops the Multiple Handle Value Notifications every packaged bluetoothd sends it. This
+# Pi's own BlueZ source package, with one change (hardware/bluez/single-notifications.patch), is built
+# into OLD_HOSTS_BLUETOOTHD_DIR and a systemd drop-in runs it with the packaged unit's arguments; voxkey
+# reads the drop-in to know it may type to such hosts. Re-run after an upgrade of the bluez package.
+# The drop-in for bluetooth.service that runs BINARY with the arguments of the packaged UNIT's ExecStart.
+bluetoothd_dropin() {
+    local binary=$1 unit=$2 command arguments=""
+    command=$(sed -n 's/^ExecStart=[-@:+!]*//p' "$unit" | tail -n 1)
+    [[ -n $command ]] || die "no ExecStart= in $unit: cannot replace bluetoothd"
+    [[ $command == *" "* ]] && arguments=" ${command#* }"
+    printf '%s\n' "# install.sh --bluetoothd-for-old-hosts (voxkey); removed by install.sh --uninstall" \
+        "[Service]" "ExecStart=" "ExecStart=$binary$arguments"
+}
+
+install_old_hosts_bluetoothd() {
+    local wanted
+    say "building bluetoothd with single notifications from this system's BlueZ source (minutes on a Pi)"
+    "$SOURCE_DIR/hardware/bluez/build-bluetoothd.sh" "$OLD_HOSTS_BLUETOOTHD_DIR" \
+        --patch "$SOURCE_DIR/hardware/bluez/single-notifications.patch" ||
+        die "could not build bluetoothd (see above); the packaged bluetoothd is unchanged"
+    wanted=$(bluetoothd_dropin "$OLD_HOSTS_BLUETOOTHD_DIR/bluetoothd" "$PACKAGED_BLUETOOTH_UNIT")
+    if [[ -f $BLUETOOTHD_DROPIN && $(cat "$BLUETOOTHD_DROPIN") == "$wanted" ]]; then
+        say "bluetoothd for old BlueZ hosts already in place ($BLUETOOTHD_DROPIN)"
+        return 0
+    fi
+    install -d -m 0755 "${BLUETOOTHD_DROPIN%/*}"
+    printf '%s\n' "$wanted" >"$BLUETOOTHD_DROPIN"
+    say "bluetooth.service now runs $OLD_HOSTS_BLUETOOTHD_DIR/bluetoothd ($BLUETOOTHD_DROPIN)"
+    if booted_with_systemd; then
+        systemctl daemon-reload
+        systemctl try-restart bluetooth.service || say "warning: bluetoothd did not restart; reboot to apply it"
+    fi
+}
+
+remove_old_hosts_bluetoothd() {
+    [[ -f $BLUETOOTHD_DROPIN || -d $OLD_HOSTS_BLUETOOTHD_DIR ]] || return 0
+    rm -f "$BLUETOOTHD_DROPIN"
+    rmdir "${BLUETOOTHD_DROPIN%/*}" 2>/dev/null || true
+    rm -rf "$OLD_HOSTS_BLUETOOTHD_DIR"
+    if booted_with_systemd; then
+        systemctl daemon-reload
+        systemctl try-restart bluetooth.service || true
+    fi
+    say "bluetooth.service runs the packaged bluetoothd again"
 }
 
 configured_model() {
@@ -506,7 +559,7 @@ start_units() {
 }
 
 do_install() {
-    local example=$1 model_from=$2 no_model=$3 no_start=$4
+    local example=$1 model_from=$2 no_model=$3 no_start=$4 old_hosts=$5
     check_system
     install_apt_packages
     install_user
@@ -522,6 +575,9 @@ do_install() {
     install_boot_config "$wants_spi"
     install_modules_conf
     install_bluez_conf "$(configured_transport)" /etc/bluetooth/main.conf
+    if [[ $old_hosts == 1 ]]; then
+        install_old_hosts_bluetoothd
+    fi
     install_model "$model_from" "$no_model"
     install_units
     start_units "$no_start"
@@ -551,6 +607,7 @@ do_uninstall() {
     rm -f "$MODULES_CONF"
     remove_block "$OLD_MODULES_FILE"
     restore_bluez_conf /etc/bluetooth/main.conf
+    remove_old_hosts_bluetoothd
     config_txt=$(boot_config_file)
     if [[ -n $config_txt ]]; then
         remove_block "$config_txt"
@@ -570,7 +627,7 @@ do_uninstall() {
 }
 
 main() {
-    local action=install purge=0 example=usb model_from="" no_model=0 no_start=0
+    local action=install purge=0 example=usb model_from="" no_model=0 no_start=0 old_hosts=0
     while [[ $# -gt 0 ]]; do
         case $1 in
         --uninstall) action=uninstall ;;
@@ -587,6 +644,7 @@ main() {
             ;;
         --no-model) no_model=1 ;;
         --no-start) no_start=1 ;;
+        --bluetoothd-for-old-hosts) old_hosts=1 ;;
         -h | --help) usage 0 ;;
         *) usage 2 ;;
         esac
@@ -596,7 +654,7 @@ main() {
     if [[ $action == uninstall ]]; then
         do_uninstall "$purge"
     else
-        do_install "$example" "$model_from" "$no_model" "$no_start"
+        do_install "$example" "$model_from" "$no_model" "$no_start" "$old_hosts"
     fi
 }
 

@@ -462,6 +462,7 @@ def test_a_bluetooth_install_writes_what_bluetoothd_needs_into_main_conf_and_uni
     written = conf.read_text()
     assert "DeviceID = usb:1d6b:0104:0100\n" in written and "#DeviceID" not in written
     assert "ControllerMode = le\n" in written and "#ControllerMode" not in written
+    assert "[GATT]\nChannels = 1\n" in written  # one ATT bearer: reports cannot overtake each other
     assert written.endswith("[LE]\nMinConnectionInterval = 6\nMaxConnectionInterval = 12\n")
     assert "# Restricts all controllers to the specified transport.\n" in written  # comments stay
     assert "[Policy]\nAutoEnable=true\n" in written
@@ -488,3 +489,27 @@ def test_a_usb_install_leaves_main_conf_alone(bluez_dir: Path) -> None:
     result = sourced(f"install_bluez_conf usb {conf}")
     assert result.returncode == 0 and conf.read_text() == BLUEZ_MAIN_CONF, result
     assert not (conf.parent / "main.conf.voxkey-orig").exists()
+
+
+def test_the_bluetoothd_dropin_runs_the_patched_daemon_with_the_packaged_arguments_and_voxkey_reads_it(
+    bluez_dir: Path,
+) -> None:
+    """install.sh --bluetoothd-for-old-hosts writes it; voxkey reads it to stop refusing BlueZ 5.55-5.66 hosts."""
+    from voxkey.transports.bluetooth import hostcompat
+
+    unit = bluez_dir / "bluetooth.service"
+    unit.write_text("[Service]\nType=dbus\nExecStart=/usr/libexec/bluetooth/bluetoothd -E\n")
+    binary = bluez_dir / "bluetoothd"
+    binary.write_bytes(b"\x7fELF")
+    made = sourced(f"bluetoothd_dropin {binary} {unit}")
+    assert made.returncode == 0, made
+    lines = made.stdout.splitlines()
+    assert lines[1:] == ["[Service]", "ExecStart=", f"ExecStart={binary} -E"]
+    dropin = bluez_dir / "voxkey-bluetoothd.conf"
+    dropin.write_text(made.stdout)
+    assert hostcompat.single_notifications_bluetoothd(dropin) == binary
+    declared = sourced('echo "$BLUETOOTHD_DROPIN"')
+    assert declared.stdout.strip() == str(hostcompat.SINGLE_NOTIFICATIONS_DROPIN)  # one path, two readers
+    bare = bluez_dir / "bare.service"
+    bare.write_text("[Service]\nExecStart=-/usr/sbin/bluetoothd\n")
+    assert sourced(f"bluetoothd_dropin {binary} {bare}").stdout.splitlines()[-1] == f"ExecStart={binary}"

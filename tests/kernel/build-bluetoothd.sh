@@ -1,27 +1,13 @@
 #!/bin/sh
-# bluetoothd >= 5.67 for the Bluetooth kernel tests (Debian bookworm ships 5.66, whose hog plugin
-# drops ATT Multiple Handle Value Notifications: bluez issue #71). Built from Debian trixie's
-# source package with a private apt configuration, so the machine's own sources stay bookworm.
+# The bluetoothd builds the Bluetooth kernel tests run (tests/kernel/cases/bluetooth.py), with the
+# product's own build script (hardware/bluez/build-bluetoothd.sh):
+# - BlueZ 5.82 from Debian trixie's source package: a host whose hog hears what BlueZ servers send
+#   (Debian bookworm ships 5.66, whose hog drops ATT Multiple Handle Value Notifications: bluez issue #71);
+# - this machine's own BlueZ (bookworm's 5.66) with hardware/bluez/single-notifications.patch: what
+#   install.sh --bluetoothd-for-old-hosts builds on a Pi, serving a 5.66 host.
+# Idempotent: each build is kept while its inputs are the same.
 set -eu
 ROOT=${VOXKEY_BLUEZ_DIR:-/opt/voxkey-bluez}
-VERSION=5.82
-[ -x "$ROOT/install/libexec/bluetooth/bluetoothd" ] && exit 0
-mkdir -p "$ROOT/apt/lists/partial" "$ROOT/apt/cache/archives/partial"
-echo 'deb-src http://deb.debian.org/debian trixie main' > "$ROOT/apt/sources.list"
-apt_private() {
-    apt-get -o "Dir::Etc::SourceList=$ROOT/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null \
-        -o "Dir::State::Lists=$ROOT/apt/lists" -o "Dir::Cache=$ROOT/apt/cache" "$@"
-}
-apt-get install -y -qq --no-install-recommends gcc make libc6-dev libglib2.0-dev libdbus-1-dev libudev-dev >/dev/null
-apt_private update -qq
-cd "$ROOT"
-apt_private source --download-only "bluez=$VERSION-1.1"
-rm -rf "bluez-$VERSION"
-tar xzf "bluez_$VERSION.orig.tar.gz"
-cd "bluez-$VERSION"
-./configure --prefix="$ROOT/install" --sysconfdir=/etc --localstatedir=/var \
-    --disable-manpages --disable-cups --disable-obex --disable-client --disable-tools \
-    --disable-monitor --disable-systemd --disable-datafiles --disable-midi --disable-mesh \
-    --disable-library >/dev/null
-make -j"$(nproc)" >/dev/null
-install -D -m 755 src/bluetoothd "$ROOT/install/libexec/bluetooth/bluetoothd"
+BUILD="$(dirname "$0")/../../hardware/bluez/build-bluetoothd.sh"
+"$BUILD" "$ROOT/install/libexec/bluetooth" --suite trixie 5.82-1.1
+"$BUILD" "$ROOT/single-notifications" --patch "$(dirname "$0")/../../hardware/bluez/single-notifications.patch"

@@ -193,6 +193,21 @@ def test_unbonded_host_cannot_read_subscribe_or_pair_outside_pairing_mode(guest_
 
 
 @pytest.mark.kernel
+@pytest.mark.guest_case("bluetooth.old_bluez_host_single_notifications")
+def test_a_bluez_5_66_host_types_exactly_when_the_pis_bluetoothd_sends_single_notifications(
+    guest_case_result: dict[str, Any],
+) -> None:
+    """install.sh --bluetoothd-for-old-hosts: the Pi's own BlueZ with single-notifications.patch (issue 12)."""
+    seen = guest_case_result
+    assert seen["bluetoothd"]["version"] == "5.66", seen["bluetoothd"]
+    assert "patches: " in seen["built_from"] and seen["built_from"].split("patches: ")[1], seen["built_from"]
+    assert seen["host_modalias_seen_by_voxkey"] == "usb:v1D6Bp0246d0542", seen["host_modalias_seen_by_voxkey"]
+    assert_hog_host_typed_exactly(seen)
+    pdus = seen["voxkey"]["stats"]["notification_pdus"]
+    assert pdus["multiple"] == 0 and pdus["single"] >= 2 * len(seen["text"]), pdus  # a press and a release each
+
+
+@pytest.mark.kernel
 @pytest.mark.guest_case("bluetooth.old_bluez_host")
 def test_a_bluez_5_66_host_is_refused_loudly_and_nothing_is_reported_delivered(
     guest_case_result: dict[str, Any],
@@ -206,3 +221,4 @@ def test_a_bluez_5_66_host_is_refused_loudly_and_nothing_is_reported_delivered(
     assert voxkey["rc"] != 0, f"voxkey type must fail for a host that types nothing: {voxkey}"
     assert "runs BlueZ 5.66" in voxkey["log_tail"] and "5.67" in voxkey["log_tail"], voxkey["log_tail"]
     assert voxkey["stats"]["delivered_chars"] == 0, voxkey["stats"]
+    assert "--bluetoothd-for-old-hosts" in voxkey["log_tail"], voxkey["log_tail"]

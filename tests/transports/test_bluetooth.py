@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from dbus_fast import DBusError, Variant
@@ -415,6 +416,18 @@ def test_ledger_reassembles_a_batch_of_reports_split_over_acl_packets() -> None:
     assert delivered == []
     feed(ledger, MONITOR_EVENT, nocp(1, 1))
     assert delivered == reports
+
+
+def test_ledger_counts_single_and_multiple_notification_pdus_per_host() -> None:
+    """Which opcode bluetoothd chose is what a BlueZ 5.55-5.66 host's hog hears or drops (``hostcompat``)."""
+    ledger = DeliveryLedger(lambda a, v: None, lambda a, v: None)
+    feed(ledger, MONITOR_EVENT, le_connection(0x40, bytes([1, 0, 1, 1, 0xAA, 0])))
+    multiple = bytes([0x23]) + struct.pack("<HH", 0x41, 8) + RELEASE_ALL + struct.pack("<HH", 0x41, 8) + RELEASE_ALL
+    for payload in (notification(b"a"), notification(b"b"), struct.pack("<HH", len(multiple), 4) + multiple):
+        feed(ledger, MONITOR_ACL_TX, acl(0x40, payload))
+    feed(ledger, MONITOR_ACL_TX, acl(0x40, bytes.fromhex("0500 0400 0a 1200")))  # not a notification
+    feed(ledger, MONITOR_ACL_TX, acl(0x77, notification(b"c")))  # a link made before the monitor started
+    assert ledger.notification_pdus == {"00:AA:01:01:00:01": {"single": 2, "multiple": 1}}
 
 
 def test_ledger_reads_the_monitor_opcodes_the_kernel_defines() -> None:
@@ -1231,6 +1244,48 @@ def test_bluez_hosts_5_55_to_5_66_are_known_to_type_nothing(
         assert f"BlueZ {version[0]}.{version[1]}" in problem and "5.67" in problem  # type: ignore[index]
 
 
+@pytest.fixture(autouse=True)
+def packaged_bluetoothd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine's own systemd drop-ins must not decide whether old BlueZ hosts are refused."""
+    from voxkey.transports.bluetooth import hostcompat
+
+    monkeypatch.setattr(hostcompat, "SINGLE_NOTIFICATIONS_DROPIN", tmp_path / "no-dropin.conf")
+
+
+def write_dropin(directory: Path, *exec_lines: str) -> Path:
+    dropin = directory / "voxkey-bluetoothd.conf"
+    dropin.write_text("[Service]\n" + "".join(f"ExecStart={line}\n" for line in exec_lines))
+    return dropin
+
+
+def test_a_pi_running_the_single_notification_bluetoothd_types_to_old_bluez_hosts(tmp_path: Path) -> None:
+    """install.sh --bluetoothd-for-old-hosts: systemd runs the patched daemon its drop-in names."""
+    from voxkey.transports.bluetooth.hostcompat import host_problem, single_notifications_bluetoothd
+
+    patched = tmp_path / "bluetoothd"
+    patched.write_bytes(b"\x7fELF")
+    dropin = write_dropin(tmp_path, "", f"{patched} -E")
+    assert single_notifications_bluetoothd(dropin) == patched
+    assert host_problem(DEBIAN_12_HOST, dropin) is None
+    assert host_problem(DEBIAN_12_HOST) is not None  # no drop-in: the packaged daemon sends 0x23
+
+
+@pytest.mark.parametrize(
+    "exec_lines",
+    [(), ("",), ("/nonexistent/voxkey/bluetoothd",)],
+    ids=["no-exec-start", "exec-start-only-reset", "binary-gone"],
+)
+def test_a_dropin_that_runs_no_patched_bluetoothd_still_refuses_old_hosts(
+    tmp_path: Path, exec_lines: tuple[str, ...]
+) -> None:
+    from voxkey.transports.bluetooth.hostcompat import host_problem, single_notifications_bluetoothd
+
+    dropin = write_dropin(tmp_path, *exec_lines)
+    assert single_notifications_bluetoothd(dropin) is None
+    problem = host_problem(DEBIAN_12_HOST, dropin)
+    assert problem is not None and "--bluetoothd-for-old-hosts" in problem
+
+
 def test_typing_to_a_bluez_5_66_host_fails_at_once_and_delivers_nothing() -> None:
     radio = FakeRadio()
     radio.modalias = DEBIAN_12_HOST
@@ -1239,6 +1294,28 @@ def test_typing_to_a_bluez_5_66_host_fails_at_once_and_delivers_nothing() -> Non
     with pytest.raises(TransportError, match=r"AA:BB:CC:DD:EE:FF: the host runs BlueZ 5\.66"):
         keyboard.type("hello")
     assert radio.sent == [] and keyboard.delivered_chars == 0
+
+
+def test_with_the_rebuilt_bluetoothd_a_5_66_host_is_typed_to_unless_multiple_notifications_went_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drop-in says the rebuilt bluetoothd runs; the HCI monitor's count of 0x23 PDUs says what it did."""
+    from voxkey.transports.bluetooth import hostcompat
+
+    patched = tmp_path / "bluetoothd"
+    patched.write_bytes(b"\x7fELF")
+    monkeypatch.setattr(hostcompat, "SINGLE_NOTIFICATIONS_DROPIN", write_dropin(tmp_path, "", str(patched)))
+    radio = FakeRadio()
+    radio.modalias = DEBIAN_12_HOST
+    link = BluetoothLink(radio, window=64)  # type: ignore[arg-type]  # no acks needed for a few keys
+    link._ledger = DeliveryLedger(lambda a, v: None, lambda a, v: None)
+    link._ledger.notification_pdus["AA:BB:CC:DD:EE:FF"] = {"single": 4, "multiple": 0}
+    keyboard = Keyboard(link, US, host_wait_s=5)
+    keyboard.type("hi")
+    assert decode(radio.sent, US) == "hi"
+    link._ledger.notification_pdus["AA:BB:CC:DD:EE:FF"]["multiple"] = 1  # a bluetoothd not restarted batched
+    with pytest.raises(TransportError, match=r"1 Multiple Handle Value Notifications .* BlueZ 5\.66 drops"):
+        keyboard.type("more")
 
 
 def test_a_host_found_to_be_bluez_5_66_mid_text_or_after_it_is_an_error_not_delivered() -> None:
@@ -1327,6 +1404,43 @@ def test_doctor_names_a_bonded_host_whose_bluez_types_nothing(tmp_path: object) 
     assert not down.ok and "systemctl start bluetooth" in down.fix
     usb = Doctor(Config(output=OutputSettings(transport="usb")), bluetooth_hosts=no_bluez).check_bluetooth_hosts()
     assert usb.ok and not usb.used
+
+
+DPKG_STATUS = """Package: bluez
+Status: install ok installed
+Version: {version}
+
+Package: bluez-obexd
+Status: deinstall ok config-files
+Version: 9.9
+"""
+
+
+def test_doctor_says_when_the_bluetoothd_for_old_hosts_is_older_than_the_installed_bluez(tmp_path: Path) -> None:
+    """An upgrade of the bluez package leaves the rebuilt daemon behind until install.sh runs again."""
+    from voxkey.config import Config, OutputSettings
+    from voxkey.doctor import Doctor
+    from voxkey.doctor.base import SystemPaths
+
+    binary = tmp_path / "bluetoothd"
+    binary.write_bytes(b"\x7fELF")
+    (tmp_path / "bluetoothd.built-from").write_text("bluez 5.66-1+deb12u2; patches: 0123456789abcdef\n")
+    dropin = write_dropin(tmp_path, "", str(binary))
+    status = tmp_path / "status"
+    config = Config(output=OutputSettings(transport="bluetooth"))
+
+    def check(version: str, the_dropin: Path = dropin) -> object:
+        status.write_text(DPKG_STATUS.format(version=version))
+        paths = SystemPaths(bluetoothd_dropin=the_dropin, dpkg_status=status)
+        return Doctor(config, paths=paths).check_old_hosts_bluetoothd()
+
+    current = check("5.66-1+deb12u2")
+    assert current.ok and current.used and "5.66-1+deb12u2" in current.detail  # type: ignore[attr-defined]
+    stale = check("5.66-1+deb12u3")
+    assert not stale.ok and "5.66-1+deb12u3" in stale.detail  # type: ignore[attr-defined]
+    assert stale.fix == "sudo ./install.sh --bluetoothd-for-old-hosts"  # type: ignore[attr-defined]
+    absent = check("5.66-1+deb12u3", tmp_path / "none.conf")
+    assert absent.ok and not absent.used  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------- pairing a host aborts

@@ -206,6 +206,7 @@ def _write_stats(path: str, link: BluetoothLink, keyboard: Keyboard, elapsed: fl
         "acknowledged_reports": link.pacer.delivered_reports,
         "replayed_reports": link.pacer.replayed_reports,
         "connection_interval_ms": link.connection_interval_ms(),
+        "notification_pdus": link.notification_pdus(),
     }
     with open(path, "w", encoding="utf-8") as stream:
         json.dump(stats, stream)

@@ -44,6 +44,7 @@ class Doctor(SpeechChecks, UsbChecks, BluetoothChecks, GpioChecks):
             self.check_uinput,
             self.check_bluetooth,
             self.check_bluetooth_hosts,
+            self.check_old_hosts_bluetoothd,
             self.check_gpio,
             self.check_pin_factory,
             self.check_spi,

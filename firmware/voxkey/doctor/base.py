@@ -37,6 +37,8 @@ class SystemPaths:
     dev: Path = Path("/dev")
     boot_config: tuple[Path, ...] = (Path("/boot/firmware/config.txt"), Path("/boot/config.txt"))
     device_tree_model: Path = Path("/proc/device-tree/model")
+    bluetoothd_dropin: Path = Path("/etc/systemd/system/bluetooth.service.d/voxkey-bluetoothd.conf")
+    dpkg_status: Path = Path("/var/lib/dpkg/status")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Doctor checks of Bluetooth: the adapter, rfkill, D-Bus, and bonded hosts whose stack drops key reports."""
+"""Doctor checks of Bluetooth: the adapter, rfkill, D-Bus, bonded hosts whose stack drops key reports, and the
+bluetoothd built for those hosts (``install.sh --bluetoothd-for-old-hosts``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from voxkey.doctor.base import CheckContext, CheckResult, read_sysfs
 from voxkey.errors import BluetoothError
+from voxkey.transports.bluetooth.hostcompat import single_notifications_bluetoothd
 
 
 class BluetoothChecks(CheckContext):
@@ -48,3 +50,38 @@ class BluetoothChecks(CheckContext):
             names = ", ".join(f"{host.address} ({host.name})" for host in broken)
             return CheckResult("bluetooth hosts", False, f"{names}: {broken[0].problem}", "update BlueZ on that host")
         return CheckResult("bluetooth hosts", True, f"{len(hosts)} bonded, none with a known-broken stack")
+
+    def check_old_hosts_bluetoothd(self) -> CheckResult:
+        """The bluetoothd rebuilt with single notifications, if installed, must match the installed BlueZ.
+
+        An upgrade of the ``bluez`` package leaves the rebuilt daemon at the old version (and without the
+        upgrade's fixes) until ``install.sh --bluetoothd-for-old-hosts`` runs again.
+        """
+        name = "bluetoothd for old hosts"
+        if not self.uses_bluetooth():
+            return CheckResult(name, True, "not used (transport is not bluetooth)", used=False)
+        binary = single_notifications_bluetoothd(self.paths.bluetoothd_dropin)
+        if binary is None:
+            return CheckResult(name, True, "not installed: hosts with BlueZ 5.55-5.66 are refused", used=False)
+        stamp = read_sysfs(binary.with_name(binary.name + ".built-from")) or ""
+        built = stamp.split(";")[0].removeprefix("bluez ").split(" from ")[0]
+        installed = _package_version(self.paths.dpkg_status, "bluez")
+        fix = "sudo ./install.sh --bluetoothd-for-old-hosts"
+        if not built:
+            return CheckResult(name, False, f"{binary} does not say what it was built from", fix)
+        if installed is not None and installed != built:
+            return CheckResult(name, False, f"{binary} is BlueZ {built}, but the bluez package is {installed}", fix)
+        return CheckResult(name, True, f"{binary} (BlueZ {built}, single notifications)")
+
+
+def _package_version(status: Path, package: str) -> str | None:
+    """An installed package's version from dpkg's status file; None where there is none (not Debian)."""
+    try:
+        stanzas = status.read_text(encoding="utf-8", errors="replace").split("\n\n")
+    except OSError:
+        return None
+    for stanza in stanzas:
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace())
+        if fields.get("Package") == package and "installed" in fields.get("Status", "").split():
+            return fields.get("Version")
+    return None

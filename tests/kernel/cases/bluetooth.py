@@ -60,6 +60,10 @@ CENTRAL_PLUGINS_OFF = ("-P", "hog,vcp,micp,bap,bass,mcp,csip,ccp")
 """bluetoothd options for the bleak and stranger cases: hog off, so the HID service is on D-Bus;
 the LE audio plugins off, which 5.66 crashed in (VCP) while a central connected to voxkey."""
 TEST_BLUETOOTHD = "/opt/voxkey-bluez/install/libexec/bluetooth/bluetoothd"
+SINGLE_NOTIFICATIONS_BLUETOOTHD = "/opt/voxkey-bluez/single-notifications/bluetoothd"
+"""This machine's BlueZ (bookworm's 5.66) with ``hardware/bluez/single-notifications.patch``: what
+``install.sh --bluetoothd-for-old-hosts`` builds on a Pi (``tests/kernel/build-bluetoothd.sh``)."""
+SYSTEMD_UNITS = Path("/etc/systemd/system")
 APP_CENTRAL_DEVICE_ID = "bluetooth:004C:0001:0001"
 """The Device ID bluetoothd reports for the bleak and stranger cases: a tablet's stack, not BlueZ's.
 
@@ -154,7 +158,9 @@ class Stack:
         """
         config = self.work / "main.conf"
         general = "[General]\nControllerMode = le\n" + (f"DeviceID = {device_id}\n" if device_id else "")
-        config.write_text(general + "\n[Policy]\nAutoEnable = true\n")
+        # One ATT bearer, as install.sh sets on the Pi: with Enhanced ATT's channels a notification can
+        # overtake the one before it (a release overtaken by the next press: a doubled letter lost).
+        config.write_text(general + "\n[GATT]\nChannels = 1\n\n[Policy]\nAutoEnable = true\n")
         log = (self.work / f"bluetoothd-{len(self.runs)}.log").open("wb")
         # -E: Adapter1.ConnectDevice (connect by address without discovery) is experimental
         command = [binary, "-n", "-d", "-E", "-f", str(config), *args]
@@ -983,6 +989,39 @@ async def _stranger_try(bus: Any, adapter: str, device: str, address: str, subsc
         await bluez.call(bus, device, bluez.DEVICE, "Disconnect")
     await asyncio.sleep(2)
     return attempt
+
+
+@contextlib.contextmanager
+def bluetoothd_dropin(binary: str) -> Iterator[Path]:
+    """The systemd drop-in ``install.sh --bluetoothd-for-old-hosts`` writes, on a tmpfs over the guest's units.
+
+    voxkey reads it to know its bluetoothd sends single notifications (``hostcompat``); the guest has no
+    systemd, so the case starts that bluetoothd itself. The tmpfs keeps the outer machine's /etc untouched.
+    """
+    subprocess.run(["mount", "-t", "tmpfs", "voxkey-units", str(SYSTEMD_UNITS)], check=True)
+    try:
+        dropin = SYSTEMD_UNITS / "bluetooth.service.d" / "voxkey-bluetoothd.conf"
+        dropin.parent.mkdir()
+        dropin.write_text(f"[Service]\nExecStart=\nExecStart={binary}\n")
+        yield dropin
+    finally:
+        subprocess.run(["umount", str(SYSTEMD_UNITS)], check=False)
+
+
+@guest_case("bluetooth.old_bluez_host_single_notifications", modules=MODULES, timeout_s=1500)
+def old_bluez_host_single_notifications(context: GuestContext) -> CaseResult:
+    """The same Debian 12 host, with the Pi's bluetoothd rebuilt to send single notifications: it must type.
+
+    One bluetoothd serves both controllers, so the host runs that build too. The patch only changes
+    which opcode its GATT server sends (``send_notification_to_device``); the host's GATT client and hog,
+    which receive, are bookworm's 5.66 as they are.
+    """
+    with bluetoothd_dropin(SINGLE_NOTIFICATIONS_BLUETOOTHD):
+        observations = type_and_record(
+            context, "old-host-single", typing_text(1600), pair=True, bluetoothd=SINGLE_NOTIFICATIONS_BLUETOOTHD
+        )
+    observations["built_from"] = Path(SINGLE_NOTIFICATIONS_BLUETOOTHD + ".built-from").read_text().strip()
+    return observations
 
 
 @guest_case("bluetooth.old_bluez_host", modules=MODULES, timeout_s=1500)

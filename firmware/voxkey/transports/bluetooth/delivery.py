@@ -91,6 +91,9 @@ class DeliveryLedger:
 
     intervals_ms: dict[str, float] = field(default_factory=dict)
     """The connection interval of each peer's current link: what the host granted (``hardware/bluetooth.md``)."""
+    notification_pdus: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Notification PDUs sent to each peer by kind, ``single`` (0x1B) or ``multiple`` (0x23): which one
+    bluetoothd chose decides whether a BlueZ 5.55-5.66 host hears them (``hostcompat``)."""
 
     def interval_changed(self, handle: int, interval_ms: float, address: str | None = None) -> None:
         address = address or self.addresses.get(handle)
@@ -118,14 +121,22 @@ class DeliveryLedger:
                 queue.append(_Packet([]))
                 return
             del self.fragments[handle]
-            queue.append(_Packet(_notified_values(bytes(frame))))
+            queue.append(self._packet(handle, bytes(frame)))
             return
         self.fragments.pop(handle, None)
         if len(data) >= 4 and 4 + struct.unpack_from("<H", data)[0] > len(data):
             self.fragments[handle] = bytearray(data)
             queue.append(_Packet([]))
             return
-        queue.append(_Packet(_notified_values(data)))
+        queue.append(self._packet(handle, data))
+
+    def _packet(self, handle: int, acl_payload: bytes) -> _Packet:
+        kind, values = _notified_values(acl_payload)
+        address = self.addresses.get(handle)
+        if kind and address is not None:
+            counts = self.notification_pdus.setdefault(address, {"single": 0, "multiple": 0})
+            counts[kind] += 1
+        return _Packet(values)
 
     def completed(self, handle: int, count: int) -> None:
         queue = self.in_flight.get(handle)
@@ -157,8 +168,9 @@ class DeliveryLedger:
             self.on_lost(None, [])
 
 
-def _notified_values(acl_payload: bytes) -> list[bytes]:
-    """Values of the ATT notifications in one ACL start packet (none for other traffic).
+def _notified_values(acl_payload: bytes) -> tuple[str, list[bytes]]:
+    """The kind (``single``, ``multiple``, or "" for other traffic) and values of the ATT notification in
+    one ACL start packet.
 
     ATT runs on the fixed channel 0x0004 or, with Enhanced ATT (BlueZ ≥ 5.6x and
     a host that supports it), on credit-based channels with dynamic CIDs whose
@@ -166,27 +178,27 @@ def _notified_values(acl_payload: bytes) -> list[bytes]:
     Handle Value Notification, several values in one PDU.
     """
     if len(acl_payload) < 5:
-        return []
+        return "", []
     length, cid = struct.unpack_from("<HH", acl_payload)
     if length + 4 > len(acl_payload):
-        return []  # incomplete: the ledger reassembles fragments before asking
+        return "", []  # incomplete: the ledger reassembles fragments before asking
     frame = acl_payload[4 : 4 + length]
     if cid == L2CAP_CID_ATT:
         pdu = frame
     elif cid >= L2CAP_CID_DYNAMIC and len(frame) >= 2 and struct.unpack_from("<H", frame)[0] == len(frame) - 2:
         pdu = frame[2:]
     else:
-        return []
+        return "", []
     if len(pdu) >= 3 and pdu[0] == ATT_HANDLE_VALUE_NOTIFICATION:
-        return [bytes(pdu[3:])]
+        return "single", [bytes(pdu[3:])]
     if len(pdu) >= 5 and pdu[0] == ATT_MULTIPLE_HANDLE_VALUE_NOTIFICATION:
         values, index = [], 1
         while index + 4 <= len(pdu):
             value_length = struct.unpack_from("<H", pdu, index + 2)[0]
             values.append(bytes(pdu[index + 4 : index + 4 + value_length]))
             index += 4 + value_length
-        return values
-    return []
+        return "multiple", values
+    return "", []
 
 
 def _format_address(raw: bytes) -> str:

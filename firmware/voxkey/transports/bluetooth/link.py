@@ -35,6 +35,7 @@ from voxkey.kept import KeptText, Resume
 from voxkey.transports.bluetooth.delivery import DeliveryLedger, HciMonitor
 from voxkey.transports.bluetooth.devices import DeviceView
 from voxkey.transports.bluetooth.gatt import CONSUMER_RELEASE, consumer_report
+from voxkey.transports.bluetooth.hostcompat import unheard_notifications
 from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral
 from voxkey.transports.bluetooth.settings import BluetoothSettings
 
@@ -194,13 +195,20 @@ class BluetoothLink:
             return None
         return self._ledger.intervals_ms.get(address.upper())
 
+    def notification_pdus(self) -> dict[str, int] | None:
+        """Notification PDUs sent to the current host, single and multiple (needs delivery tracking)."""
+        address = self.pacer.host_address
+        if self._ledger is None or address is None:
+            return None
+        return dict(self._ledger.notification_pdus.get(address.upper(), {"single": 0, "multiple": 0}))
+
     def led_state(self) -> int:
         return self.peripheral.leds
 
     def release_all(self) -> None:
         with self.pacer.condition:
             host = self._live_host()
-            if self._last_report == RELEASE_ALL or host is None or host.problem:
+            if self._last_report == RELEASE_ALL or host is None or self._problem(host):
                 return  # nothing held, nobody there, or a host whose stack drops every report (hostcompat)
             try:
                 self._write(RELEASE_ALL)
@@ -223,8 +231,9 @@ class BluetoothLink:
                     continue
                 self.pacer.condition.wait(min(remaining, WAIT_SLICE_S))
             host = self._live_host()
-            if host is not None and host.problem:  # its Modalias arrived after the last report went out
-                raise TransportError(f"Bluetooth host {host.address}: {host.problem}")
+            problem = self._problem(host) if host is not None else None
+            if host is not None and problem:  # its Modalias arrived after the last report went out
+                raise TransportError(f"Bluetooth host {host.address}: {problem}")
             return True
 
     def close(self) -> None:
@@ -253,13 +262,23 @@ class BluetoothLink:
             return None
         return host
 
+    def _problem(self, host: DeviceView) -> str | None:
+        """Why this host types nothing: its stack (``hostcompat``), or the opcodes that went on the air."""
+        if host.problem:
+            return host.problem
+        if self._ledger is None:
+            return None
+        sent = self._ledger.notification_pdus.get(host.address.upper(), {})
+        return unheard_notifications(host.modalias, sent.get("multiple", 0))
+
     def _wait_ready(self, deadline: float | None) -> None:
         while True:
             host = self._live_host()
-            if host is not None and host.problem:
+            problem = self._problem(host) if host is not None else None
+            if host is not None and problem:
                 # Its controller would acknowledge every report while its desktop typed nothing:
                 # an error, never "delivered" (hostcompat).
-                raise TransportError(f"Bluetooth host {host.address}: {host.problem}")
+                raise TransportError(f"Bluetooth host {host.address}: {problem}")
             now = time.monotonic()
             settling = self.peripheral.host_arrived_at + self.peripheral.settings.host_settle_s - now
             if host is not None and settling > 0:
