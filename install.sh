@@ -51,11 +51,14 @@ readonly APT_PACKAGES=(
 
 # What bluetoothd must do for voxkey's keyboard (hardware/bluetooth.md): LE only (in dual mode 5.66 crashed
 # after an LE pairing), the PnP ID of voxkey's Device Information service, one ATT bearer (with Enhanced
-# ATT's extra channels a key report overtook the one before it: a letter lost), and a keyboard's short
-# connection interval (units of 1.25 ms: 7.5-15 ms). Section, key, value.
+# ATT's extra channels a key report overtook the one before it: a letter lost), a bonded host that forgot
+# voxkey may pair again with Just Works if voxkey's agent agrees (it does only in pairing mode; bluetoothd's
+# default "never" refused it for good), and a keyboard's short connection interval (units of 1.25 ms:
+# 7.5-15 ms). Section, key, value.
 readonly BLUEZ_SETTINGS=(
     "General ControllerMode le"
     "General DeviceID usb:1d6b:0104:0100"
+    "General JustWorksRepairing confirm"
     "GATT Channels 1"
     "LE MinConnectionInterval 6"
     "LE MaxConnectionInterval 12"

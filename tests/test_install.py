@@ -463,6 +463,7 @@ def test_a_bluetooth_install_writes_what_bluetoothd_needs_into_main_conf_and_uni
     assert "DeviceID = usb:1d6b:0104:0100\n" in written and "#DeviceID" not in written
     assert "ControllerMode = le\n" in written and "#ControllerMode" not in written
     assert "[GATT]\nChannels = 1\n" in written  # one ATT bearer: reports cannot overtake each other
+    assert "JustWorksRepairing = confirm\n" in written  # a host that forgot voxkey can pair again (agent decides)
     assert written.endswith("[LE]\nMinConnectionInterval = 6\nMaxConnectionInterval = 12\n")
     assert "# Restricts all controllers to the specified transport.\n" in written  # comments stay
     assert "[Policy]\nAutoEnable=true\n" in written

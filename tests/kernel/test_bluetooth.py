@@ -106,6 +106,40 @@ def test_link_dropped_mid_text_and_restored_still_types_exactly(guest_case_resul
 
 
 @pytest.mark.kernel
+@pytest.mark.guest_case("bluetooth.old_bluez_host_drop_mid_text")
+def test_a_bluez_5_66_host_gets_the_text_exactly_across_a_link_drop_with_single_notifications(
+    guest_case_result: dict[str, Any],
+) -> None:
+    """The replay after a drop goes out as single notifications too (issue 12's table: 5.66 x drop mid-text)."""
+    seen = guest_case_result
+    assert seen["bluetoothd"]["version"] == "5.66", seen["bluetoothd"]
+    test_link_dropped_mid_text_and_restored_still_types_exactly(seen)
+    assert seen["voxkey"]["stats"]["notification_pdus"]["multiple"] == 0, seen["voxkey"]["stats"]
+
+
+@pytest.mark.kernel
+@pytest.mark.guest_case("bluetooth.host_forgets_the_bond")
+def test_a_host_that_forgot_voxkey_gets_nothing_the_text_comes_back_and_pairing_again_types(
+    guest_case_result: dict[str, Any],
+) -> None:
+    """Issue 14's "host forgets the bond": nothing typed where the user did not mean, nothing lost."""
+    from tests.kernel.cases.bluetooth import FORGOTTEN_TEXT
+
+    seen = guest_case_result
+    assert_hog_host_typed_exactly(seen["before"])
+    assert seen["host_remove"] is None, seen["host_remove"]
+    assert not seen["host_device_after_remove"].get("Paired"), seen["host_device_after_remove"]
+    forgotten = seen["forgotten"]
+    assert forgotten["rc"] != 0, f"voxkey type must fail when no host can take the text: {forgotten}"
+    assert forgotten["stdout"] == FORGOTTEN_TEXT, forgotten  # handed back whole: nothing lost
+    assert forgotten["stats"]["delivered_chars"] == 0, forgotten["stats"]
+    assert not seen["host_device_while_forgotten"].get("Connected"), seen["host_device_while_forgotten"]
+    after = seen["after"]
+    assert after["pairing"]["paired"], after["pairing"]
+    assert_hog_host_typed_exactly(after)
+
+
+@pytest.mark.kernel
 @pytest.mark.guest_case("bluetooth.power_cycle_mid_text")
 def test_adapter_powered_off_and_on_mid_text_still_types_exactly(guest_case_result: dict[str, Any]) -> None:
     seen = guest_case_result

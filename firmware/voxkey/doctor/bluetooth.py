@@ -7,7 +7,6 @@ from pathlib import Path
 
 from voxkey.doctor.base import CheckContext, CheckResult, read_sysfs
 from voxkey.errors import BluetoothError
-from voxkey.transports.bluetooth.hostcompat import single_notifications_bluetoothd
 
 
 class BluetoothChecks(CheckContext):
@@ -60,6 +59,8 @@ class BluetoothChecks(CheckContext):
         name = "bluetoothd for old hosts"
         if not self.uses_bluetooth():
             return CheckResult(name, True, "not used (transport is not bluetooth)", used=False)
+        from voxkey.transports.bluetooth.hostcompat import single_notifications_bluetoothd  # only when used
+
         binary = single_notifications_bluetoothd(self.paths.bluetoothd_dropin)
         if binary is None:
             return CheckResult(name, True, "not installed: hosts with BlueZ 5.55-5.66 are refused", used=False)

@@ -157,7 +157,9 @@ class Stack:
         keyboard, so the guest, like the Pi should, runs BlueZ in LE mode.
         """
         config = self.work / "main.conf"
-        general = "[General]\nControllerMode = le\n" + (f"DeviceID = {device_id}\n" if device_id else "")
+        general = "[General]\nControllerMode = le\nJustWorksRepairing = confirm\n" + (
+            f"DeviceID = {device_id}\n" if device_id else ""
+        )
         # One ATT bearer, as install.sh sets on the Pi: with Enhanced ATT's channels a notification can
         # overtake the one before it (a release overtaken by the next press: a doubled letter lost).
         config.write_text(general + "\n[GATT]\nChannels = 1\n\n[Policy]\nAutoEnable = true\n")
@@ -851,23 +853,57 @@ def stranger_refused(context: GuestContext) -> CaseResult:
     """
     use_bluetoothd(context, SYSTEM_BLUETOOTHD, CENTRAL_PLUGINS_OFF, APP_CENTRAL_DEVICE_ID)
     address = adapter_address(VOXKEY_ADAPTER)
-    host_address = adapter_address(HOST_ADAPTER)
     observations: dict[str, Any] = {}
-    forget = subprocess.run(
-        context.voxkey_command("hosts", "forget", host_address, "--adapter", VOXKEY_ADAPTER),
-        capture_output=True,
-        text=True,
-        env=context.voxkey_env(),
-        check=False,
-    )
-    observations["voxkey_forget"] = {"rc": forget.returncode, "stderr": forget.stderr}
-    observations["host_remove"] = run_async(_remove_device(HOST_ADAPTER, address))
+    observations.update(forget_both_sides(context, address))
     voxkey = Voxkey(context, "stranger", "this must never arrive\n")
     observations["voxkey_ready"] = voxkey.wait_log(r"bluetooth: waiting-for-host")
     observations["attempts"] = run_async(_stranger_attempts(address))
     voxkey.process.send_signal(signal.SIGTERM)
     observations["voxkey"] = voxkey.finish(60)
     return observations
+
+
+FORGOTTEN_TEXT = "typed while the host had forgotten voxkey\n"
+FORGOTTEN_WAIT_S = "20"
+
+
+@guest_case("bluetooth.host_forgets_the_bond", modules=MODULES, timeout_s=2700)
+def host_forgets_the_bond(context: GuestContext) -> CaseResult:
+    """The host removes voxkey (its user chose "Forget this device"); voxkey still holds the bond.
+
+    voxkey must then type nothing anywhere and hand the text back (``voxkey type`` writes the untyped
+    text to standard output and fails), and pairing again from the host must work and type exactly,
+    although voxkey's BlueZ still had the old keys for that address.
+    """
+    use_bluetoothd(context, hog_bluetoothd())
+    address = adapter_address(VOXKEY_ADAPTER)
+    forget_both_sides(context, address)  # a bond of its own, made here
+    observations: dict[str, Any] = {"before": type_and_record(context, "forget-before", "bonded\n", pair=True)}
+    observations["host_remove"] = run_async(_remove_device(HOST_ADAPTER, address))
+    observations["host_device_after_remove"] = host_device_props(address)
+    observations["voxkey_side_after_remove"] = voxkey_side_props(address)
+    # the last --wait wins: no host can come now, so 20 s is enough to show that it waits and then gives up
+    forgotten = Voxkey(context, "forgotten", FORGOTTEN_TEXT, "--wait", FORGOTTEN_WAIT_S)
+    observations["forgotten"] = forgotten.finish(300)
+    observations["host_device_while_forgotten"] = host_device_props(address)
+    observations["after"] = type_and_record(context, "forget-after", typing_text(300), pair=True)
+    return observations
+
+
+def forget_both_sides(context: GuestContext, address: str) -> dict[str, Any]:
+    """No bond left on either side (``voxkey hosts forget`` and the host's RemoveDevice): a case that must
+    pair from scratch does so whichever case bonded before it."""
+    forget = subprocess.run(
+        context.voxkey_command("hosts", "forget", adapter_address(HOST_ADAPTER), "--adapter", VOXKEY_ADAPTER),
+        capture_output=True,
+        text=True,
+        env=context.voxkey_env(),
+        check=False,
+    )
+    return {
+        "voxkey_forget": {"rc": forget.returncode, "stderr": forget.stderr},
+        "host_remove": run_async(_remove_device(HOST_ADAPTER, address)),
+    }
 
 
 async def _remove_device(adapter_name: str, address: str) -> str | None:
@@ -1016,12 +1052,27 @@ def old_bluez_host_single_notifications(context: GuestContext) -> CaseResult:
     which opcode its GATT server sends (``send_notification_to_device``); the host's GATT client and hog,
     which receive, are bookworm's 5.66 as they are.
     """
+    use_bluetoothd(context, SINGLE_NOTIFICATIONS_BLUETOOTHD)
+    forget_both_sides(context, adapter_address(VOXKEY_ADAPTER))
     with bluetoothd_dropin(SINGLE_NOTIFICATIONS_BLUETOOTHD):
         observations = type_and_record(
             context, "old-host-single", typing_text(1600), pair=True, bluetoothd=SINGLE_NOTIFICATIONS_BLUETOOTHD
         )
     observations["built_from"] = Path(SINGLE_NOTIFICATIONS_BLUETOOTHD + ".built-from").read_text().strip()
     return observations
+
+
+@guest_case("bluetooth.old_bluez_host_drop_mid_text", modules=MODULES, timeout_s=1500)
+def old_bluez_host_drop_mid_text(context: GuestContext) -> CaseResult:
+    """That 5.66 host and rebuilt bluetoothd: voxkey's radio cuts out after 300 characters and comes back."""
+    with bluetoothd_dropin(SINGLE_NOTIFICATIONS_BLUETOOTHD):
+        return type_and_record(
+            context,
+            "old-host-drop",
+            typing_text(900),
+            drop_after_presses=300,
+            bluetoothd=SINGLE_NOTIFICATIONS_BLUETOOTHD,
+        )
 
 
 @guest_case("bluetooth.old_bluez_host", modules=MODULES, timeout_s=1500)
@@ -1034,4 +1085,6 @@ def old_bluez_host(context: GuestContext) -> CaseResult:
     the host's Modalias that its hog drops what BlueZ sends and fail instead
     of typing into the void.
     """
+    use_bluetoothd(context, SYSTEM_BLUETOOTHD)
+    forget_both_sides(context, adapter_address(VOXKEY_ADAPTER))  # the case before may have bonded this host
     return type_and_record(context, "old-host", typing_text(1600), pair=True, bluetoothd=SYSTEM_BLUETOOTHD)
