@@ -165,8 +165,11 @@ class Stack:
             + (f"JustWorksRepairing = {repairing}\n" if repairing else "")
         )
         # One ATT bearer, as install.sh sets on the Pi: with Enhanced ATT's channels a notification can
-        # overtake the one before it (a release overtaken by the next press: a doubled letter lost).
-        config.write_text(general + "\n[GATT]\nChannels = 1\n\n[Policy]\nAutoEnable = true\n")
+        # overtake the one before it (a release overtaken by the next press: a doubled letter lost). Not
+        # for the app-central cases (bleak, stranger): there bookworm's 5.66 also plays the central, and
+        # without EATT it crashed in 2 of 4 CI runs (att_disconnected after a failed MTU exchange).
+        gatt = "" if args == CENTRAL_PLUGINS_OFF else "\n[GATT]\nChannels = 1\n"
+        config.write_text(general + gatt + "\n[Policy]\nAutoEnable = true\n")
         log = (self.work / f"bluetoothd-{len(self.runs)}.log").open("wb")
         # -E: Adapter1.ConnectDevice (connect by address without discovery) is experimental
         command = [binary, "-n", "-d", "-E", "-f", str(config), *args]
