@@ -13,8 +13,9 @@
 # overwritten); USB device mode (dtoverlay=dwc2 in config.txt, dwc2 + libcomposite
 # in /etc/modules-load.d/voxkey.conf); with leds.kind apa102, spidev and
 # dtparam=spi=on in config.txt; the whisper model via `voxkey models download`; the
-# systemd units, enabled; with a Bluetooth transport, LE-only mode, the device ID, one ATT
-# channel and a short connection interval in /etc/bluetooth/main.conf. Every step checks first, so a second run changes
+# systemd units, enabled; with a Bluetooth transport, LE-only mode, the device ID, Just Works
+# re-pairing through voxkey's agent, one ATT channel and a short connection interval in
+# /etc/bluetooth/main.conf. Every step checks first, so a second run changes
 # nothing and an interrupted run can simply be repeated.
 #
 # Environment overrides (tests, unusual systems): VOXKEY_ROOT_PREFIX prefixes
@@ -429,7 +430,7 @@ install_bluez_conf() {
     if set_bluez_settings "$file"; then
         return 0
     fi
-    say "set LE-only mode, voxkey's device ID, one ATT channel and a 7.5-15 ms connection interval in $file (was: $file.voxkey-orig)"
+    say "set LE-only mode, voxkey's device ID, Just Works re-pairing through voxkey's agent, one ATT channel and a 7.5-15 ms connection interval in $file (was: $file.voxkey-orig)"
     if booted_with_systemd; then
         systemctl try-restart bluetooth.service || say "warning: bluetoothd did not restart; reboot to apply $file"
     fi

@@ -101,7 +101,7 @@ class PhraseSegmenter:
         self._frame_len = SAMPLE_RATE * frame_ms // 1000
         self._pad_frames = max(1, self.settings.padding_ms // frame_ms)
         self._tail_frames = max(1, self.settings.tail_ms // frame_ms)
-        self._heard_frames = max(1, min(self._tail_frames, self.settings.tail_heard_ms // frame_ms))
+        self._heard_frames = max(1, self.settings.tail_heard_ms // frame_ms)  # <= _tail_frames: VadSettings checks
         self._silent_frame = _Frame(np.zeros(self._frame_len, np.int16), voiced=False)
         self._pause_frames = max(1, self.settings.phrase_pause_ms // frame_ms)
         self._short_pause_frames = max(1, self.settings.short_pause_ms // frame_ms)

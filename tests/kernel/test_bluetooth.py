@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.kernel.cases.bluetooth import BLEAK_TEXT, typing_text
+from tests.kernel.cases.bluetooth import BLEAK_TEXT, FORGOTTEN_TEXT, typing_text
 from tests.kernel.evdev_keys import (
     HostText,
     assert_ejected_once_after_the_text,
@@ -96,7 +96,11 @@ def test_eject_after_the_text_reaches_the_host_as_the_eject_key_once(guest_case_
 @pytest.mark.kernel
 @pytest.mark.guest_case("bluetooth.drop_mid_text")
 def test_link_dropped_mid_text_and_restored_still_types_exactly(guest_case_result: dict[str, Any]) -> None:
-    seen = guest_case_result
+    assert_dropped_and_restored_exactly(guest_case_result)
+
+
+def assert_dropped_and_restored_exactly(seen: dict[str, Any]) -> None:
+    """The link dropped while voxkey typed, came back, and the host got the text exactly, replay included."""
     assert seen["disconnect"]["rc"] == 0 and seen["disconnected"], f"the link did not drop: {seen['disconnect']}"
     assert seen["auto_reconnected"] or seen["reconnect_error"] is None, seen.get("reconnect_error")
     assert seen["typing_still_running_at_drop"], "the drop must happen while voxkey is still typing"
@@ -113,7 +117,7 @@ def test_a_bluez_5_66_host_gets_the_text_exactly_across_a_link_drop_with_single_
     """The replay after a drop goes out as single notifications too (issue 12's table: 5.66 x drop mid-text)."""
     seen = guest_case_result
     assert seen["bluetoothd"]["version"] == "5.66", seen["bluetoothd"]
-    test_link_dropped_mid_text_and_restored_still_types_exactly(seen)
+    assert_dropped_and_restored_exactly(seen)
     assert seen["voxkey"]["stats"]["notification_pdus"]["multiple"] == 0, seen["voxkey"]["stats"]
 
 
@@ -123,8 +127,6 @@ def test_a_host_that_forgot_voxkey_gets_nothing_the_text_comes_back_and_pairing_
     guest_case_result: dict[str, Any],
 ) -> None:
     """Issue 14's "host forgets the bond": nothing typed where the user did not mean, nothing lost."""
-    from tests.kernel.cases.bluetooth import FORGOTTEN_TEXT
-
     seen = guest_case_result
     assert_hog_host_typed_exactly(seen["before"])
     assert seen["host_remove"] is None, seen["host_remove"]

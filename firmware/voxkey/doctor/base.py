@@ -37,7 +37,7 @@ class SystemPaths:
     dev: Path = Path("/dev")
     boot_config: tuple[Path, ...] = (Path("/boot/firmware/config.txt"), Path("/boot/config.txt"))
     device_tree_model: Path = Path("/proc/device-tree/model")
-    bluetoothd_dropin: Path = Path("/etc/systemd/system/bluetooth.service.d/voxkey-bluetoothd.conf")
+    bluetoothd_dropin: Path | None = None  # None: hostcompat.SINGLE_NOTIFICATIONS_DROPIN, which install.sh writes
     dpkg_status: Path = Path("/var/lib/dpkg/status")
 
 

@@ -57,6 +57,12 @@ def bluez_version(modalias: str | None) -> tuple[int, int] | None:
     return version >> 8, version & 0xFF
 
 
+def _affected_version(modalias: str | None) -> tuple[int, int] | None:
+    """The host's BlueZ version if it is one whose hog drops multiple notifications (5.55-5.66), else None."""
+    version = bluez_version(modalias)
+    return version if version is not None and FIRST_AFFECTED <= version < FIXED else None
+
+
 def single_notifications_bluetoothd(dropin: Path | None = None) -> Path | None:
     """The patched bluetoothd systemd runs instead of the packaged one, if ``install.sh`` set one up.
 
@@ -74,10 +80,8 @@ def single_notifications_bluetoothd(dropin: Path | None = None) -> Path | None:
 
 def host_problem(modalias: str | None, dropin: Path | None = None) -> str | None:
     """Why a host with this ``Modalias`` will type nothing, as a message for the user; None if it can."""
-    version = bluez_version(modalias)
-    if version is None or not FIRST_AFFECTED <= version < FIXED:
-        return None
-    if single_notifications_bluetoothd(dropin) is not None:
+    version = _affected_version(modalias)
+    if version is None or single_notifications_bluetoothd(dropin) is not None:
         return None
     shown = f"{version[0]}.{version[1]}"
     return (
@@ -95,8 +99,8 @@ def unheard_notifications(modalias: str | None, multiple_sent: int) -> str | Non
     since ``install.sh``, or a drop-in naming a stock build, still batches. The HCI monitor counts what was
     sent (``DeliveryLedger.notification_pdus``); the keys in those PDUs never typed.
     """
-    version = bluez_version(modalias)
-    if not multiple_sent or version is None or not FIRST_AFFECTED <= version < FIXED:
+    version = _affected_version(modalias)
+    if not multiple_sent or version is None:
         return None
     return (
         f"the Pi's bluetoothd sent {multiple_sent} Multiple Handle Value Notifications to this host, whose BlueZ "

@@ -231,8 +231,7 @@ class BluetoothLink:
                     continue
                 self.pacer.condition.wait(min(remaining, WAIT_SLICE_S))
             host = self._live_host()
-            problem = self._problem(host) if host is not None else None
-            if host is not None and problem:  # its Modalias arrived after the last report went out
+            if host is not None and (problem := self._problem(host)):  # its Modalias came after the last report
                 raise TransportError(f"Bluetooth host {host.address}: {problem}")
             return True
 
@@ -274,8 +273,7 @@ class BluetoothLink:
     def _wait_ready(self, deadline: float | None) -> None:
         while True:
             host = self._live_host()
-            problem = self._problem(host) if host is not None else None
-            if host is not None and problem:
+            if host is not None and (problem := self._problem(host)):
                 # Its controller would acknowledge every report while its desktop typed nothing:
                 # an error, never "delivered" (hostcompat).
                 raise TransportError(f"Bluetooth host {host.address}: {problem}")
