@@ -215,11 +215,23 @@ def test_a_loop_is_decoded_again_only_when_asked_and_its_words_stay_out_of_info_
     )
     two_seconds = np.full(2 * SAMPLE_RATE, 100, np.int16)
     caplog.set_level("INFO", logger="voxkey.asr")
-    assert tiny_engine.transcribe(two_seconds, loop_retry=False).text == looped[0]
+    assert tiny_engine.transcribe(two_seconds, repair_loops=False).text == looped[0]
     assert len(windows) == 1 and windows[0] > 0  # the sized window only
     assert tiny_engine.transcribe(two_seconds).text == "9 9 3 1 6 5"
     assert windows[1:] == [windows[0], LOOP_RETRY_AUDIO_CTX]  # by default: again with a wider window ...
     assert "looped" in caplog.text and "9 9 3" not in caplog.text
+
+
+def test_an_unrepaired_loop_is_not_cut_to_its_first_copy(
+    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI's guest heard "zero two zero five nine eight" so; the cut, "0 2 0 5 8 0", is six digits and a wrong code."""
+    looped = "0 2 0 5 8 0 0 5 8 0 0 0 5 8 0 0 0 0 5 8 0 0 0 5 8 0 0 0 5 8 0"
+    windows = whisper_answering(tiny_engine, monkeypatch, lambda window: looped)
+    two_seconds = np.full(2 * SAMPLE_RATE, 100, np.int16)
+    assert tiny_engine.transcribe(two_seconds, repair_loops=False).text == looped
+    assert len(windows) == 1
+    assert tiny_engine.transcribe(two_seconds).text == "0 2 0 5 8 0"  # dictation keeps the first copy
 
 
 def test_a_loop_the_wider_window_cannot_fix_gets_the_full_window(

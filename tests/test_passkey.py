@@ -131,8 +131,8 @@ def test_a_request_is_answered_only_with_six_digits() -> None:
     assert isinstance(events[-1], PasskeyWithdrawn)
 
 
-def test_a_code_recording_is_never_decoded_again_with_whispers_full_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A loop's retry took 23.9 s of the guest's 30 s pairing timeout; a wrong digit count asks again at once."""
+def test_a_code_recordings_loop_is_neither_decoded_again_nor_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop's retry took 23.9 s of the guest's 30 s pairing timeout, and its cut can be a wrong code."""
     asked: list[dict[str, object]] = []
 
     def transcribe(samples: object, prompt: str | None = None, **options: object) -> Transcript:
@@ -142,7 +142,7 @@ def test_a_code_recording_is_never_decoded_again_with_whispers_full_window(monke
     engine = object.__new__(WhisperEngine)  # no model: only what PasskeyEngine asks of it matters here
     monkeypatch.setattr(engine, "transcribe", transcribe, raising=False)
     PasskeyEngine(engine).transcribe(np.zeros(2 * SAMPLE_RATE, np.int16))
-    assert [options["loop_retry"] for options in asked] == [False]
+    assert [options["repair_loops"] for options in asked] == [False]
 
 
 def test_a_misheard_code_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:

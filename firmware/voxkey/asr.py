@@ -357,7 +357,7 @@ class WhisperEngine:
         prompt: str | None = None,
         *,
         stop: Callable[[], bool] | None = None,
-        loop_retry: bool = True,
+        repair_loops: bool = True,
     ) -> Transcript:
         """Transcribe one phrase (or a whole recording of at most ~30 s for best results).
 
@@ -366,9 +366,11 @@ class WhisperEngine:
         guess at a phrase the speaker went on with) instead of letting it run its
         0.2-2 s here, 3-4x that on a Pi, while the phrases after it wait.
 
-        ``loop_retry=False`` returns a loop that :func:`trim_loop` cannot cut as it came
-        (the spoken pairing code: a wrong digit count asks the user again at once, while
-        a full-window decode takes 7x as long, and BlueZ waits only 30 s for the code).
+        ``repair_loops=False`` returns a looped decode as it came, neither cut nor decoded
+        again (the spoken pairing code). Its wrong digit count asks the user again at once,
+        while a full-window decode takes 7x as long and BlueZ waits only 30 s for the code.
+        Nor is it cut: the first copy of a digit loop need not be the code (CI heard
+        "zero two zero five nine eight" as "0 2 0 5 8 0 0 5 8 0 ...", whose cut is a wrong code).
         """
         audio = samples.astype(np.float32) / 32768.0 if samples.dtype == np.int16 else samples.astype(np.float32)
         audio_s = audio.size / SAMPLE_RATE
@@ -384,20 +386,20 @@ class WhisperEngine:
             started = time.monotonic()
             try:
                 texts = self._decode(audio, params, stop)
-                if params["audio_ctx"] and self.settings.audio_ctx == "auto" and looks_looped(" ".join(texts), audio_s):
-                    texts = self._after_loop(audio, params, texts, audio_s, loop_retry, stop)
+                sized = bool(params["audio_ctx"]) and self.settings.audio_ctx == "auto"
+                if repair_loops and sized and looks_looped(" ".join(texts), audio_s):
+                    texts = self._repaired(audio, params, texts, audio_s, stop)
             except _Stopped:
                 return Transcript("", audio_s, time.monotonic() - started, stopped=True)
             compute_s = time.monotonic() - started
         return Transcript(" ".join(texts), audio_s, compute_s, texts)
 
-    def _after_loop(
+    def _repaired(
         self,
         audio: npt.NDArray[np.float32],
         params: dict[str, Any],
         texts: list[str],
         audio_s: float,
-        retry: bool,
         stop: Callable[[], bool] | None,
     ) -> list[str]:
         """Cut a loop, or decode again with the full window; the words go to DEBUG only (they may be a secret)."""
@@ -408,9 +410,6 @@ class WhisperEngine:
                 log.debug("looped: %r, kept: %r", texts, trimmed)
                 return [trimmed]
         log.debug("looped: %r", texts)
-        if not retry:
-            log.info("sized window looped on a %.1f s phrase; not decoded again", audio_s)
-            return texts
         wider = LOOP_RETRY_AUDIO_CTX if params["audio_ctx"] < LOOP_RETRY_AUDIO_CTX else 0
         log.info("sized window looped on a %.1f s phrase; decoding it again with %d positions", audio_s, wider or 1500)
         texts = self._decode(audio, {**params, "audio_ctx": wider}, stop)

@@ -172,10 +172,10 @@ class PasskeyEngine:
         *,
         stop: Callable[[], bool] | None = None,
     ) -> Transcript:
-        """Whisper without its loop retry: a looped code has the wrong digit count and is asked for again."""
+        """Whisper without its loop repair: a looped code has the wrong digit count and is asked for again."""
         full_prompt = " ".join(p for p in (PASSKEY_PROMPT, prompt or "") if p)
         if isinstance(self.engine, WhisperEngine):
-            return self.engine.transcribe(samples, prompt=full_prompt, stop=stop, loop_retry=False)
+            return self.engine.transcribe(samples, prompt=full_prompt, stop=stop, repair_loops=False)
         return self.engine.transcribe(samples, prompt=full_prompt, stop=stop)
 
     def warm_up(self) -> None:
