@@ -6,6 +6,7 @@ import struct
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from dbus_fast import DBusError, Variant
@@ -243,7 +244,9 @@ def test_bluez_reading_the_advertisement_gets_the_object_itself_while_and_after_
     advertiser = Advertiser(session, "voxkey")
     answers: list[Message | None] = []
 
-    async def bluez_call(bus: object, path: str, interface: str, member: str, *args: object) -> list[object]:
+    async def bluez_call(
+        bus: object, path: str, interface: str, member: str, *args: object, **kw: object
+    ) -> list[object]:
         if member == "RegisterAdvertisement":
             answers.append(advertiser.answer_object_manager(get_managed_objects("/org/voxkey/advertisement0")))
         return []
@@ -1167,7 +1170,9 @@ def test_the_advertisement_is_registered_again_when_the_radio_comes_back(monkeyp
     radio_on = [True]
     calls: list[str] = []
 
-    async def bluez_call(bus: object, path: str, interface: str, member: str, *args: object) -> list[object]:
+    async def bluez_call(
+        bus: object, path: str, interface: str, member: str, *args: object, **kw: object
+    ) -> list[object]:
         calls.append(member)
         if member == "RegisterAdvertisement" and not radio_on[0]:
             raise DBusError("org.bluez.Error.Failed", "Failed to register advertisement")
@@ -1341,7 +1346,7 @@ def test_the_peripheral_logs_an_unusable_host_once_per_connection(
 
     from voxkey.transports.bluetooth import peripheral as module
 
-    async def bluez_call(*args: object) -> list[object]:
+    async def bluez_call(*args: object, **kw: object) -> list[object]:
         return []
 
     class Bus:
@@ -1477,7 +1482,9 @@ class PairingHarness:
 
         self.calls: list[tuple[str, str, object]] = []
 
-        async def bluez_call(bus: object, path: str, interface: str, member: str, *args: object) -> list[object]:
+        async def bluez_call(
+            bus: object, path: str, interface: str, member: str, *args: object, **kw: object
+        ) -> list[object]:
             self.calls.append((member, path, args))
             return []
 
@@ -1806,3 +1813,84 @@ def test_a_failing_boot_is_raised_to_the_caller() -> None:
         runner.start(boot, timeout_s=10)
     runner.stop(shutdown, timeout_s=10)
     assert not runner.started
+
+
+# ----------------------------------------------------------------------------- bluetoothd restarting
+
+
+class RestartingBluez:
+    """BlueZ's calls as the bus routes them while bluetoothd restarts: by unique name, and a dead one fails."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> None:
+        self.running = ":1.4"
+        self.calls: list[tuple[str, str]] = []
+        """(member, the bluetoothd that got it) for each call that reached one."""
+        monkeypatch.setattr(module.bluez, "call", self.call)
+        monkeypatch.setattr(module.bluez, "set_property", self.set_property)
+
+    async def call(
+        self, bus: object, path: str, interface: str, member: str, *args: object, destination: str = bluez.BLUEZ
+    ) -> list[object]:
+        if member == "GetNameOwner":
+            return [self.running]
+        if destination not in (bluez.BLUEZ, self.running):
+            raise DBusError("org.freedesktop.DBus.Error.ServiceUnknown", f"{destination} is gone")
+        self.calls.append((member, self.running))
+        if member == "GetManagedObjects":
+            return [{"/org/bluez/hci0": {bluez.ADAPTER: {"Powered": Variant("b", True)}}}]
+        return []
+
+    async def set_property(self, bus: object, path: str, interface: str, name: str, value: Variant) -> None:
+        self.calls.append((name, self.running))
+
+
+def test_after_a_bluetoothd_restart_the_keyboard_service_is_registered_before_any_advertisement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bonded host connects the moment voxkey advertises; the new bluetoothd must hold the HID service by then.
+
+    The kernel guest's case ``bluetooth.bluetoothd_restart_mid_text`` found an evaluation that began on the
+    old bluetoothd's signals registering the advertisement with the new one first (see ``AdapterSession.owner``).
+    """
+    import asyncio
+
+    from voxkey.transports.bluetooth import peripheral as module
+
+    bluez_bus = RestartingBluez(monkeypatch, module)
+
+    class Bus:
+        def export(self, path: str, interface: object) -> None: ...
+        def unexport(self, path: str, interface: object) -> None: ...
+
+    peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
+    peripheral.session.bus = Bus()  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        peripheral.runner.loop = asyncio.get_running_loop()
+        await peripheral._register_with_bluez()
+        assert peripheral.session.owner == ":1.4" and peripheral.advertiser.current is not None
+        bluez_bus.running = ":1.9"  # bluetoothd restarted; voxkey has not read NameOwnerChanged yet
+        bluez_bus.calls.clear()
+        peripheral.advertiser.forget()  # the host's link went with the old bluetoothd: the rules advertise
+        await peripheral.advertiser.set(False)
+        assert peripheral.advertiser.current is None and bluez_bus.calls == []  # the old one is gone: nothing sent
+        await peripheral._bluez_owner_changed(True)
+
+    asyncio.run(scenario())
+    members = [member for member, _ in bluez_bus.calls]
+    assert members.index("RegisterApplication") < members.index("RegisterAdvertisement"), members
+    assert {to for member, to in bluez_bus.calls if member.startswith("Register")} == {":1.9"}
+    assert peripheral.session.owner == ":1.9" and peripheral.advertiser.current is not None
+
+
+def test_an_advertisement_waits_while_no_bluetoothd_holds_the_keyboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from voxkey.transports.bluetooth import peripheral as module
+
+    bluez_bus = RestartingBluez(monkeypatch, module)
+    peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
+    peripheral.session.bus = object()  # type: ignore[assignment]
+    peripheral.session.owner = None  # bluetoothd left the bus
+    asyncio.run(peripheral.advertiser.set(True))
+    assert peripheral.advertiser.current is None and bluez_bus.calls == []

@@ -490,6 +490,7 @@ def type_and_record(
     bluetoothd: str | None = None,
     power_cycle: bool = False,
     repairing: str | None = None,
+    restart_stack: bool = False,
 ) -> CaseResult:
     """Run voxkey with ``text``; the host pairs if asked, records everything, optionally drops the link.
 
@@ -497,7 +498,8 @@ def type_and_record(
     reports it on the keyboard's own input device, where the recorder sees it).
     ``bluetoothd`` is the binary serving both sides (default: the hog-capable one).
     With ``power_cycle`` the drop after ``drop_after_presses`` is voxkey's adapter powered off and on
-    (BlueZ's ``Powered``, as ``bluetoothctl power off`` or a desktop's switch) instead of its radio cut.
+    (BlueZ's ``Powered``, as ``bluetoothctl power off`` or a desktop's switch) instead of its radio cut;
+    with ``restart_stack`` it is bluetoothd restarting (``_restart_bluetoothd_mid_text``).
     """
     the_stack = use_bluetoothd(context, bluetoothd or hog_bluetoothd(), repairing=repairing)
     address = adapter_address(VOXKEY_ADAPTER)
@@ -524,11 +526,15 @@ def type_and_record(
     observations["input_device_appeared"] = wait_for(lambda: find_input_event() is not None, 120, 0.2)
     sampler = ProcessSampler(context.work_dir / f"ps-{label}.txt")
     sampler.start()
-    if drop_after_presses is not None and power_cycle:
+    if drop_after_presses is not None and restart_stack:
+        _restart_bluetoothd_mid_text(observations, recorder, voxkey, address, drop_after_presses, the_stack)
+    elif drop_after_presses is not None and power_cycle:
         _power_cycle(observations, recorder, voxkey, address, drop_after_presses)
     elif drop_after_presses is not None:
         _drop_and_restore(observations, recorder, voxkey, address, drop_after_presses)
     observations["voxkey"] = voxkey.finish()
+    if restart_stack:
+        observations["registered_again"] = "bluetoothd is back; registering the keyboard again" in voxkey.log_text()
     sampler.stop()
     observations["typing_wall_s"] = round(time.monotonic() - started, 2)
     recorder.wait_quiet(3.0, 30)
@@ -613,6 +619,40 @@ def _power_cycle(
         observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
 
 
+def _restart_bluetoothd_mid_text(
+    observations: dict[str, Any],
+    recorder: KeyRecorder,
+    voxkey: Voxkey,
+    address: str,
+    after_presses: int,
+    the_stack: Stack,
+) -> None:
+    """bluetoothd restarts (a package upgrade, ``systemctl restart bluetooth``) while voxkey has text left.
+
+    One bluetoothd serves both sides in this guest, so its restart is the host's too: reports the host's
+    controller took but its bluetoothd had not read yet would die with it, which no keyboard can see and no
+    real host does (its own stack does not restart with the Pi's). So voxkey is held (SIGSTOP) until the host
+    has read everything, and let go once the stack is back. voxkey then meets what a Pi meets: its GATT
+    application, advertisement and agent gone from a bluetoothd that knows nothing of them, the host's link
+    gone, and the rest of the text still to type.
+    """
+    wait_for(lambda: recorder.key_presses >= after_presses or voxkey.process.poll() is not None, 600, 0.01)
+    observations["typing_still_running_at_drop"] = voxkey.process.poll() is None
+    voxkey.process.send_signal(signal.SIGSTOP)
+    try:
+        recorder.wait_quiet(1.5, 60)
+        observations["dropped_at_presses"] = recorder.key_presses
+        the_stack.restart_bluetoothd(the_stack.current["binary"], tuple(the_stack.current["args"]))
+        observations["restarted"] = the_stack.bluetoothd is not None and the_stack.bluetoothd.poll() is None
+        observations["disconnected"] = not host_device_props(address).get("Connected")
+    finally:
+        voxkey.process.send_signal(signal.SIGCONT)
+    observations["presses_while_down"] = recorder.key_presses - observations["dropped_at_presses"]
+    observations["auto_reconnected"] = wait_for(lambda: bool(host_device_props(address).get("Connected")), 90, 0.5)
+    if not observations["auto_reconnected"]:
+        observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
+
+
 def _set_powered(adapter: str, on: bool) -> dict[str, Any]:
     error = run_async(_write_powered(adapter, on))
     powered = wait_for(lambda: _adapter_powered(adapter) == on, 20, 0.2)
@@ -686,6 +726,12 @@ def power_cycle_mid_text(context: GuestContext) -> CaseResult:
     return type_and_record(context, "power", typing_text(900), drop_after_presses=300, power_cycle=True)
 
 
+@guest_case("bluetooth.bluetoothd_restart_mid_text", modules=MODULES, timeout_s=1500)
+def bluetoothd_restart_mid_text(context: GuestContext) -> CaseResult:
+    """bluetoothd restarts after 300 characters; voxkey registers again, the host reconnects, the text is exact."""
+    return type_and_record(context, "bluetoothd-restart", typing_text(900), drop_after_presses=300, restart_stack=True)
+
+
 RESTART_ROUNDS = 3
 SERVER_HANDLE = re.compile(r"database_add_(service|chrc|desc)\(\) handle 0x([0-9a-f]{4}) UUID ([0-9a-f-]+)")
 HOST_CACHE_MISS = re.compile(r".*Invalid handle.*")
@@ -705,14 +751,25 @@ def reconnect_after_restart(context: GuestContext) -> CaseResult:
     out: dict[str, Any] = {}
     if not host_device_props(adapter_address(VOXKEY_ADAPTER)).get("Paired"):  # run on its own: bond first
         out["bonding"] = type_and_record(context, "restart-bond", "Bonded.\n", pair=True)
+    out["rounds"] = restart_rounds(context, the_stack, hog_bluetoothd(), "restart")
+    return out
+
+
+def restart_rounds(context: GuestContext, the_stack: Stack, binary: str, label: str) -> list[dict[str, Any]]:
+    """``RESTART_ROUNDS`` rounds with the bonded host: bluetoothd and voxkey restarted, then voxkey alone."""
     rounds = []
     for number in range(RESTART_ROUNDS):
         if number == 0:
-            the_stack.restart_bluetoothd(hog_bluetoothd())
+            the_stack.restart_bluetoothd(binary)
         log_path = context.work_dir / f"bluetoothd-{len(the_stack.runs) - 1}.log"
         start = log_path.stat().st_size
         keyboard_before = find_input_event()
-        seen = type_and_record(context, f"restart{number}", f"Reconnected after restart {number}: no pairing needed!\n")
+        seen = type_and_record(
+            context,
+            f"{label}{number}",
+            f"Reconnected after restart {number}: no pairing needed!\n",
+            bluetoothd=binary,
+        )
         log_text = log_path.read_bytes()[start:].decode(errors="replace")
         seen["round"] = number
         seen["restarted"] = "bluetoothd and voxkey" if number == 0 else "voxkey"
@@ -726,8 +783,7 @@ def reconnect_after_restart(context: GuestContext) -> CaseResult:
         seen["keyboard_before"] = keyboard_before
         seen["keyboard_after"] = find_input_event()
         rounds.append(seen)
-    out["rounds"] = rounds
-    return out
+    return rounds
 
 
 @guest_case("bluetooth.bleak_central", modules=MODULES, timeout_s=1500)
@@ -886,11 +942,15 @@ def stranger_refused(context: GuestContext) -> CaseResult:
     hog is off on the host (bookworm's bluetoothd, as in the bleak case) so the
     HID characteristics appear on D-Bus and a read and a subscription can be tried.
     """
-    use_bluetoothd(context, SYSTEM_BLUETOOTHD, CENTRAL_PLUGINS_OFF, APP_CENTRAL_DEVICE_ID)
+    return _stranger(context, SYSTEM_BLUETOOTHD, "stranger")
+
+
+def _stranger(context: GuestContext, binary: str, label: str) -> CaseResult:
+    the_stack = use_bluetoothd(context, binary, CENTRAL_PLUGINS_OFF, APP_CENTRAL_DEVICE_ID)
     address = adapter_address(VOXKEY_ADAPTER)
-    observations: dict[str, Any] = {}
+    observations: dict[str, Any] = {"bluetoothd": the_stack.current}
     observations.update(forget_both_sides(context, address))
-    voxkey = Voxkey(context, "stranger", "this must never arrive\n")
+    voxkey = Voxkey(context, label, "this must never arrive\n")
     observations["voxkey_ready"] = voxkey.wait_log(r"bluetooth: waiting-for-host")
     observations["attempts"] = run_async(_stranger_attempts(address))
     voxkey.process.send_signal(signal.SIGTERM)
@@ -1114,6 +1174,30 @@ def old_bluez_host_drop_mid_text(context: GuestContext) -> CaseResult:
             drop_after_presses=300,
             bluetoothd=SINGLE_NOTIFICATIONS_BLUETOOTHD,
         )
+
+
+@guest_case("bluetooth.old_bluez_host_reconnect_after_restart", modules=MODULES, timeout_s=2700)
+def old_bluez_host_reconnect_after_restart(context: GuestContext) -> CaseResult:
+    """The restart rounds of ``reconnect_after_restart`` with that 5.66 host and rebuilt bluetoothd.
+
+    Bonded afresh first: the attribute caches of both sides must come from this BlueZ (``restart_bluetoothd``
+    drops them when the binary changes), or the first round's rediscovery would be the switch's, not voxkey's.
+    """
+    the_stack = use_bluetoothd(context, SINGLE_NOTIFICATIONS_BLUETOOTHD)
+    with bluetoothd_dropin(SINGLE_NOTIFICATIONS_BLUETOOTHD):
+        forget_both_sides(context, adapter_address(VOXKEY_ADAPTER))
+        bonding = type_and_record(
+            context, "old-host-restart-bond", "Bonded.\n", pair=True, bluetoothd=SINGLE_NOTIFICATIONS_BLUETOOTHD
+        )
+        rounds = restart_rounds(context, the_stack, SINGLE_NOTIFICATIONS_BLUETOOTHD, "old-host-restart")
+    return {"bonding": bonding, "rounds": rounds}
+
+
+@guest_case("bluetooth.old_bluez_host_stranger_refused", modules=MODULES, timeout_s=1500)
+def old_bluez_host_stranger_refused(context: GuestContext) -> CaseResult:
+    """``stranger_refused`` with voxkey on the rebuilt 5.66 (hog off on the host, as there)."""
+    with bluetoothd_dropin(SINGLE_NOTIFICATIONS_BLUETOOTHD):
+        return _stranger(context, SINGLE_NOTIFICATIONS_BLUETOOTHD, "old-host-stranger")
 
 
 @guest_case("bluetooth.old_bluez_host", modules=MODULES, timeout_s=1500)

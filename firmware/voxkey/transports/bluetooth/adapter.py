@@ -35,6 +35,16 @@ class AdapterSession:
     """The system bus while the peripheral runs; None before ``start`` and after ``close``."""
     registered: bool = False
     """bluetoothd holds our GATT application and agent (False again the moment it leaves the bus)."""
+    owner: str | None = bluez.BLUEZ
+    """The bluetoothd that holds our registrations, by its unique bus name (``:1.4``) once registered;
+    None from the moment it leaves the bus until voxkey has registered with the next one.
+
+    The advertisement goes only there, never to ``org.bluez`` as such. Found in the kernel guest: after
+    a bluetoothd restart, an evaluation still running on the old one's signals registered an advertisement
+    with the *new* bluetoothd before voxkey had registered its keyboard service there. The bonded host
+    connected at once, found a keyboard without an HID service, dropped its keyboard, and stored that
+    (it did not reconnect after the next restart). Sent to the old unique name, the call fails instead,
+    and the advertisement comes after the service, as on a fresh start."""
     powered: bool = False
     """The adapter's radio is on. An rfkill block or a controller reset turns it off under us;
     BlueZ refuses advertisements meanwhile, and the kernel forgets the one we had."""

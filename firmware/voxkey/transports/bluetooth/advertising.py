@@ -98,22 +98,28 @@ class Advertiser:
         """Advertise (general discoverable or not), or stop advertising with None."""
         bus = self.session.bus
         current = self.current
+        owner = self.session.owner
         if current is not None and (discoverable is None or current.discoverable != discoverable):
             self.current = None
             if bus is not None:
-                try:
-                    await bluez.call(
-                        bus,
-                        self.session.path,
-                        bluez.ADVERTISING_MANAGER,
-                        "UnregisterAdvertisement",
-                        "o",
-                        [current.path],
-                    )
-                except DBusError as exc:
-                    log.debug("bluetooth: unregister advertisement: %s", exc.text)
+                if owner is not None:
+                    try:
+                        await bluez.call(
+                            bus,
+                            self.session.path,
+                            bluez.ADVERTISING_MANAGER,
+                            "UnregisterAdvertisement",
+                            "o",
+                            [current.path],
+                            destination=owner,
+                        )
+                    except DBusError as exc:
+                        log.debug("bluetooth: unregister advertisement: %s", exc.text)
                 bus.unexport(current.path, current)
         if discoverable is None or self.current is not None or bus is None:
+            return
+        if owner is None:
+            log.debug("bluetooth: not advertising: bluetoothd does not hold the keyboard yet")
             return
         advertisement = Advertisement(ADVERTISEMENT_PATH, self.name, discoverable)
         bus.export(advertisement.path, advertisement)
@@ -126,6 +132,7 @@ class Advertiser:
                 "RegisterAdvertisement",
                 "oa{sv}",
                 [advertisement.path, {}],
+                destination=owner,
             )
         except DBusError as exc:
             bus.unexport(advertisement.path, advertisement)

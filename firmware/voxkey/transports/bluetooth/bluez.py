@@ -16,6 +16,8 @@ from dbus_fast.annotations import DBusSignature
 from voxkey.errors import BluetoothError
 
 BLUEZ = "org.bluez"
+DBUS_INTERFACE = "org.freedesktop.DBus"
+DBUS_PATH = "/org/freedesktop/DBus"
 ADAPTER = "org.bluez.Adapter1"
 DEVICE = "org.bluez.Device1"
 GATT_MANAGER = "org.bluez.GattManager1"
@@ -74,12 +76,23 @@ async def connect_system_bus() -> MessageBus:
 
 
 async def call(
-    bus: MessageBus, path: str, interface: str, member: str, signature: str = "", body: list[Any] | None = None
+    bus: MessageBus,
+    path: str,
+    interface: str,
+    member: str,
+    signature: str = "",
+    body: list[Any] | None = None,
+    *,
+    destination: str = BLUEZ,
 ) -> list[Any]:
-    """Call a BlueZ method; a D-Bus error becomes ``DBusError`` for the caller to judge."""
+    """Call a BlueZ method; a D-Bus error becomes ``DBusError`` for the caller to judge.
+
+    ``destination``: one bluetoothd by its unique bus name (``AdapterSession.owner``) instead of whichever
+    process owns ``org.bluez`` when the call is sent.
+    """
     reply = await bus.call(
         Message(
-            destination=BLUEZ,
+            destination=destination,
             path=path,
             interface=interface,
             member=member,
@@ -94,6 +107,15 @@ async def call(
             reply.error_name or "org.freedesktop.DBus.Error.Failed", str(reply.body[0] if reply.body else "")
         )
     return list(reply.body)
+
+
+async def name_owner(bus: MessageBus) -> str | None:
+    """The unique bus name (``:1.4``) of the bluetoothd running now, or None if none is on the bus."""
+    try:
+        (owner,) = await call(bus, DBUS_PATH, DBUS_INTERFACE, "GetNameOwner", "s", [BLUEZ], destination=DBUS_INTERFACE)
+    except DBusError:
+        return None  # org.freedesktop.DBus.Error.NameHasNoOwner
+    return str(owner)
 
 
 async def managed_objects(bus: MessageBus) -> dict[str, dict[str, dict[str, Any]]]:

@@ -220,6 +220,9 @@ class BluetoothPeripheral:
 
     async def _register_with_bluez(self) -> None:
         bus = self.session.require_bus()
+        owner = await bluez.name_owner(bus)
+        if owner is None:
+            raise BluetoothError("bluetoothd is not on the system D-Bus; is it running? (systemctl status bluetooth)")
         await bluez.adapter_path(bus, self.settings.adapter)
         adapter = self.adapter_path
         await self.session.set("Powered", Variant("b", True))
@@ -230,15 +233,25 @@ class BluetoothPeripheral:
         # Know the bonded hosts before the service exists: a bonded host that is still connected
         # reads it at once, and was refused while the list was empty.
         self.mirror.load(await bluez.managed_objects(bus))
-        try:
-            await bluez.call(bus, adapter, bluez.GATT_MANAGER, "RegisterApplication", "oa{sv}", [APP_ROOT, {}])
+        try:  # to that bluetoothd: if another took its place meanwhile, this fails and is tried again
             await bluez.call(
-                bus, "/org/bluez", bluez.AGENT_MANAGER, "RegisterAgent", "os", [AGENT_PATH, self.agent.capability]
+                bus, adapter, bluez.GATT_MANAGER, "RegisterApplication", "oa{sv}", [APP_ROOT, {}], destination=owner
             )
-            await bluez.call(bus, "/org/bluez", bluez.AGENT_MANAGER, "RequestDefaultAgent", "o", [AGENT_PATH])
+            await bluez.call(
+                bus,
+                "/org/bluez",
+                bluez.AGENT_MANAGER,
+                "RegisterAgent",
+                "os",
+                [AGENT_PATH, self.agent.capability],
+                destination=owner,
+            )
+            await bluez.call(
+                bus, "/org/bluez", bluez.AGENT_MANAGER, "RequestDefaultAgent", "o", [AGENT_PATH], destination=owner
+            )
         except DBusError as exc:
             raise BluetoothError(f"BlueZ refused voxkey's keyboard service: {exc.text or exc.type}") from exc
-        self.session.registered = True
+        self.session.owner, self.session.registered = owner, True
         log.info("bluetooth: keyboard %r registered on %s", self.settings.name, self.settings.adapter)
         await self.enforcer.evaluate()
 
@@ -252,7 +265,7 @@ class BluetoothPeripheral:
         return await asyncio.wrap_future(result)
 
     async def _bluez_owner_changed(self, present: bool) -> None:
-        self.session.registered = False
+        self.session.owner, self.session.registered = None, False
         self.advertiser.forget()
         if not present:
             log.warning("bluetooth: bluetoothd left the bus; waiting for it to come back")
