@@ -79,6 +79,10 @@ class Advertisement(ServiceInterface):  # type: ignore[misc]
         }
 
 
+BLUETOOTHD_GONE = ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner")
+"""The bus's answer to a call for a unique name whose process left (bluetoothd restarting)."""
+
+
 class Advertiser:
     """The one advertisement voxkey has registered on its adapter, if any; runs on the peripheral's loop."""
 
@@ -136,8 +140,11 @@ class Advertiser:
             )
         except DBusError as exc:
             bus.unexport(advertisement.path, advertisement)
-            # Refused because the radio went off meanwhile: it is registered again when power returns.
-            report = log.error if self.session.powered else log.debug
+            # Refused because the radio went off, or the bluetoothd it went to left, meanwhile: it is
+            # registered again when power returns or once the keyboard is registered with the next one.
+            gone = exc.type in BLUETOOTHD_GONE or self.session.owner != owner
+            expected = gone or not self.session.powered
+            report = log.debug if expected else log.error
             report("bluetooth: BlueZ refused the advertisement: %s", exc.text or exc.type)
             return
         finally:
