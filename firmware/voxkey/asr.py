@@ -366,11 +366,10 @@ class WhisperEngine:
         guess at a phrase the speaker went on with) instead of letting it run its
         0.2-2 s here, 3-4x that on a Pi, while the phrases after it wait.
 
-        ``repair_loops=False`` returns a looped decode as it came, neither cut nor decoded
-        again (the spoken pairing code). Its wrong digit count asks the user again at once,
-        while a full-window decode takes 7x as long and BlueZ waits only 30 s for the code.
-        Nor is it cut: the first copy of a digit loop need not be the code (CI heard
-        "zero two zero five nine eight" as "0 2 0 5 8 0 0 5 8 0 ...", whose cut is a wrong code).
+        ``repair_loops=False`` returns a looped decode as it came (the spoken pairing code):
+        its wrong digit count asks the user again at once. Decoded again, it would take up to
+        7x as long while BlueZ waits only 30 s for the code; cut, it could be a wrong code (CI
+        heard "zero two zero five nine eight" as "0 2 0 5 8 0 0 5 8 0 ...", cut "0 2 0 5 8 0").
         """
         audio = samples.astype(np.float32) / 32768.0 if samples.dtype == np.int16 else samples.astype(np.float32)
         audio_s = audio.size / SAMPLE_RATE
@@ -387,8 +386,11 @@ class WhisperEngine:
             try:
                 texts = self._decode(audio, params, stop)
                 sized = bool(params["audio_ctx"]) and self.settings.audio_ctx == "auto"
-                if repair_loops and sized and looks_looped(" ".join(texts), audio_s):
-                    texts = self._repaired(audio, params, texts, audio_s, stop)
+                if sized and looks_looped(" ".join(texts), audio_s):
+                    if repair_loops:
+                        texts = self._repaired(audio, params, texts, audio_s, stop)
+                    else:  # the words stay out of the log: they may be a pairing code
+                        log.debug("sized window looped on a %.1f s phrase; returned as it came", audio_s)
             except _Stopped:
                 return Transcript("", audio_s, time.monotonic() - started, stopped=True)
             compute_s = time.monotonic() - started

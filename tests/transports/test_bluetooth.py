@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from dbus_fast import DBusError, Variant
@@ -240,7 +241,7 @@ def test_bluez_reading_the_advertisement_gets_the_object_itself_while_and_after_
     def get_managed_objects(path: str) -> Message:
         return Message(path=path, interface=bluez.OBJECT_MANAGER, member="GetManagedObjects", serial=7)
 
-    session = AdapterSession("hci0", powered=True)
+    session = AdapterSession("hci0", powered=True, owner=":1.4")
     advertiser = Advertiser(session, "voxkey")
     answers: list[Message | None] = []
 
@@ -1185,6 +1186,7 @@ def test_the_advertisement_is_registered_again_when_the_radio_comes_back(monkeyp
     monkeypatch.setattr(module.bluez, "call", bluez_call)
     peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
     peripheral.session.bus, peripheral.session.registered = Bus(), True  # type: ignore[assignment]
+    peripheral.session.owner = ":1.4"  # the bluetoothd it registered with
     peripheral.session.powered = True
 
     def adapter_powered(powered: bool) -> list[object]:
@@ -1356,6 +1358,7 @@ def test_the_peripheral_logs_an_unusable_host_once_per_connection(
     monkeypatch.setattr(module.bluez, "call", bluez_call)
     peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
     peripheral.session.bus, peripheral.session.registered = Bus(), True  # type: ignore[assignment]
+    peripheral.session.owner = ":1.4"  # the bluetoothd it registered with
     peripheral.session.powered = True
     path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
     host = DeviceView(path, address="AA:BB:CC:DD:EE:FF", name="laptop", connected=True, paired=True, trusted=True)
@@ -1500,6 +1503,7 @@ class PairingHarness:
         self.clock = FakeClock()
         self.peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"), clock=self.clock)
         self.peripheral.session.bus, self.peripheral.session.registered = Bus(), True  # type: ignore[assignment]
+        self.peripheral.session.owner = ":1.4"  # the bluetoothd it registered with
         self.peripheral.session.powered = True
         self.path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
         self.host = DeviceView(self.path, address="AA:BB:CC:DD:EE:FF")
@@ -1825,6 +1829,8 @@ class RestartingBluez:
         self.running = ":1.4"
         self.calls: list[tuple[str, str]] = []
         """(member, the bluetoothd that got it) for each call that reached one."""
+        self.refuse_registrations = 0
+        """So many ``RegisterApplication`` calls fail first (the adapter not back yet)."""
         monkeypatch.setattr(module.bluez, "call", self.call)
         monkeypatch.setattr(module.bluez, "set_property", self.set_property)
 
@@ -1834,14 +1840,44 @@ class RestartingBluez:
         if member == "GetNameOwner":
             return [self.running]
         if destination not in (bluez.BLUEZ, self.running):
-            raise DBusError("org.freedesktop.DBus.Error.ServiceUnknown", f"{destination} is gone")
+            raise DBusError("org.freedesktop.DBus.Error.ServiceUnknown", f"The name {destination} was not provided")
         self.calls.append((member, self.running))
         if member == "GetManagedObjects":
             return [{"/org/bluez/hci0": {bluez.ADAPTER: {"Powered": Variant("b", True)}}}]
+        if member == "RegisterApplication" and self.refuse_registrations > 0:
+            self.refuse_registrations -= 1
+            raise DBusError("org.bluez.Error.Failed", "Failed")
         return []
 
     async def set_property(self, bus: object, path: str, interface: str, name: str, value: Variant) -> None:
         self.calls.append((name, self.running))
+
+    def registrations(self) -> list[tuple[str, str]]:
+        return [(member, to) for member, to in self.calls if member.startswith("Register")]
+
+
+class ExportingBus:
+    """Export and unexport as dbus-fast does them: one object per interface name and path."""
+
+    def __init__(self) -> None:
+        self.exported: dict[tuple[str, str], object] = {}
+
+    def export(self, path: str, interface: Any) -> None:
+        if (path, interface.name) in self.exported:
+            raise ValueError(f"An interface with this name is already exported: {interface.name}")
+        self.exported[(path, interface.name)] = interface
+
+    def unexport(self, path: str, interface: Any) -> None:
+        self.exported.pop((path, interface.name), None)
+
+
+def restarting_peripheral(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, RestartingBluez]:
+    from voxkey.transports.bluetooth import peripheral as module
+
+    bluez_bus = RestartingBluez(monkeypatch, module)
+    peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
+    peripheral.session.bus = ExportingBus()
+    return peripheral, bluez_bus
 
 
 def test_after_a_bluetoothd_restart_the_keyboard_service_is_registered_before_any_advertisement(
@@ -1855,45 +1891,78 @@ def test_after_a_bluetoothd_restart_the_keyboard_service_is_registered_before_an
     import asyncio
     import logging
 
-    from voxkey.transports.bluetooth import peripheral as module
-
-    bluez_bus = RestartingBluez(monkeypatch, module)
-
-    class Bus:
-        def export(self, path: str, interface: object) -> None: ...
-        def unexport(self, path: str, interface: object) -> None: ...
-
-    peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
-    peripheral.session.bus = Bus()  # type: ignore[assignment]
+    peripheral, bluez_bus = restarting_peripheral(monkeypatch)
 
     async def scenario() -> None:
         peripheral.runner.loop = asyncio.get_running_loop()
         await peripheral._register_with_bluez()
         assert peripheral.session.owner == ":1.4" and peripheral.advertiser.current is not None
+        await peripheral.advertiser.set(None)  # a host is connected: no advertisement
         bluez_bus.running = ":1.9"  # bluetoothd restarted; voxkey has not read NameOwnerChanged yet
         bluez_bus.calls.clear()
-        peripheral.advertiser.forget()  # the host's link went with the old bluetoothd: the rules advertise
-        await peripheral.advertiser.set(False)
-        assert peripheral.advertiser.current is None and bluez_bus.calls == []  # the old one is gone: nothing sent
+        await peripheral.advertiser.set(False)  # the rules, on the old bluetoothd's "host disconnected"
+        assert peripheral.advertiser.current is None and bluez_bus.registrations() == []
+        await peripheral._bluez_owner_changed(False)
         await peripheral._bluez_owner_changed(True)
 
     caplog.set_level(logging.ERROR)
     asyncio.run(scenario())
     assert not caplog.records, "a refusal by a bluetoothd that left is expected, not an error for the journal"
-    members = [member for member, _ in bluez_bus.calls]
+    members = [member for member, _ in bluez_bus.registrations()]
     assert members.index("RegisterApplication") < members.index("RegisterAdvertisement"), members
-    assert {to for member, to in bluez_bus.calls if member.startswith("Register")} == {":1.9"}
+    assert {to for _, to in bluez_bus.registrations()} == {":1.9"}
     assert peripheral.session.owner == ":1.9" and peripheral.advertiser.current is not None
+
+
+def test_a_keyboard_advertising_when_bluetoothd_restarts_advertises_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No host connected (waiting for one, or pairing): the advertisement object must leave the bus with
+    bluetoothd's registration, or the next one cannot be exported and voxkey is never found again."""
+    import asyncio
+
+    peripheral, bluez_bus = restarting_peripheral(monkeypatch)
+
+    async def scenario() -> None:
+        peripheral.runner.loop = asyncio.get_running_loop()
+        await peripheral._register_with_bluez()
+        assert peripheral.advertiser.current is not None
+        bluez_bus.running = ":1.9"
+        await peripheral._bluez_owner_changed(False)
+        await peripheral._bluez_owner_changed(True)
+
+    asyncio.run(scenario())
+    assert peripheral.advertiser.current is not None
+    assert bluez_bus.registrations()[-1] == ("RegisterAdvertisement", ":1.9")
+
+
+def test_registering_with_a_bluetoothd_that_came_back_goes_on_until_it_works(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The adapter can still be blocked or resetting when bluetoothd is back; giving up left voxkey silent."""
+    import asyncio
+    import logging
+
+    from voxkey.transports.bluetooth import peripheral as module
+
+    monkeypatch.setattr(module, "REREGISTER_RETRY_S", 0.0)
+    monkeypatch.setattr(module, "REREGISTER_SLOW_RETRY_S", 0.0)
+    peripheral, bluez_bus = restarting_peripheral(monkeypatch)
+    bluez_bus.refuse_registrations = module.REREGISTER_LOUD_AFTER + 5
+    caplog.set_level(logging.ERROR)
+
+    async def scenario() -> None:
+        peripheral.runner.loop = asyncio.get_running_loop()
+        await peripheral._bluez_owner_changed(True)
+
+    asyncio.run(scenario())
+    assert peripheral.session.registered and peripheral.session.owner == ":1.4"
+    assert len(caplog.records) == 1 and "still trying" in caplog.records[0].getMessage()
 
 
 def test_an_advertisement_waits_while_no_bluetoothd_holds_the_keyboard(monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
-    from voxkey.transports.bluetooth import peripheral as module
-
-    bluez_bus = RestartingBluez(monkeypatch, module)
-    peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
-    peripheral.session.bus = object()  # type: ignore[assignment]
-    peripheral.session.owner = None  # bluetoothd left the bus
+    peripheral, bluez_bus = restarting_peripheral(monkeypatch)
+    peripheral.session.owner = None  # bluetoothd left the bus, or voxkey has not registered yet
     asyncio.run(peripheral.advertiser.set(True))
     assert peripheral.advertiser.current is None and bluez_bus.calls == []
+    assert not peripheral.session.bus.exported

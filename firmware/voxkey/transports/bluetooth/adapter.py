@@ -35,9 +35,9 @@ class AdapterSession:
     """The system bus while the peripheral runs; None before ``start`` and after ``close``."""
     registered: bool = False
     """bluetoothd holds our GATT application and agent (False again the moment it leaves the bus)."""
-    owner: str | None = bluez.BLUEZ
-    """The bluetoothd that holds our registrations, by its unique bus name (``:1.4``) once registered;
-    None from the moment it leaves the bus until voxkey has registered with the next one.
+    owner: str | None = None
+    """The bluetoothd that holds our registrations, by its unique bus name (``:1.4``); None until
+    voxkey has registered, and again from the moment that bluetoothd leaves the bus.
 
     The advertisement goes only there, never to ``org.bluez`` as such. Found in the kernel guest: after
     a bluetoothd restart, an evaluation still running on the old one's signals registered an advertisement

@@ -33,10 +33,11 @@ DBusStrList = Annotated[list[str], DBusSignature("as")]
 class Advertisement(ServiceInterface):  # type: ignore[misc]
     """``org.bluez.LEAdvertisement1`` for ``LEAdvertisingManager1.RegisterAdvertisement``."""
 
-    def __init__(self, path: str, name: str, discoverable: bool) -> None:
+    def __init__(self, path: str, local_name: str, discoverable: bool) -> None:
         super().__init__(bluez.ADVERTISEMENT)
         self.path = path
-        self.name = name
+        self.local_name = local_name
+        """Not ``name``: that is dbus-fast's interface name, which routes BlueZ's ``Release`` here."""
         self.discoverable = discoverable
         self.released = False
 
@@ -59,7 +60,7 @@ class Advertisement(ServiceInterface):  # type: ignore[misc]
 
     @dbus_property(access=PropertyAccess.READ)
     def LocalName(self) -> DBusStr:
-        return self.name
+        return self.local_name
 
     @dbus_property(access=PropertyAccess.READ)
     def Discoverable(self) -> DBusBool:
@@ -74,7 +75,7 @@ class Advertisement(ServiceInterface):  # type: ignore[misc]
             "Type": Variant("s", "peripheral"),
             "ServiceUUIDs": Variant("as", [bluez.HID_SERVICE]),
             "Appearance": Variant("q", bluez.APPEARANCE_KEYBOARD),
-            "LocalName": Variant("s", self.name),
+            "LocalName": Variant("s", self.local_name),
             "Discoverable": Variant("b", self.discoverable),
         }
 
@@ -95,8 +96,14 @@ class Advertiser:
         """Being registered: BlueZ reads its properties before ``RegisterAdvertisement`` returns."""
 
     def forget(self) -> None:
-        """bluetoothd left the bus and took the registration with it; the next ``set`` registers anew."""
-        self.current = None
+        """bluetoothd left the bus and took the registration with it; the next ``set`` registers anew.
+
+        The object leaves the bus too: exported twice on one path, dbus-fast refuses the new one, and an
+        idle keyboard whose bluetoothd restarted never advertised again.
+        """
+        current, self.current = self.current, None
+        if current is not None and self.session.bus is not None:
+            self.session.bus.unexport(current.path, current)
 
     async def set(self, discoverable: bool | None) -> None:
         """Advertise (general discoverable or not), or stop advertising with None."""

@@ -16,7 +16,7 @@ from dbus_fast.annotations import DBusSignature
 from voxkey.errors import BluetoothError
 
 BLUEZ = "org.bluez"
-DBUS_INTERFACE = "org.freedesktop.DBus"
+DBUS_NAME = DBUS_INTERFACE = "org.freedesktop.DBus"
 DBUS_PATH = "/org/freedesktop/DBus"
 ADAPTER = "org.bluez.Adapter1"
 DEVICE = "org.bluez.Device1"
@@ -112,9 +112,11 @@ async def call(
 async def name_owner(bus: MessageBus) -> str | None:
     """The unique bus name (``:1.4``) of the bluetoothd running now, or None if none is on the bus."""
     try:
-        (owner,) = await call(bus, DBUS_PATH, DBUS_INTERFACE, "GetNameOwner", "s", [BLUEZ], destination=DBUS_INTERFACE)
-    except DBusError:
-        return None  # org.freedesktop.DBus.Error.NameHasNoOwner
+        (owner,) = await call(bus, DBUS_PATH, DBUS_INTERFACE, "GetNameOwner", "s", [BLUEZ], destination=DBUS_NAME)
+    except DBusError as exc:
+        if exc.type == "org.freedesktop.DBus.Error.NameHasNoOwner":
+            return None
+        raise BluetoothError(f"cannot ask the system D-Bus for bluetoothd: {exc.text or exc.type}") from exc
     return str(owner)
 
 

@@ -51,6 +51,11 @@ APP_ROOT = "/org/voxkey/hid"
 AGENT_PATH = "/org/voxkey/agent"
 STARTUP_TIMEOUT_S = 30.0
 SHUTDOWN_TIMEOUT_S = 20.0
+REREGISTER_RETRY_S = 0.5
+"""Between attempts to register with a bluetoothd that came back, for the first ``REREGISTER_LOUD_AFTER``."""
+REREGISTER_LOUD_AFTER = 20
+"""Failed attempts (10 s) after which the journal hears of it; the attempts go on, ``REREGISTER_SLOW_RETRY_S`` apart."""
+REREGISTER_SLOW_RETRY_S = 5.0
 """Unregistering takes a few D-Bus round trips; an emulated CPU needed more than 5 s for them."""
 
 
@@ -71,6 +76,8 @@ class BluetoothPeripheral:
         """The host's keyboard LEDs (Caps Lock, ...), as its last output report set them."""
         self._state = BluetoothState.STOPPED
         self._listeners: list[Callable[[], None]] = []
+        self._reregistering: asyncio.Task[Any] | None = None
+        """Registering with a bluetoothd that came back (``_bluez_owner_changed``), until it is done."""
         self.runner = LoopThread("voxkey-bluetooth")
         self.app = HidApplication(
             APP_ROOT,
@@ -233,7 +240,7 @@ class BluetoothPeripheral:
         # Know the bonded hosts before the service exists: a bonded host that is still connected
         # reads it at once, and was refused while the list was empty.
         self.mirror.load(await bluez.managed_objects(bus))
-        try:  # to that bluetoothd: if another took its place meanwhile, this fails and is tried again
+        try:  # to that bluetoothd: if another took its place meanwhile, this fails (and a restart retries)
             await bluez.call(
                 bus, adapter, bluez.GATT_MANAGER, "RegisterApplication", "oa{sv}", [APP_ROOT, {}], destination=owner
             )
@@ -267,6 +274,9 @@ class BluetoothPeripheral:
     async def _bluez_owner_changed(self, present: bool) -> None:
         self.session.owner, self.session.registered = None, False
         self.advertiser.forget()
+        if self._reregistering is not None:
+            self._reregistering.cancel()  # for the bluetoothd before this one
+            self._reregistering = None
         if not present:
             log.warning("bluetooth: bluetoothd left the bus; waiting for it to come back")
             self.mirror.clear()
@@ -274,14 +284,30 @@ class BluetoothPeripheral:
             self._notify_listeners()
             return
         log.info("bluetooth: bluetoothd is back; registering the keyboard again")
-        for attempt in range(20):
+        self._reregistering = asyncio.current_task()
+        try:
+            await self._register_until_done()
+        finally:
+            if self._reregistering is asyncio.current_task():
+                self._reregistering = None
+
+    async def _register_until_done(self) -> None:
+        """Register with the bluetoothd that came back, for as long as it takes.
+
+        A keyboard that gives up stays silent until it is restarted: the adapter may still be
+        rfkill-blocked or resetting when bluetoothd is back, and its power can return minutes later.
+        """
+        attempt = 0
+        while True:
             try:
                 await self._register_with_bluez()
                 return
             except (BluetoothError, DBusError) as exc:
-                log.debug("bluetooth: re-registration attempt %d: %s", attempt, exc)
-                await asyncio.sleep(0.5)
-        log.error("bluetooth: could not register with the restarted bluetoothd")
+                attempt += 1
+                report = log.error if attempt == REREGISTER_LOUD_AFTER else log.debug
+                report("bluetooth: cannot register with the restarted bluetoothd yet (%s); still trying", exc)
+                slow = attempt >= REREGISTER_LOUD_AFTER
+                await asyncio.sleep(REREGISTER_SLOW_RETRY_S if slow else REREGISTER_RETRY_S)
 
     async def _shutdown(self) -> None:
         bus = self.session.bus
@@ -290,18 +316,20 @@ class BluetoothPeripheral:
         self.session.closing = True
         if self.pairing:
             await self.pairing_mode.close(None)
+        if self._reregistering is not None:
+            self._reregistering.cancel()
         await self.advertiser.set(None)
         await self._disconnect_all()
-        if self.session.registered:
+        if self.session.registered and self.session.owner is not None:
             for path, interface, member, body in (
                 (self.adapter_path, bluez.GATT_MANAGER, "UnregisterApplication", [APP_ROOT]),
                 ("/org/bluez", bluez.AGENT_MANAGER, "UnregisterAgent", [AGENT_PATH]),
             ):
                 try:
-                    await bluez.call(bus, path, interface, member, "o", body)
+                    await bluez.call(bus, path, interface, member, "o", body, destination=self.session.owner)
                 except DBusError as exc:
                     log.debug("bluetooth: %s: %s", member, exc.text)
-        self.session.registered = False
+        self.session.owner, self.session.registered = None, False
         self._set_state(BluetoothState.STOPPED)
         bus.disconnect()
         self.session.bus = None
