@@ -1131,7 +1131,7 @@ def test_a_host_is_ready_only_once_its_att_bearer_is_up_and_then_settles_again()
     from voxkey.transports.bluetooth.peripheral import BluetoothPeripheral
 
     peripheral = BluetoothPeripheral(BluetoothSettings(name="t"))
-    peripheral.session.registered = True
+    peripheral.session.owner = ":1.4"  # registered with that bluetoothd
     peripheral.app.keyboard_input.notifying = True
     path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
     peripheral.devices[path] = DeviceView(path, address="AA:BB:CC:DD:EE:FF", paired=True, trusted=True)
@@ -1185,8 +1185,8 @@ def test_the_advertisement_is_registered_again_when_the_radio_comes_back(monkeyp
 
     monkeypatch.setattr(module.bluez, "call", bluez_call)
     peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
-    peripheral.session.bus, peripheral.session.registered = Bus(), True  # type: ignore[assignment]
-    peripheral.session.owner = ":1.4"  # the bluetoothd it registered with
+    peripheral.session.bus = Bus()  # type: ignore[assignment]
+    peripheral.session.owner = ":1.4"  # registered with that bluetoothd
     peripheral.session.powered = True
 
     def adapter_powered(powered: bool) -> list[object]:
@@ -1357,8 +1357,8 @@ def test_the_peripheral_logs_an_unusable_host_once_per_connection(
 
     monkeypatch.setattr(module.bluez, "call", bluez_call)
     peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"))
-    peripheral.session.bus, peripheral.session.registered = Bus(), True  # type: ignore[assignment]
-    peripheral.session.owner = ":1.4"  # the bluetoothd it registered with
+    peripheral.session.bus = Bus()  # type: ignore[assignment]
+    peripheral.session.owner = ":1.4"  # registered with that bluetoothd
     peripheral.session.powered = True
     path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
     host = DeviceView(path, address="AA:BB:CC:DD:EE:FF", name="laptop", connected=True, paired=True, trusted=True)
@@ -1502,8 +1502,8 @@ class PairingHarness:
         monkeypatch.setattr(module.bluez, "set_property", set_property)
         self.clock = FakeClock()
         self.peripheral = module.BluetoothPeripheral(BluetoothSettings(name="t"), clock=self.clock)
-        self.peripheral.session.bus, self.peripheral.session.registered = Bus(), True  # type: ignore[assignment]
-        self.peripheral.session.owner = ":1.4"  # the bluetoothd it registered with
+        self.peripheral.session.bus = Bus()  # type: ignore[assignment]
+        self.peripheral.session.owner = ":1.4"  # registered with that bluetoothd
         self.peripheral.session.powered = True
         self.path = "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
         self.host = DeviceView(self.path, address="AA:BB:CC:DD:EE:FF")

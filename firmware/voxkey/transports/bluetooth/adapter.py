@@ -33,11 +33,9 @@ class AdapterSession:
     """The adapter as the user configured it (``hci0``), for messages."""
     bus: MessageBus | None = None
     """The system bus while the peripheral runs; None before ``start`` and after ``close``."""
-    registered: bool = False
-    """bluetoothd holds our GATT application and agent (False again the moment it leaves the bus)."""
     owner: str | None = None
-    """The bluetoothd that holds our registrations, by its unique bus name (``:1.4``); None until
-    voxkey has registered, and again from the moment that bluetoothd leaves the bus.
+    """The bluetoothd that holds our GATT application and agent, by its unique bus name (``:1.4``);
+    None until voxkey has registered, and again from the moment that bluetoothd leaves the bus.
 
     The advertisement goes only there, never to ``org.bluez`` as such. Found in the kernel guest: after
     a bluetoothd restart, an evaluation still running on the old one's signals registered an advertisement
@@ -50,6 +48,11 @@ class AdapterSession:
     BlueZ refuses advertisements meanwhile, and the kernel forgets the one we had."""
     closing: bool = False
     """Shutdown has begun: it makes its own changes, and the policy must not undo them."""
+
+    @property
+    def registered(self) -> bool:
+        """bluetoothd holds our GATT application and agent (False again the moment it leaves the bus)."""
+        return self.owner is not None
 
     @property
     def path(self) -> str:

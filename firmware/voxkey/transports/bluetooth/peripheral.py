@@ -51,12 +51,12 @@ APP_ROOT = "/org/voxkey/hid"
 AGENT_PATH = "/org/voxkey/agent"
 STARTUP_TIMEOUT_S = 30.0
 SHUTDOWN_TIMEOUT_S = 20.0
+"""Unregistering takes a few D-Bus round trips; an emulated CPU needed more than 5 s for them."""
 REREGISTER_RETRY_S = 0.5
 """Between attempts to register with a bluetoothd that came back, for the first ``REREGISTER_LOUD_AFTER``."""
 REREGISTER_LOUD_AFTER = 20
 """Failed attempts (10 s) after which the journal hears of it; the attempts go on, ``REREGISTER_SLOW_RETRY_S`` apart."""
 REREGISTER_SLOW_RETRY_S = 5.0
-"""Unregistering takes a few D-Bus round trips; an emulated CPU needed more than 5 s for them."""
 
 
 class BluetoothPeripheral:
@@ -258,7 +258,7 @@ class BluetoothPeripheral:
             )
         except DBusError as exc:
             raise BluetoothError(f"BlueZ refused voxkey's keyboard service: {exc.text or exc.type}") from exc
-        self.session.owner, self.session.registered = owner, True
+        self.session.owner = owner
         log.info("bluetooth: keyboard %r registered on %s", self.settings.name, self.settings.adapter)
         await self.enforcer.evaluate()
 
@@ -272,7 +272,7 @@ class BluetoothPeripheral:
         return await asyncio.wrap_future(result)
 
     async def _bluez_owner_changed(self, present: bool) -> None:
-        self.session.owner, self.session.registered = None, False
+        self.session.owner = None
         self.advertiser.forget()
         if self._reregistering is not None:
             self._reregistering.cancel()  # for the bluetoothd before this one
@@ -320,7 +320,7 @@ class BluetoothPeripheral:
             self._reregistering.cancel()
         await self.advertiser.set(None)
         await self._disconnect_all()
-        if self.session.registered and self.session.owner is not None:
+        if self.session.owner is not None:
             for path, interface, member, body in (
                 (self.adapter_path, bluez.GATT_MANAGER, "UnregisterApplication", [APP_ROOT]),
                 ("/org/bluez", bluez.AGENT_MANAGER, "UnregisterAgent", [AGENT_PATH]),
@@ -329,7 +329,7 @@ class BluetoothPeripheral:
                     await bluez.call(bus, path, interface, member, "o", body, destination=self.session.owner)
                 except DBusError as exc:
                     log.debug("bluetooth: %s: %s", member, exc.text)
-        self.session.owner, self.session.registered = None, False
+        self.session.owner = None
         self._set_state(BluetoothState.STOPPED)
         bus.disconnect()
         self.session.bus = None
