@@ -99,13 +99,18 @@ def test_link_dropped_mid_text_and_restored_still_types_exactly(guest_case_resul
     assert_dropped_and_restored_exactly(guest_case_result)
 
 
+def assert_resumed_exactly(seen: dict[str, Any], fault: str) -> None:
+    """``fault`` came while voxkey typed, the host came back, and it got the text exactly."""
+    assert seen["auto_reconnected"] or seen["reconnect_error"] is None, seen.get("reconnect_error")
+    assert seen["typing_still_running_at_drop"], f"the {fault} must happen while voxkey is still typing"
+    assert 0 < seen["dropped_at_presses"] < len(seen["text"]), seen["dropped_at_presses"]
+    assert_hog_host_typed_exactly(seen)
+
+
 def assert_dropped_and_restored_exactly(seen: dict[str, Any]) -> None:
     """The link dropped while voxkey typed, came back, and the host got the text exactly, replay included."""
     assert seen["disconnect"]["rc"] == 0 and seen["disconnected"], f"the link did not drop: {seen['disconnect']}"
-    assert seen["auto_reconnected"] or seen["reconnect_error"] is None, seen.get("reconnect_error")
-    assert seen["typing_still_running_at_drop"], "the drop must happen while voxkey is still typing"
-    assert 0 < seen["dropped_at_presses"] < len(seen["text"]), seen["dropped_at_presses"]
-    assert_hog_host_typed_exactly(seen)
+    assert_resumed_exactly(seen, "drop")
     assert seen["voxkey"]["stats"]["replayed_reports"] > 0, "the drop must catch reports in flight"
 
 
@@ -147,10 +152,7 @@ def test_adapter_powered_off_and_on_mid_text_still_types_exactly(guest_case_resu
     seen = guest_case_result
     assert seen["power_off"]["powered_as_asked"] and seen["disconnected"], f"no power-off drop: {seen['power_off']}"
     assert seen["power_on"]["powered_as_asked"], f"the adapter did not come back: {seen['power_on']}"
-    assert seen["auto_reconnected"] or seen["reconnect_error"] is None, seen.get("reconnect_error")
-    assert seen["typing_still_running_at_drop"], "the power-off must happen while voxkey is still typing"
-    assert 0 < seen["dropped_at_presses"] < len(seen["text"]), seen["dropped_at_presses"]
-    assert_hog_host_typed_exactly(seen)
+    assert_resumed_exactly(seen, "power-off")
 
 
 @pytest.mark.kernel
@@ -162,10 +164,8 @@ def test_bluetoothd_restarted_mid_text_registers_again_and_the_text_arrives_exac
     seen = guest_case_result
     assert seen["restarted"] and seen["disconnected"], "bluetoothd must restart and take the link with it"
     assert seen["auto_reconnected"], f"the bonded host did not come back: {seen.get('reconnect_error')}"
-    assert seen["typing_still_running_at_drop"], "the restart must happen while voxkey is still typing"
-    assert 0 < seen["dropped_at_presses"] < len(seen["text"]), seen["dropped_at_presses"]
     assert seen["registered_again"], "voxkey did not see bluetoothd leave and come back"
-    assert_hog_host_typed_exactly(seen)
+    assert_resumed_exactly(seen, "restart")
 
 
 PINNED_HID_HANDLES = {

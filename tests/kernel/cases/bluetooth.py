@@ -553,6 +553,21 @@ def voxkey_side_props(host_side_address: str) -> dict[str, Any]:
     return {k: props.get(k) for k in ("Connected", "Paired", "Modalias")}
 
 
+def _wait_for_presses(observations: dict[str, Any], recorder: KeyRecorder, voxkey: Voxkey, presses: int) -> None:
+    """Until the host has had ``presses`` key presses (or voxkey ended): where a mid-text fault goes in."""
+    wait_for(lambda: recorder.key_presses >= presses or voxkey.process.poll() is not None, 600, 0.01)
+    observations["typing_still_running_at_drop"] = voxkey.process.poll() is None
+
+
+def _wait_for_reconnect(observations: dict[str, Any], address: str, timeout_s: float) -> None:
+    """The bonded host comes back by itself after a fault; if it does not, one ``Connect`` from it says why."""
+    observations["auto_reconnected"] = wait_for(
+        lambda: bool(host_device_props(address).get("Connected")), timeout_s, 0.5
+    )
+    if not observations["auto_reconnected"]:
+        observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
+
+
 def _drop_and_restore(
     observations: dict[str, Any], recorder: KeyRecorder, voxkey: Voxkey, address: str, after_presses: int
 ) -> None:
@@ -575,9 +590,8 @@ def _drop_and_restore(
     reports that way, " -- "). A real host only loses the link after a
     supervision timeout of silence, by which time it has long read them.
     """
-    wait_for(lambda: recorder.key_presses >= after_presses or voxkey.process.poll() is not None, 600, 0.01)
+    _wait_for_presses(observations, recorder, voxkey, after_presses)
     observations["dropped_at_presses"] = recorder.key_presses
-    observations["typing_still_running_at_drop"] = voxkey.process.poll() is None
     radio = rfkill_soft_switch(VOXKEY_ADAPTER)
     radio.write_text("1")
     recorder.wait_quiet(1.5, 60)
@@ -592,9 +606,7 @@ def _drop_and_restore(
     observations["disconnected"] = wait_for(lambda: not host_device_props(address).get("Connected"), 30, 0.2)
     observations["presses_while_down"] = recorder.key_presses - observations["dropped_at_presses"]
     radio.write_text("0")
-    observations["auto_reconnected"] = wait_for(lambda: bool(host_device_props(address).get("Connected")), 60, 0.5)
-    if not observations["auto_reconnected"]:
-        observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
+    _wait_for_reconnect(observations, address, 60)
 
 
 def _power_cycle(
@@ -607,17 +619,14 @@ def _power_cycle(
     the kernel forgets the advertisement. voxkey has to notice ``Powered`` come
     back, advertise again and send exactly what the host never got.
     """
-    wait_for(lambda: recorder.key_presses >= after_presses or voxkey.process.poll() is not None, 600, 0.01)
+    _wait_for_presses(observations, recorder, voxkey, after_presses)
     observations["dropped_at_presses"] = recorder.key_presses
-    observations["typing_still_running_at_drop"] = voxkey.process.poll() is None
     observations["power_off"] = _set_powered(VOXKEY_ADAPTER, False)
     observations["disconnected"] = wait_for(lambda: not host_device_props(address).get("Connected"), 30, 0.2)
     recorder.wait_quiet(1.5, 60)
     observations["presses_while_down"] = recorder.key_presses - observations["dropped_at_presses"]
     observations["power_on"] = _set_powered(VOXKEY_ADAPTER, True)
-    observations["auto_reconnected"] = wait_for(lambda: bool(host_device_props(address).get("Connected")), 60, 0.5)
-    if not observations["auto_reconnected"]:
-        observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
+    _wait_for_reconnect(observations, address, 60)
 
 
 def _restart_bluetoothd_mid_text(
@@ -637,8 +646,7 @@ def _restart_bluetoothd_mid_text(
     application, advertisement and agent gone from a bluetoothd that knows nothing of them, the host's link
     gone, and the rest of the text still to type.
     """
-    wait_for(lambda: recorder.key_presses >= after_presses or voxkey.process.poll() is not None, 600, 0.01)
-    observations["typing_still_running_at_drop"] = voxkey.process.poll() is None
+    _wait_for_presses(observations, recorder, voxkey, after_presses)
     voxkey.process.send_signal(signal.SIGSTOP)
     try:
         recorder.wait_quiet(1.5, 60)
@@ -649,9 +657,7 @@ def _restart_bluetoothd_mid_text(
     finally:
         voxkey.process.send_signal(signal.SIGCONT)
     observations["presses_while_down"] = recorder.key_presses - observations["dropped_at_presses"]
-    observations["auto_reconnected"] = wait_for(lambda: bool(host_device_props(address).get("Connected")), 90, 0.5)
-    if not observations["auto_reconnected"]:
-        observations["reconnect_error"] = run_async(host_device_call(address, "Connect"))
+    _wait_for_reconnect(observations, address, 90)
 
 
 def _set_powered(adapter: str, on: bool) -> dict[str, Any]:
