@@ -10,7 +10,9 @@ alternating dictation by dictation, each in its own child process so peak RSS is
   start and released when the last utterance's file ends, and a host that timestamps every HID
   report. Run twice per dictation: the two texts must be the same (same audio, same text).
 * **plain**: pywhispercpp's ``Model.transcribe`` of the whole recording with default parameters
-  (only ``n_threads`` set), started when the recording (received at microphone pace) ends.
+  (only ``n_threads`` set), started when the recording ends. The recording is made the way a
+  sounddevice callback makes it: the same room, played by the same code at microphone pace, each
+  block appended to a list as it arrives; so plain pays for listening too, as a real one would.
 
 Figures per dictation: release to first and last character (ours; a negative first means text was
 typed while the button was still held) and release to text (plain, typing not included); WER
@@ -160,6 +162,23 @@ def doubled_ngrams(reference: str, hypothesis: str, n: int = 4) -> int:
 # --- children ----------------------------------------------------------------------------------------
 
 
+def play_room(path: Path, block_ms: int, started_at: float, stop: threading.Event, hear: Any) -> None:
+    """The room as a microphone hears it: ``block_ms`` blocks read from disk at microphone pace, each handed
+    to ``hear`` as it is due. Both sides record through this, so both pay what listening costs."""
+    block = block_ms * SAMPLE_RATE // 1000
+    with wave.open(str(path), "rb") as room_file:
+        played = 0
+        while not stop.is_set():
+            frames = room_file.readframes(block)
+            if not frames:
+                return
+            played += len(frames) // 2
+            delay = started_at + played / SAMPLE_RATE - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                return
+            hear(np.frombuffer(frames, "<i2").copy())
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -225,18 +244,7 @@ def child_ours(model: str, threads: int, room: Path, speech_s: float) -> dict[st
             opened.set()
 
         def _play(self) -> None:
-            block = self.settings.block_ms * SAMPLE_RATE // 1000
-            with wave.open(str(self.path), "rb") as room_file:
-                played = 0
-                while not self._stop.is_set():
-                    frames = room_file.readframes(block)
-                    if not frames:
-                        return
-                    played += len(frames) // 2
-                    delay = opened_at[0] + played / SAMPLE_RATE - time.monotonic()
-                    if delay > 0 and self._stop.wait(delay):
-                        return
-                    self.buffer.push(np.frombuffer(frames, "<i2").copy())
+            play_room(self.path, self.settings.block_ms, opened_at[0], self._stop, self.buffer.push)
 
         def close(self) -> None:
             self._stop.set()
@@ -305,14 +313,27 @@ def child_plain(model: str, threads: int, room: Path, speech_s: float) -> dict[s
     from pywhispercpp.model import Model
 
     sys.path.insert(0, str(REPO / "firmware"))
-    from voxkey.audio import read_wav
+    from voxkey.audio import AudioSettings
     from voxkey.models import find_model
 
     whisper = Model(str(find_model(model)), n_threads=threads, print_progress=False)
-    samples = read_wav(room)[0][: int(speech_s * SAMPLE_RATE)]
+    # Recorded as a sounddevice callback would: each block appended as the microphone delivers it.
+    blocks: list[np.ndarray] = []
+    stop = threading.Event()
     cpu_at_press = _cpu_s()
-    time.sleep(speech_s)  # the recording arrives at microphone pace; plain starts at its end
+    pressed = time.monotonic()
+    recorder = threading.Thread(
+        target=play_room, args=(room, AudioSettings().block_ms, pressed, stop, blocks.append), name="bench-room"
+    )
+    recorder.start()
+    time.sleep(max(0.0, pressed + speech_s - time.monotonic()))
     released = time.monotonic()
+    wanted = int(speech_s * SAMPLE_RATE)
+    while sum(block.size for block in blocks) < wanted and recorder.is_alive():
+        time.sleep(0.005)  # the block holding the release moment is still in the air
+    stop.set()
+    recorder.join()
+    samples = np.concatenate(blocks)[:wanted]
     text = " ".join(s.text for s in whisper.transcribe(samples.astype(np.float32) / 32768.0))
     last_s = time.monotonic() - released
     result = {
