@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import queue
 import struct
 import subprocess
 import threading
@@ -12,6 +13,7 @@ import pytest
 
 from tests.speech_fixtures import SPEECH_DIR, require_tools, save, white_noise
 from voxkey.audio import (
+    HELD_DELIVERY_MS,
     SAMPLE_RATE,
     AudioSettings,
     CaptureBuffer,
@@ -186,6 +188,54 @@ def test_pre_roll_and_post_roll() -> None:
     assert np.array_equal(recorded[4_800:12_800], speech)
     assert recorded[-1] == after[4_799]  # exactly 300 ms after the release
     assert not buffer.listening
+
+
+def test_while_the_button_is_held_the_capture_thread_gets_fewer_larger_deliveries() -> None:
+    delivery = HELD_DELIVERY_MS * SAMPLE_RATE // 1000
+    buffer = CaptureBuffer(AudioSettings(pre_roll_ms=0))
+    buffer.start()
+    speech = ramp(480 * 7)
+    for block in blocks(speech):
+        buffer.push(block)
+    buffer.stop(post_roll=False)
+    delivered = list(buffer.frames())
+    assert [block.size for block in delivered] == [delivery, delivery, speech.size - 2 * delivery]
+    assert np.array_equal(np.concatenate(delivered), speech)
+
+
+def test_at_release_the_held_audio_and_then_each_post_roll_block_go_out_at_once() -> None:
+    buffer = CaptureBuffer(AudioSettings(pre_roll_ms=0, post_roll_ms=300, stall_timeout_s=30))
+    buffer.start()
+    buffer.push(ramp(480))  # less than a delivery: held while the button is down
+    received: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+    reader = threading.Thread(target=lambda: [received.put(block) for block in buffer.frames()], daemon=True)
+    reader.start()
+    buffer.stop(post_roll=True)
+    assert np.array_equal(received.get(timeout=2), ramp(480))
+    buffer.push(ramp(480, start=480))
+    assert np.array_equal(received.get(timeout=2), ramp(480, start=480))
+    buffer.stop(post_roll=False)
+    reader.join(2)
+    assert not reader.is_alive()
+
+
+def test_a_microphone_that_stalls_gives_its_held_audio_then_the_error() -> None:
+    buffer = CaptureBuffer(AudioSettings(pre_roll_ms=0, stall_timeout_s=0.1))
+    buffer.start()
+    buffer.push(ramp(480))
+    assert np.array_equal(collect(buffer), ramp(480))
+    assert buffer.error is not None and "stopped delivering" in str(buffer.error)
+
+
+def test_the_stall_clock_runs_from_the_microphones_last_block_not_from_the_last_delivery() -> None:
+    buffer = CaptureBuffer(AudioSettings(pre_roll_ms=0, stall_timeout_s=0.3))
+    buffer.start()
+    started = time.monotonic()
+    buffer.push(ramp(480))
+    threading.Timer(0.2, buffer.push, (ramp(480, start=480),)).start()  # held too: still under a delivery
+    assert np.array_equal(collect(buffer), ramp(960))
+    assert time.monotonic() - started >= 0.2 + 0.3 * 0.95
+    assert buffer.error is not None
 
 
 def test_stop_without_post_roll_ends_at_once() -> None:

@@ -194,6 +194,17 @@ def write_wav(path: str | Path, samples: Samples, rate: int = SAMPLE_RATE) -> No
 
 _END = None
 
+HELD_DELIVERY_MS = 90
+"""While the button is held, the capture thread gets the audio in deliveries of at least this much.
+
+Waking threads is what listening costs, not the VAD. On 50 s of room noise (``benchmarks/dictation.py``'s
+daemon path) the capture thread used 0.21-0.26 CPU s with a wake-up per 30 ms block, ~140 us each, of which
+webrtcvad and the phrase rules were ~9 us; each feed also woke the ASR worker (0.05-0.07 s). With 90 ms
+deliveries: 0.08 s and 0.01 s. While the button is held nothing waits for the audio to the millisecond:
+a guess starts only after ``HELD_GUESS_PAUSE`` of a pause, and a closed phrase is typed ~1 s after its end.
+When the button comes up the held audio goes out at once and every post-roll block follows as it
+arrives, since then the speaker's last words are what the user waits for."""
+
 
 class CaptureBuffer:
     """Pre-roll ring while idle, a bounded recording queue while listening, post-roll after release.
@@ -208,7 +219,11 @@ class CaptureBuffer:
         # one block more than needed, so partial blocks never leave the pre-roll short
         self._pre_roll: deque[Samples] = deque(maxlen=math.ceil(settings.pre_roll_ms * SAMPLE_RATE / 1000 / block) + 1)
         self._pre_roll_samples = settings.pre_roll_ms * SAMPLE_RATE // 1000
-        self._queue: queue.Queue[Samples | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[Samples | None] = queue.SimpleQueue()
+        self._held: list[Samples] = []  # recorded while the button is held, not yet delivered
+        self._held_size = 0
+        self._delivery = HELD_DELIVERY_MS * SAMPLE_RATE // 1000
+        self._last_push_at = time.monotonic()
         self._lock = threading.Lock()
         self._listening = False
         self._post_roll_left: int | None = None  # set while in post-roll
@@ -227,6 +242,7 @@ class CaptureBuffer:
         if block.size == 0:
             return
         with self._lock:
+            self._last_push_at = time.monotonic()
             if not self._listening:
                 self._pre_roll.append(block)
                 return
@@ -246,18 +262,32 @@ class CaptureBuffer:
 
     def _enqueue(self, block: Samples) -> None:
         self._recorded += block.size
-        self._queue.put(block)
+        self._held.append(block)
+        self._held_size += block.size
+        if self._held_size >= self._delivery or self.recorded_at_stop is not None:
+            self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand what is held to the capture thread (one put: one wake-up)."""
+        if self._held:
+            self._queue.put(self._held[0] if len(self._held) == 1 else np.concatenate(self._held))
+            self._held = []
+            self._held_size = 0
 
     def _end(self) -> None:
         self._listening = False
         self._post_roll_left = None
+        self._deliver()
         self._queue.put(_END)
 
     def start(self) -> None:
         with self._lock:
             if self._listening:
                 return
-            self._queue = queue.Queue()
+            self._queue = queue.SimpleQueue()
+            self._held = []
+            self._held_size = 0
+            self._last_push_at = time.monotonic()
             self.error = None
             self.truncated = False
             self._recorded = 0
@@ -277,11 +307,19 @@ class CaptureBuffer:
                 return
             if self.recorded_at_stop is None:
                 self.recorded_at_stop = self._recorded
+                self._deliver()
             post = self.settings.post_roll_ms * SAMPLE_RATE // 1000 if post_roll else 0
             if post <= 0:
                 self._end()
             else:
                 self._post_roll_left = post
+
+    def _stall_left(self) -> float:
+        """How much longer the microphone may stay silent: the stall clock runs from its last block, which
+        may still be held, not from the last delivery. Held audio goes out now, so none of it waits."""
+        with self._lock:
+            self._deliver()
+            return self._last_push_at + self.settings.stall_timeout_s - time.monotonic()
 
     def fail(self, error: AudioError) -> None:
         """The device is gone: end the recording here, keeping what was captured."""
@@ -292,15 +330,21 @@ class CaptureBuffer:
 
     def frames(self) -> Iterator[Samples]:
         q = self._queue
+        timeout = self.settings.stall_timeout_s
         while True:
             try:
-                block = q.get(timeout=self.settings.stall_timeout_s)
+                block = q.get(timeout=timeout)
             except queue.Empty:
                 if not self._listening:
                     return
+                timeout = self._stall_left()
+                if timeout > 0:
+                    continue
+                timeout = self.settings.stall_timeout_s
                 # the end marker that fail() queues still lets blocks that raced in come out first
                 self.fail(AudioError("the microphone stopped delivering audio (unplugged?); check the audio device"))
                 continue
+            timeout = self.settings.stall_timeout_s
             if block is _END:
                 return
             yield block
