@@ -89,8 +89,8 @@ class VadSettings:
     """A pause at least this long always ends a phrase."""
     short_pause_ms: int = 180
     """... and a pause this long ends one that already holds ``long_phrase_s``."""
-    long_phrase_s: float = 6.0
-    """Phrases shorter than this keep going over short pauses (context for whisper)."""
+    long_phrase_s: float = 5.0
+    """Phrases shorter than this keep going over short pauses (context for whisper); ``voxkey.vad`` says why 5."""
     min_speech_ms: int = 250
     """Phrases with less voiced audio are coughs and clicks: dropped."""
     max_phrase_s: float = 15.0

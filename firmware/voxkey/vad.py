@@ -19,10 +19,26 @@ Where phrases end decides both accuracy and the wait after release:
 
 * a pause of ``phrase_pause_ms`` always ends a phrase;
 * a shorter pause (``short_pause_ms``) ends a phrase only once it holds
-  ``long_phrase_s`` of audio: short phrases lose the context whisper needs
-  (cutting every 3 s at 240 ms pauses took continuous dictation from 2.6 % to
-  4.8 % WER with tiny.en), while long phrases make the phrase still open at
-  release long, and that one is decoded after the button comes up;
+  ``long_phrase_s`` of audio: short phrases lose the context whisper needs,
+  while long phrases make the phrase still open at release long, and that one
+  is decoded after the button comes up. With tiny.en and the last 8 words as
+  prompt, on the benchmark's 12 dictations (seeds 1-3, 935 words; plain
+  whole-recording whisper: 22 errors, 3 case or sentence-end errors) and the
+  26 recordings of ``../shared/speech`` (495 words):
+
+  ============  ==========  ======  ======  =====================
+  long_phrase   dictations  format  corpus  last phrase over 6 s
+  ============  ==========  ======  ======  =====================
+  3 s           26          6       25      0 of 12
+  4 s           22          5       21      0 of 12
+  **5 s**       **22**      **4**   **17**  **1 of 12** (6.5 s)
+  6 s (before)  21          6       17      5 of 12 (up to 8.7 s)
+  ============  ==========  ======  ======  =====================
+
+  The phrase open at release is decoded while the user waits, and its
+  encoder window grows in blocks of 5.12 s (``audio_ctx_for``). Longer
+  pauses (240-300 ms) at 5-6 s gave 19-20 errors, but left a 9.4 s phrase
+  open at the end of a 66 s dictation;
 * speech without such a pause is cut at its longest recent pause once it
   reaches ``max_phrase_s``.
 
