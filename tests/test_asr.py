@@ -205,6 +205,23 @@ def test_a_loop_with_a_first_copy_is_cut_without_a_second_decode(
     assert len(windows) == 1
 
 
+def test_a_loop_the_token_cap_ended_mid_copy_is_cut_to_its_first_copy(
+    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a tight cap the second copy is cut short, and copies that are not back to back do not look looped."""
+    capped = "as the invention of the art of printing. As the invention of the"
+    windows = whisper_answering(tiny_engine, monkeypatch, lambda window: capped)
+    tokens = [10_000]
+    monkeypatch.setattr(tiny_engine, "_tokens_decoded", lambda: tokens[0])
+    three_seconds = np.full(3 * SAMPLE_RATE, 100, np.int16)
+    assert not looks_looped(capped, 3.0)
+    assert tiny_engine.transcribe(three_seconds).text == "as the invention of the art of printing."
+    assert len(windows) == 1
+    assert tiny_engine.transcribe(three_seconds, repair_loops=False).text == capped  # a pairing code: as it came
+    tokens[0] = 12  # the same words, from a decode that ended on its own: kept
+    assert tiny_engine.transcribe(three_seconds).text == capped
+
+
 def test_a_loop_is_decoded_again_only_when_asked_and_its_words_stay_out_of_info_logs(
     tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -391,6 +391,8 @@ class WhisperEngine:
                         texts = self._repaired(audio, params, texts, audio_s, stop)
                     else:  # the words stay out of the log: they may be a pairing code
                         log.debug("sized window looped on a %.1f s phrase; returned as it came", audio_s)
+                elif sized and repair_loops and self._tokens_decoded() >= params["max_tokens"]:
+                    texts = self._cut_at_cap(texts, audio_s)
             except _Stopped:
                 return Transcript("", audio_s, time.monotonic() - started, stopped=True)
             compute_s = time.monotonic() - started
@@ -419,6 +421,24 @@ class WhisperEngine:
             log.info("the %d-position window looped too; decoding the phrase with the full window", wider)
             texts = self._decode(audio, {**params, "audio_ctx": 0}, stop)
         return texts
+
+    def _cut_at_cap(self, texts: list[str], audio_s: float) -> list[str]:
+        """A decode the token cap ended: a loop stopped before its second copy was whole, so ``looks_looped``
+        (which wants two whole copies back to back) cannot see it. Speech never gets here: see
+        ``AsrSettings.tokens_per_second``. The cap leaves room for at least ``MIN_REPEAT_WORDS`` words of the
+        copy, which is what ``cut_at_repeat`` needs; with no repeated run the text stays as it came."""
+        capped = " ".join(texts)
+        cut = cut_at_repeat(capped)
+        if cut != capped:
+            log.info("the token cap ended a loop on a %.1f s phrase; kept the first copy", audio_s)
+            log.debug("looped: %r, kept: %r", texts, cut)
+            return [cut]
+        return texts
+
+    def _tokens_decoded(self) -> int:
+        import _pywhispercpp as pw
+
+        return sum(pw.whisper_full_n_tokens(self._ctx, i) for i in range(pw.whisper_full_n_segments(self._ctx)))
 
     def warm_up(self) -> None:
         """Decode one second of silence, so the first dictation does not pay whisper's first-call setup."""

@@ -151,10 +151,16 @@ class AsrSettings:
     """``auto`` gives phrases shorter than this ``short_audio_ctx`` (see ``voxkey.asr``)."""
     short_audio_ctx: int = 256
     """Encoder positions (5.12 s) for phrases under ``short_phrase_s``; 0: the full window."""
-    tokens_per_second: float = 6.0
-    """Token cap = ``token_cap_base`` + this x phrase seconds (the repetition-loop guard)."""
-    token_cap_base: int = 16
-    """The token cap of a phrase of no length (see ``tokens_per_second``)."""
+    tokens_per_second: float = 5.0
+    """Token cap = ``token_cap_base`` + this x phrase seconds (the repetition-loop guard).
+
+    A loop runs to the cap, and every token is decoder time (~6 ms each with tiny.en here). On the
+    benchmark's 12 dictations and the 26 recordings of ``../shared/speech``, 18 of 109 decodes looped;
+    the other 91 used at most 4.8 tokens per phrase second (a brisk 2.9 s phrase, 14 tokens). 16 + 6/s
+    let each loop run ~12 tokens longer than 10 + 5/s, which still leaves a brisk speaker 30 % headroom."""
+    token_cap_base: int = 10
+    """The token cap of a phrase of no length (see ``tokens_per_second``): past the fastest speech, room
+    for at least 4 words of a loop's second copy, so the loop can be found and cut."""
     temperature_fallback: bool = False
     """whisper's own guard: re-decode a doubtful phrase hotter (slow, and not repeatable)."""
     context_words: int = 8
