@@ -205,6 +205,18 @@ def test_a_loop_with_a_first_copy_is_cut_without_a_second_decode(
     assert len(windows) == 1
 
 
+def test_a_loop_whose_copies_differ_is_cut_to_its_first_copy(
+    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in the daemon benchmark: dropping the sentence said again left its near-copy, a phrase typed twice."""
+    looped = "Paris, Luback and other cities. Paris, Luback and other cities. Paris, Paris, Luback and other cities."
+    windows = whisper_answering(tiny_engine, monkeypatch, lambda window: looped)
+    assert tiny_engine.transcribe(np.full(int(2.8 * SAMPLE_RATE), 100, np.int16)).text == (
+        "Paris, Luback and other cities."
+    )
+    assert len(windows) == 1
+
+
 def test_a_loop_the_token_cap_ended_mid_copy_is_cut_to_its_first_copy(
     tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

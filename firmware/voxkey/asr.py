@@ -408,7 +408,8 @@ class WhisperEngine:
     ) -> list[str]:
         """Cut a loop, or decode again with the full window; the words go to DEBUG only (they may be a secret)."""
         looped = " ".join(texts)
-        for trimmed in (trim_loop(looped), cut_at_repeat(looped)):
+        # trim_loop alone can keep a near-copy ("A. A. Paris, A." gives "A. Paris, A."), so its result is cut too
+        for trimmed in (cut_at_repeat(trim_loop(looped)), cut_at_repeat(looped)):
             if trimmed and not looks_looped(trimmed, audio_s):
                 log.info("sized window looped on a %.1f s phrase; kept the first copy", audio_s)
                 log.debug("looped: %r, kept: %r", texts, trimmed)
