@@ -220,8 +220,7 @@ class CaptureBuffer:
         self._pre_roll: deque[Samples] = deque(maxlen=math.ceil(settings.pre_roll_ms * SAMPLE_RATE / 1000 / block) + 1)
         self._pre_roll_samples = settings.pre_roll_ms * SAMPLE_RATE // 1000
         self._queue: queue.SimpleQueue[Samples | None] = queue.SimpleQueue()
-        self._held: list[Samples] = []  # recorded while the button is held, not yet delivered
-        self._held_size = 0
+        self._held: list[Samples] = []  # recorded while the button is held, not yet delivered (a few blocks)
         self._delivery = HELD_DELIVERY_MS * SAMPLE_RATE // 1000
         self._last_push_at = time.monotonic()
         self._lock = threading.Lock()
@@ -263,8 +262,7 @@ class CaptureBuffer:
     def _enqueue(self, block: Samples) -> None:
         self._recorded += block.size
         self._held.append(block)
-        self._held_size += block.size
-        if self._held_size >= self._delivery or self.recorded_at_stop is not None:
+        if self.recorded_at_stop is not None or sum(held.size for held in self._held) >= self._delivery:
             self._deliver()
 
     def _deliver(self) -> None:
@@ -272,7 +270,6 @@ class CaptureBuffer:
         if self._held:
             self._queue.put(self._held[0] if len(self._held) == 1 else np.concatenate(self._held))
             self._held = []
-            self._held_size = 0
 
     def _end(self) -> None:
         self._listening = False
@@ -286,7 +283,6 @@ class CaptureBuffer:
                 return
             self._queue = queue.SimpleQueue()
             self._held = []
-            self._held_size = 0
             self._last_push_at = time.monotonic()
             self.error = None
             self.truncated = False
