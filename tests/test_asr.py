@@ -195,25 +195,28 @@ def whisper_answering(
     return windows
 
 
+@pytest.mark.parametrize(
+    ("looped", "audio_s", "first_copy"),
+    [
+        # a retry costs 0.3-0.5 s here (3-4x on a Pi) after release; the first copy was the speech every time
+        (
+            "imitates a much freer hand imitates a much freer hand imitates a much freer hand imitates a",
+            2.0,
+            "imitates a much freer hand",
+        ),
+        # seen in the daemon benchmark: dropping the sentence said again left its near-copy, typed twice
+        (
+            "Paris, Luback and other cities. Paris, Luback and other cities. Paris, Paris, Luback and other cities.",
+            2.8,
+            "Paris, Luback and other cities.",
+        ),
+    ],
+)
 def test_a_loop_with_a_first_copy_is_cut_without_a_second_decode(
-    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch, looped: str, audio_s: float, first_copy: str
 ) -> None:
-    """A retry costs 0.3-0.5 s here (3-4x on a Pi) after release; the first copy was the speech every time."""
-    looped = "imitates a much freer hand imitates a much freer hand imitates a much freer hand imitates a"
     windows = whisper_answering(tiny_engine, monkeypatch, lambda window: looped)
-    assert tiny_engine.transcribe(np.full(2 * SAMPLE_RATE, 100, np.int16)).text == "imitates a much freer hand"
-    assert len(windows) == 1
-
-
-def test_a_loop_whose_copies_differ_is_cut_to_its_first_copy(
-    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Seen in the daemon benchmark: dropping the sentence said again left its near-copy, a phrase typed twice."""
-    looped = "Paris, Luback and other cities. Paris, Luback and other cities. Paris, Paris, Luback and other cities."
-    windows = whisper_answering(tiny_engine, monkeypatch, lambda window: looped)
-    assert tiny_engine.transcribe(np.full(int(2.8 * SAMPLE_RATE), 100, np.int16)).text == (
-        "Paris, Luback and other cities."
-    )
+    assert tiny_engine.transcribe(np.full(int(audio_s * SAMPLE_RATE), 100, np.int16)).text == first_copy
     assert len(windows) == 1
 
 
