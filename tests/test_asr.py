@@ -41,7 +41,7 @@ from voxkey.asr import (
 from voxkey.audio import SAMPLE_RATE, AudioSettings, WavFileSource
 from voxkey.cli import main as voxkey_main
 from voxkey.dictation import DictationSession, PhraseResult, repeats_end_of, transcribe_file, transcribe_samples
-from voxkey.errors import AudioError, ConfigError
+from voxkey.errors import AudioError, ConfigError, ModelError
 from voxkey.text.cleanup import clean_phrase
 from voxkey.vad import VadSettings
 
@@ -552,6 +552,39 @@ def test_a_decode_stops_part_way_when_asked_and_is_unchanged_when_not(tiny_engin
     assert stopped.stopped and stopped.text == ""
     assert len(polls) <= 8  # it ended right after the first yes, long before the ~100s of polls of a whole decode
     assert tiny_engine.transcribe(samples).text == whole.text  # and left nothing behind
+
+
+def test_every_decode_runs_on_one_thread_whichever_thread_asks(
+    tiny_engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """whisper.cpp's OpenMP keeps a thread pool per thread that decodes, and two pools throttle each other
+    (4.5 ms a token instead of 1.2 ms here, see ``voxkey.asr._WhisperThread``): the daemon warms up on its main
+    thread and decodes on a worker, so both must end up on one thread. An error there reaches the caller."""
+    decoded_on: list[threading.Thread] = []
+    real_decode = tiny_engine._decode
+    failing = threading.Event()
+
+    def decode(audio: np.ndarray, params: dict[str, object], stop: Callable[[], bool] | None = None) -> list[str]:
+        decoded_on.append(threading.current_thread())
+        if failing.is_set():
+            raise ModelError("whisper could not decode")
+        return real_decode(audio, params, stop)
+
+    monkeypatch.setattr(tiny_engine, "_decode", decode)
+    samples = load_utterance("LJ001-0001")[: 3 * SAMPLE_RATE]
+    on_main = tiny_engine.transcribe(samples).text
+    texts: list[str] = []
+    workers = [threading.Thread(target=lambda: texts.append(tiny_engine.transcribe(samples).text)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert on_main and texts == [on_main, on_main]
+    assert len(decoded_on) == 3 and len(set(decoded_on)) == 1
+    assert decoded_on[0] not in (threading.main_thread(), *workers)
+    failing.set()
+    with pytest.raises(ModelError, match="could not decode"):
+        tiny_engine.transcribe(samples)
 
 
 @pytest.mark.parametrize(

@@ -55,14 +55,16 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import queue
 import re
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -170,6 +172,58 @@ def _shutdown() -> None:
     import _pywhispercpp as pw
 
     pw.whisper_log_set(None)
+
+
+# --- the one thread whisper.cpp computes on ------------------------------------------------------
+
+_Result = TypeVar("_Result")
+
+
+class _WhisperThread:
+    """The one thread that runs whisper.cpp's decodes, for the life of the process, whoever asks for them.
+
+    Why: whisper.cpp computes with OpenMP (libgomp), and libgomp keeps a pool of worker threads for every
+    thread that has started a parallel region, for as long as that thread lives. Once there are more pool
+    threads than cores, libgomp makes each of them spin only briefly before sleeping, so between the many
+    small steps of the text decoder they sleep and are woken again. Measured here (2 cores, tiny.en-q5_1,
+    2 threads, one 9.8 s recording decoded 3 times): from the thread that warmed the model up, 1.2 ms a
+    token, 0.58 s, 1.13 CPU s; the same from a second thread while the first lives, 4.5 ms a token, 0.90 s,
+    1.35 CPU s. The daemon warms up on its main thread and each dictation decodes on a worker, so every
+    dictation paid that: over the benchmark's 12 dictations the decoder took as long as the encoder. The
+    encoder (one big step) barely cares. Model loading and freeing start no parallel region, so they may
+    stay on the caller's thread.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def run(self, job: Callable[[], _Result]) -> _Result:
+        """``job()`` on the whisper thread; its result or exception comes back to the caller."""
+        if threading.current_thread() is self._thread:
+            return job()
+        self._start()
+        done: Future[_Result] = Future()
+        self._jobs.put((job, done))
+        return done.result()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="voxkey-whisper", daemon=True)
+                self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            job, done = self._jobs.get()
+            try:
+                done.set_result(job())
+            except BaseException as exc:  # handed to the caller, which raises it in its own thread
+                done.set_exception(exc)
+
+
+_whisper_thread = _WhisperThread()
 
 
 # --- the engine -----------------------------------------------------------------------------------
@@ -280,7 +334,8 @@ def _load_context(pw: Any, path: Path) -> Any:
 
 
 class WhisperEngine:
-    """One loaded whisper model. Thread-safe: calls are serialised (one whisper context)."""
+    """One loaded whisper model. Thread-safe: calls are serialised (one whisper context), and every decode
+    runs on the one whisper thread (:class:`_WhisperThread`), whichever thread calls."""
 
     def __init__(self, settings: AsrSettings | None = None) -> None:
         self.settings = settings or AsrSettings()
@@ -382,21 +437,31 @@ class WhisperEngine:
         with self._lock:
             if self._closed:
                 raise ModelError("the whisper engine was closed; create a new one")
-            started = time.monotonic()
-            try:
-                texts = self._decode(audio, params, stop)
-                sized = bool(params["audio_ctx"]) and self.settings.audio_ctx == "auto"
-                if sized and looks_looped(" ".join(texts), audio_s):
-                    if repair_loops:
-                        texts = self._repaired(audio, params, texts, audio_s, stop)
-                    else:  # the words stay out of the log: they may be a pairing code
-                        log.debug("sized window looped on a %.1f s phrase; returned as it came", audio_s)
-                elif sized and repair_loops and self._tokens_decoded() >= params["max_tokens"]:
-                    texts = self._cut_at_cap(texts, audio_s)
-            except _Stopped:
-                return Transcript("", audio_s, time.monotonic() - started, stopped=True)
-            compute_s = time.monotonic() - started
-        return Transcript(" ".join(texts), audio_s, compute_s, texts)
+            return _whisper_thread.run(lambda: self._transcribe_here(audio, params, audio_s, stop, repair_loops))
+
+    def _transcribe_here(
+        self,
+        audio: npt.NDArray[np.float32],
+        params: dict[str, Any],
+        audio_s: float,
+        stop: Callable[[], bool] | None,
+        repair_loops: bool,
+    ) -> Transcript:
+        """The decode and its loop repair, on the whisper thread (the caller holds ``_lock``)."""
+        started = time.monotonic()
+        try:
+            texts = self._decode(audio, params, stop)
+            sized = bool(params["audio_ctx"]) and self.settings.audio_ctx == "auto"
+            if sized and looks_looped(" ".join(texts), audio_s):
+                if repair_loops:
+                    texts = self._repaired(audio, params, texts, audio_s, stop)
+                else:  # the words stay out of the log: they may be a pairing code
+                    log.debug("sized window looped on a %.1f s phrase; returned as it came", audio_s)
+            elif sized and repair_loops and self._tokens_decoded() >= params["max_tokens"]:
+                texts = self._cut_at_cap(texts, audio_s)
+        except _Stopped:
+            return Transcript("", audio_s, time.monotonic() - started, stopped=True)
+        return Transcript(" ".join(texts), audio_s, time.monotonic() - started, texts)
 
     def _repaired(
         self,
