@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -585,6 +586,49 @@ def test_every_decode_runs_on_one_thread_whichever_thread_asks(
     failing.set()
     with pytest.raises(ModelError, match="could not decode"):
         tiny_engine.transcribe(samples)
+
+
+def test_a_caller_interrupted_mid_decode_leaves_the_model_to_be_freed_after_the_decode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signal can end ``transcribe`` while whisper still decodes on its thread; freeing the model then must wait
+    for that decode, or whisper.cpp reads freed memory."""
+    import _pywhispercpp as pw
+
+    engine = WhisperEngine(AsrSettings(model="tiny.en-q5_1", threads=2))
+    events: list[str] = []
+    real_decode, real_free = engine._decode, pw.whisper_free
+
+    def decode(audio: np.ndarray, params: dict[str, object], stop: Callable[[], bool] | None = None) -> list[str]:
+        texts = real_decode(audio, params, stop)
+        events.append("decoded")
+        return texts
+
+    def free(context: object) -> None:
+        events.append("freed")
+        real_free(context)
+
+    monkeypatch.setattr(engine, "_decode", decode)
+    monkeypatch.setattr(pw, "whisper_free", free)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    twenty_seconds = np.tile(load_utterance("LJ001-0001"), 2)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Interrupted):
+            engine.transcribe(twenty_seconds)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert events == []  # the decode was still running when the caller gave up
+    engine.close()
+    assert events == ["decoded", "freed"]
 
 
 @pytest.mark.parametrize(

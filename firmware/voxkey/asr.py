@@ -190,8 +190,8 @@ class _WhisperThread:
     token, 0.58 s, 1.13 CPU s; the same from a second thread while the first lives, 4.5 ms a token, 0.90 s,
     1.35 CPU s. The daemon warms up on its main thread and each dictation decodes on a worker, so every
     dictation paid that: over the benchmark's 12 dictations the decoder took as long as the encoder. The
-    encoder (one big step) barely cares. Model loading and freeing start no parallel region, so they may
-    stay on the caller's thread.
+    encoder (one big step) barely cares. Loading starts no parallel region and stays on the caller's thread;
+    freeing comes here too, queued behind any decode still running (a caller interrupted while it waited).
     """
 
     def __init__(self) -> None:
@@ -534,11 +534,16 @@ class WhisperEngine:
             if self._closed:
                 return
             self._closed = True
-            context, self._ctx = self._ctx, None
+        _whisper_thread.run(self._free)
+        _engines.discard(self)
+
+    def _free(self) -> None:
+        """On the whisper thread, after any decode still running there (its caller may have been interrupted):
+        that decode still reads ``_ctx``, and the binding passes None on to whisper.cpp as a null pointer."""
         import _pywhispercpp as pw
 
+        context, self._ctx = self._ctx, None
         pw.whisper_free(context)
-        _engines.discard(self)
 
     def __enter__(self) -> WhisperEngine:
         return self
