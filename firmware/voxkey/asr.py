@@ -192,6 +192,8 @@ class _WhisperThread:
     dictation paid that: over the benchmark's 12 dictations the decoder took as long as the encoder. The
     encoder (one big step) barely cares. Loading starts no parallel region and stays on the caller's thread;
     freeing comes here too, queued behind any decode still running (a caller interrupted while it waited).
+    Not a one-worker ``ThreadPoolExecutor``: that refuses work once the interpreter starts shutting down,
+    before the atexit hook that frees the models (``_shutdown``) runs.
     """
 
     def __init__(self) -> None:
