@@ -8,6 +8,7 @@ leaves the results of the cases that finished (and the host says which did not).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -55,8 +56,65 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     raise CaseTimeout("case exceeded its time limit")
 
 
+LEFTOVER_GRACE_S = 30.0
+"""How long a voxkey left running by a case gets to exit on SIGTERM (disconnecting from BlueZ) before SIGKILL."""
+
+
+def _voxkey_processes() -> dict[int, str]:
+    """Every ``python -m voxkey`` in the guest (``GuestContext.voxkey_command``), as pid: command line."""
+    found = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # exited meanwhile
+        if any(argv[i : i + 2] == ["-m", "voxkey"] for i in range(len(argv) - 1)):
+            found[int(cmdline.parent.name)] = " ".join(argv).strip()
+    return found
+
+
+def stop_leftover_voxkeys() -> list[str]:
+    """Stop what a case left running, so its failure stays its own.
+
+    A case that raised before it stopped its ``voxkey type`` left it waiting for a
+    host: it registered again with the next case's bluetoothd, held the attribute
+    handles voxkey pins, and every later voxkey got "Failed to create entry in
+    database" (one bluetoothd crash in the bleak case failed four cases).
+    """
+    leftovers = _voxkey_processes()
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while time.monotonic() < deadline and set(leftovers) & set(_voxkey_processes()):
+        time.sleep(0.2)
+    for pid in set(leftovers) & set(_voxkey_processes()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return sorted(leftovers.values())
+
+
+KERNEL_TROUBLE = ("Oops", "BUG:", "WARNING:", "general protection fault", "Kernel panic")
+
+
+def _dmesg() -> list[str]:
+    return subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout.splitlines()
+
+
+def kernel_trouble(since: int) -> list[str]:
+    """The kernel's log from its first oops, BUG or WARNING after line ``since`` (40 lines), else nothing.
+
+    Recorded with the case it happened in: the kernel carries it into every later case (an oops also
+    turns tracing off, which the USB cases' input-core witness depends on).
+    """
+    lines = _dmesg()[since:]
+    first = next((i for i, line in enumerate(lines) if any(mark in line for mark in KERNEL_TROUBLE)), None)
+    return [] if first is None else lines[first : first + 40]
+
+
 def run_case(case: Case, context: GuestContext, loaded: set[str]) -> dict[str, Any]:
     started = time.monotonic()
+    dmesg_lines = len(_dmesg())
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(int(case.timeout_s))
     try:
@@ -68,6 +126,12 @@ def run_case(case: Case, context: GuestContext, loaded: set[str]) -> dict[str, A
     finally:
         signal.alarm(0)
     outcome["seconds"] = round(time.monotonic() - started, 3)
+    leftovers = stop_leftover_voxkeys()
+    if leftovers:
+        outcome["voxkey_left_running"] = leftovers
+    trouble = kernel_trouble(dmesg_lines)
+    if trouble:
+        outcome["kernel_trouble"] = trouble
     return outcome
 
 
@@ -104,6 +168,10 @@ def main() -> int:
         print(
             f"guest: case {name}: {report['cases'][name]['status']} in {report['cases'][name]['seconds']} s", flush=True
         )
+        for leftover in report["cases"][name].get("voxkey_left_running", []):
+            print(f"guest: case {name} left running (stopped): {leftover}", flush=True)
+        if report["cases"][name].get("kernel_trouble"):
+            print(f"guest: case {name}: kernel trouble: {report['cases'][name]['kernel_trouble'][0]}", flush=True)
         write_json(args.results, report)
     report["guest"]["cases_seconds"] = round(time.monotonic() - guest_started, 3)
     report["guest"]["dmesg_tail"] = _dmesg_tail()
@@ -117,8 +185,7 @@ def _uptime() -> float:
 
 
 def _dmesg_tail(lines: int = 80) -> list[str]:
-    result = subprocess.run(["dmesg"], capture_output=True, text=True, check=False)
-    return result.stdout.splitlines()[-lines:]
+    return _dmesg()[-lines:]
 
 
 if __name__ == "__main__":
