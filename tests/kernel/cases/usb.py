@@ -277,6 +277,9 @@ class InputCoreWitness:
     def __init__(self) -> None:
         self.error: str | None = None
         try:
+            # A kernel oops turns tracing off for good (oops_enter calls tracing_off): one in a Bluetooth
+            # case before this one left every later witness with an empty trace and no error.
+            (TRACING / "tracing_on").write_text("1")
             (TRACING / "buffer_size_kb").write_text("8192")
             (TRACING / "trace").write_text("")
             probe = f"p:{KPROBE} input_event ev_type=%si:u32 ev_code=%dx:u32 ev_value=%cx:s32\n"
@@ -287,15 +290,27 @@ class InputCoreWitness:
             self.error = f"{type(exc).__name__}: {exc} (while setting up the kprobe)"
 
     def events(self) -> list[list[float]]:
-        """Key events as [trace time, EV_KEY, code, value] in arrival order."""
+        """Key events as [trace time, EV_KEY, code, value] in arrival order.
+
+        None at all is the witness failing, not the host dropping every key: ``error`` then says what the
+        tracer's own counters show (the probe's hits and misses, whether tracing was on, the buffer's counts).
+        """
         if self.error:
             return []
         pattern = re.compile(r"\s(\d+\.\d+): " + KPROBE + r": .*ev_type=(\d+) ev_code=(\d+) ev_value=(-?\d+)")
         found = []
-        for line in (TRACING / "trace").read_text().splitlines():
+        trace = (TRACING / "trace").read_text()
+        for line in trace.splitlines():
             match = pattern.search(line)
             if match:
                 found.append([float(match[1]), int(match[2]), int(match[3]), int(match[4])])
+        if not found:
+            profile = next((line.split() for line in (TRACING / "kprobe_profile").read_text().splitlines()), [])
+            entries = next((line for line in trace.splitlines() if "entries-in-buffer" in line), "no header")
+            tracing_on = (TRACING / "tracing_on").read_text().strip()
+            self.error = (
+                f"no key event traced: kprobe_profile {profile}, tracing_on {tracing_on}, {entries.strip('# ')}"
+            )
         return found
 
     def close(self) -> None:
