@@ -11,6 +11,12 @@ asked to say it again) or *wrong* (six digits, not the code: the pairing fails
 and nothing bonds). *Wrong* is the number that must stay 0.
 
     python benchmarks/spoken_codes.py [--model tiny.en-q5_1] [--json]
+    python benchmarks/spoken_codes.py --random 90 [--seed 11]
+
+``--random N`` says N random codes the three ways the spoken-passkey kernel case
+says them (``SAYINGS``) and compares the daemon's code transcriber (``prompt``: a
+window sized to the speech, and ``CODE_AUDIO_CTX`` positions when that gives too
+many digits) with one decode sized (``sized``) or always that wide (``wide``).
 
 Measured (2026-12-03, tiny.en-q5_1, 2-core x86 dev machine), right / again / wrong
 of 20: with the prompt 15/5/0 (through ``voxkey transcribe --prompt``) and 14/6/0
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import subprocess
 import sys
 import tempfile
@@ -30,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from voxkey.asr import AsrSettings, WhisperEngine
-from voxkey.audio import SAMPLE_RATE, read_wav, write_wav
+from voxkey.asr import AsrSettings, PhraseTranscriber, Transcript, WhisperEngine
+from voxkey.audio import SAMPLE_RATE, Samples, read_wav, write_wav
 from voxkey.dictation import transcribe_file
-from voxkey.passkey import PasskeyEngine
+from voxkey.passkey import CODE_AUDIO_CTX, PASSKEY_PROMPT, PasskeyEngine
 from voxkey.text.digits import passkey_from_speech, read_digits
 
 SAID = [
@@ -61,6 +68,42 @@ SAID = [
 """(espeak-ng voice, words a minute, what is said); the code is what ``read_digits`` makes of the words."""
 
 
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SAYINGS = (("en-us", 150, " "), ("en-us", 120, ", "), ("en", 130, ", "))
+"""(voice, words a minute, what goes between the digits): how ``tests/kernel/cases/bluetooth_spoken.py`` says
+a code on its first, second and third try."""
+
+
+class OneWindowCodes(PasskeyEngine):
+    """The daemon's code transcriber deciding on one decode: sized to the speech (as before ``CODE_AUDIO_CTX``),
+    or always at least ``CODE_AUDIO_CTX`` positions wide."""
+
+    def __init__(self, engine: WhisperEngine, min_audio_ctx: int) -> None:
+        super().__init__(engine)
+        self.min_audio_ctx = min_audio_ctx
+
+    def transcribe(self, samples: Samples, prompt: str | None = None, **options: object) -> Transcript:
+        assert isinstance(self.engine, WhisperEngine)
+        full_prompt = " ".join(p for p in (PASSKEY_PROMPT, prompt or "") if p)
+        return self.engine.transcribe(samples, prompt=full_prompt, repair_loops=False, min_audio_ctx=self.min_audio_ctx)
+
+
+def recordings(directory: Path, count: int, seed: int) -> list[tuple[str, str, Path]]:
+    """(code, what was said, recording): ``SAID``, or ``count`` random codes said each of the ``SAYINGS`` ways."""
+    if not count:
+        return [
+            (read_digits(said).digits, said, speak(directory, i, v, s, said)) for i, (v, s, said) in enumerate(SAID)
+        ]
+    rng = random.Random(seed)
+    found = []
+    for i in range(count):
+        code = f"{rng.randrange(10**6):06d}"
+        for way, (voice, speed, between) in enumerate(SAYINGS):
+            said = between.join(DIGIT_WORDS[int(digit)] for digit in code)
+            found.append((code, said, speak(directory, 3 * i + way, voice, speed, said)))
+    return found
+
+
 def speak(directory: Path, index: int, voice: str, speed: int, text: str) -> Path:
     raw = directory / f"raw-{index:02d}.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
@@ -74,22 +117,33 @@ def speak(directory: Path, index: int, voice: str, speed: int, text: str) -> Pat
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en-q5_1")
+    parser.add_argument("--random", type=int, default=0, metavar="N", help="N random codes, said 3 ways each")
+    parser.add_argument("--seed", type=int, default=11, help="of the random codes")
     parser.add_argument("--json", action="store_true", help="one JSON line per recording and side")
     args = parser.parse_args(argv)
     totals: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory() as tmp, WhisperEngine(AsrSettings(model=args.model)) as engine:
-        paths = [speak(Path(tmp), i, *said) for i, said in enumerate(SAID)]
-        for side, transcriber in (("prompt", PasskeyEngine(engine)), ("no-prompt", engine)):
+        spoken = recordings(Path(tmp), args.random, args.seed)
+        sides: tuple[tuple[str, PhraseTranscriber], ...] = (
+            (
+                ("prompt", PasskeyEngine(engine)),
+                ("sized", OneWindowCodes(engine, 0)),
+                ("wide", OneWindowCodes(engine, CODE_AUDIO_CTX)),
+            )
+            if args.random
+            else (("prompt", PasskeyEngine(engine)), ("no-prompt", engine))
+        )
+        for side, transcriber in sides:
             counts = totals.setdefault(side, {"right": 0, "again": 0, "wrong": 0})
-            for (_voice, _speed, said), path in zip(SAID, paths, strict=True):
+            for code, said, path in spoken:
                 text = transcribe_file(transcriber, path).text
-                code, got = read_digits(said).digits, passkey_from_speech(text)
+                got = passkey_from_speech(text)
                 verdict = "again" if got is None else "right" if got == code else "wrong"
                 counts[verdict] += 1
                 if args.json:
                     print(json.dumps({"side": side, "said": said, "text": text, "verdict": verdict}), flush=True)
     for side, counts in totals.items():
-        print(f"{side:<10} right {counts['right']:>2}  again {counts['again']:>2}  wrong {counts['wrong']:>2}")
+        print(f"{side:<12} right {counts['right']:>3}  again {counts['again']:>3}  wrong {counts['wrong']:>3}")
     return 1 if totals["prompt"]["wrong"] else 0
 
 

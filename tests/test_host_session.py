@@ -32,7 +32,7 @@ def test_while_a_host_waits_for_its_code_a_press_records_it_instead_of_leaving_p
     future = hosts.passkey.request("/org/bluez/hci0/dev_AA")  # the agent, on the Bluetooth thread
     hosts.handle(posted.pop())  # PasskeyWanted, on the loop
     assert hosts.passkey.waiting and not hosts.pairing_gesture
-    hosts.code_heard("zero zero nine three nine one")
+    hosts.code_heard("zero zero nine three nine one", hosts.passkey.pending)
     assert future.result(timeout=1) == "009391"
     hosts.handle(posted.pop())  # PasskeyWithdrawn: the request is answered
     assert hosts.pairing_gesture
@@ -43,7 +43,7 @@ def test_a_code_that_is_not_six_digits_keeps_the_request_open() -> None:
     hosts.start_pairing()
     future = hosts.passkey.request("/org/bluez/hci0/dev_AA")
     hosts.handle(posted.pop())
-    hosts.code_heard("one two three")
+    hosts.code_heard("one two three", hosts.passkey.pending)
     assert not future.done() and hosts.passkey.waiting and hosts.passkey.misheard == 1
 
 

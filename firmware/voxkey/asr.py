@@ -390,7 +390,7 @@ class WhisperEngine:
             return not self.english_only
         return int(ctx) in (0, _FULL_AUDIO_CTX)
 
-    def _decode_params(self, n_samples: int, prompt: str) -> dict[str, Any]:
+    def _decode_params(self, n_samples: int, prompt: str, min_audio_ctx: int = 0) -> dict[str, Any]:
         seconds = n_samples / SAMPLE_RATE
         params: dict[str, Any] = {
             "max_tokens": int(self.settings.token_cap_base + self.settings.tokens_per_second * seconds),
@@ -406,6 +406,8 @@ class WhisperEngine:
                 params["audio_ctx"] = audio_ctx_for(n_samples, self.settings.audio_ctx_margin_s)
         else:
             params["audio_ctx"] = int(self.settings.audio_ctx)
+        if params["audio_ctx"]:  # 0 is whisper's full window, the widest
+            params["audio_ctx"] = max(params["audio_ctx"], min_audio_ctx)
         return params
 
     def transcribe(
@@ -415,6 +417,7 @@ class WhisperEngine:
         *,
         stop: Callable[[], bool] | None = None,
         repair_loops: bool = True,
+        min_audio_ctx: int = 0,
     ) -> Transcript:
         """Transcribe one phrase (or a whole recording of at most ~30 s for best results).
 
@@ -427,6 +430,9 @@ class WhisperEngine:
         its wrong digit count asks the user again at once. Decoded again, it would take up to
         7x as long while BlueZ waits only 30 s for the code; cut, it could be a wrong code (CI
         heard "zero two zero five nine eight" as "0 2 0 5 8 0 0 5 8 0 ...", cut "0 2 0 5 8 0").
+
+        ``min_audio_ctx`` widens a sized window to at least that many encoder positions (a multiple of
+        256, see :func:`audio_ctx_for`): the spoken pairing code's (``voxkey.passkey.CODE_AUDIO_CTX``).
         """
         audio = samples.astype(np.float32) / 32768.0 if samples.dtype == np.int16 else samples.astype(np.float32)
         audio_s = audio.size / SAMPLE_RATE
@@ -435,7 +441,7 @@ class WhisperEngine:
         if audio.size < MIN_WHISPER_SAMPLES:
             audio = np.concatenate([audio, np.zeros(MIN_WHISPER_SAMPLES - audio.size, np.float32)])
         full_prompt = " ".join(p for p in (self.settings.initial_prompt, prompt or "") if p).strip()
-        params = self._decode_params(audio.size, full_prompt)
+        params = self._decode_params(audio.size, full_prompt, min_audio_ctx)
         with self._lock:
             if self._closed:
                 raise ModelError("the whisper engine was closed; create a new one")

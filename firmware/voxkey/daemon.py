@@ -311,7 +311,7 @@ class Daemon:
         for intent in intents:
             match intent:
                 case Start(at=at):
-                    self.pipeline.start_recording(at, code=self.hosts.passkey.waiting)
+                    self.pipeline.start_recording(at, code_for=self.hosts.passkey.pending)
                 case Stop(at=at):
                     self.pipeline.stop_recording(at)
                 case Act.ABORT:

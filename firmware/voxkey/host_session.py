@@ -16,7 +16,7 @@ from typing import Any
 from voxkey.display import StatusDisplay
 from voxkey.errors import VoxkeyError
 from voxkey.kept import KeptText
-from voxkey.passkey import PasskeyEntry, PasskeyWanted, PasskeyWithdrawn, SpokenPasskey
+from voxkey.passkey import PasskeyEntry, PasskeyRequest, PasskeyWanted, PasskeyWithdrawn, SpokenPasskey
 from voxkey.status import Counters
 from voxkey.transports.host import Links, PairingEnded, PairingMode
 from voxkey.typist import HostWaiting, TextHeld
@@ -76,9 +76,9 @@ class HostSession:
             return
         self.counters.pairing += 1
 
-    def code_heard(self, text: str) -> None:
+    def code_heard(self, text: str, said_for: PasskeyRequest | None) -> None:
         """A code recording was transcribed: the agent answers BlueZ, or the user hears "say it again"."""
-        if not self.passkey.heard(text):
+        if not self.passkey.heard(text, said_for):
             self.display.flash(LightState.CODE_RETRY)
 
     def type_kept(self) -> None:

@@ -23,7 +23,7 @@ from voxkey.dictation import DictationSession, PhraseResult
 from voxkey.errors import VoxkeyError
 from voxkey.gestures import PRESS_AFTER_STOP, RecordingView, Situation
 from voxkey.ordering import Dictation, OutputQueue
-from voxkey.passkey import PasskeyEngine
+from voxkey.passkey import PasskeyEngine, PasskeyRequest
 from voxkey.status import Counters
 from voxkey.text import commands
 from voxkey.typist import EjectRequest, OutputDone, Typist, UndoRequest
@@ -86,10 +86,11 @@ class Pipeline:
         """The typist has a job."""
         self.something_out = False
         """A job was typed, or a dictation left with nothing to type (``exit_when_idle`` waits for this)."""
-        self.on_code: Callable[[str], None] = lambda text: None
-        """Gets the text of a code recording (the daemon's ``SpokenPasskey``)."""
-        self._code_recordings: set[int] = set()
-        """Numbers of the recordings that are a spoken pairing code: transcribed for ``on_code``, never typed."""
+        self.on_code: Callable[[str, PasskeyRequest], None] = lambda text, said_for: None
+        """Gets the text of a code recording and the request it was said for (the daemon's ``SpokenPasskey``)."""
+        self._code_recordings: dict[int, PasskeyRequest] = {}
+        """The recordings that are a spoken pairing code, by number, with the request each was said for:
+        transcribed for ``on_code``, never typed."""
         self._transcribing: dict[int, Dictation] = {}
         self._transcribe_queue: queue.Queue[Dictation | None] = queue.Queue()
         self._transcriber: threading.Thread | None = None
@@ -139,8 +140,8 @@ class Pipeline:
 
     # --- recording ------------------------------------------------------------------------------
 
-    def start_recording(self, at: float, code: bool = False) -> None:
-        """Listen from ``at``; with ``code`` the recording is the pairing code a host asks for, not text."""
+    def start_recording(self, at: float, code_for: PasskeyRequest | None = None) -> None:
+        """Listen from ``at``; with ``code_for`` the recording is the pairing code that request asks for, not text."""
         assert self.engine is not None
         try:
             self.recorder.open()
@@ -150,8 +151,8 @@ class Pipeline:
         number = self.output.number()
         engine: PhraseTranscriber = self.engine
         on_phrase = self._phrase_sender(number) if self.config.dictation.type_while_talking else None
-        if code:
-            self._code_recordings.add(number)
+        if code_for is not None:
+            self._code_recordings[number] = code_for
             engine, on_phrase = PasskeyEngine(self.engine), None
         session = DictationSession(engine, self.config.vad, self.config.audio, on_phrase=on_phrase)
         session.start()
@@ -186,7 +187,7 @@ class Pipeline:
             return
         self.output.drop(recording)
         self.recording = None
-        self._code_recordings.discard(recording.number)
+        self._code_recordings.pop(recording.number, None)
         self.recorder.stop_listening(post_roll=False)
         self.recorder.finish()
 
@@ -279,10 +280,10 @@ class Pipeline:
         if event.error is not None:
             self._failed(VoxkeyError(f"dictation {event.number}: {event.error}"))
         dictation.finished = True
-        if event.number in self._code_recordings:
-            self._code_recordings.discard(event.number)
+        said_for = self._code_recordings.pop(event.number, None)
+        if said_for is not None:
             if not dictation.cancelled:
-                self.on_code(event.spoken_code or "")
+                self.on_code(event.spoken_code or "", said_for)
             return
         if event.actions and not dictation.cancelled:
             dictation.pieces.append(event.actions)
