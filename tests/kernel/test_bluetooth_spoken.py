@@ -18,9 +18,17 @@ SPOKEN = pytest.mark.guest_case("bluetooth.spoken_passkey", clock="instructions"
 
 
 def _rounds(seen: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rounds voxkey answered: a wrong one, then the right one.
+
+    Left out, as a user pairs again (``ROUND_TRIES``): BlueZ giving up before it showed a code, and the
+    host's 30 s running out before voxkey heard six digits (``timed_out``; a misheard first try leaves a
+    second little guest time). At most two of those in all.
+    """
     assert seen["ready"], f"the daemon never became ready: {seen['voxkey']['log'][-30:]}"
     assert seen["pairing_mode"], f"a long press did not start pairing mode: {seen['voxkey']['lights_seen']}"
-    rounds = [r for r in seen["rounds"] if "shown" in r]  # BlueZ gave up before showing a code: tried again
+    again = [r for r in seen["rounds"] if "shown" in r and r["timed_out"]]
+    assert len(again) <= 2, f"the host's pairing timer ran out {len(again)} times: {again}"
+    rounds = [r for r in seen["rounds"] if "shown" in r and not r["timed_out"]]
     assert [r["wrong"] for r in rounds] == [True, False], f"a wrong round then a right one: {seen['rounds']}"
     return rounds
 
@@ -62,7 +70,8 @@ def test_the_spoken_code_gives_an_authenticated_secure_connections_bond(guest_ca
 @SPOKEN
 def test_the_code_is_never_typed_and_voxkey_says_what_it_did(guest_case_result: dict[str, Any]) -> None:
     seen = guest_case_result
-    rounds = _rounds(seen)
+    _rounds(seen)
+    rounds = seen["rounds"]  # the timed-out ones too
     assert all(r["typed_during_round"] == 0 for r in rounds), [r["typed_during_round"] for r in rounds]
     assert seen["voxkey"]["typed"] == 0, "a code recording reached the typist"
     lights = seen["voxkey"]["lights_seen"]

@@ -24,9 +24,11 @@ recording is always transcribed on the device.
 
 Two rounds in one pairing window: a wrong code (each digit plus one) must fail
 and leave no bond; then the right code must give an LE Secure Connections bond
-with MITM protection. The case records what both BlueZ stores say, what voxkey
-logged and typed, and how long voxkey took from the code shown to the answer
-(guest time); ``tests/kernel/test_bluetooth_spoken.py`` judges.
+with MITM protection. A round whose 30 s ran out before voxkey heard six digits
+is paired again with a new code, as a user would (``ROUND_TRIES``). The case
+records what both BlueZ stores say, what voxkey logged and typed, and how long
+voxkey took from the code shown to the answer (guest time);
+``tests/kernel/test_bluetooth_spoken.py`` judges.
 """
 
 from __future__ import annotations
@@ -66,10 +68,13 @@ from tests.kernel.cases.bluetooth_passkey import (
 BUTTON, LED = 17, 27
 MODEL = "tiny.en-q5_1"
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-SAYINGS = (("en-us", 150, " "), ("en-us", 120, ", "), ("en", 130, ", "))
+SAYINGS = (("en-us", 120, ", "), ("en", 130, ", "), ("en-us", 150, " "))
 """How the code is said on each try: espeak-ng voice, words per minute, what goes between the digits.
-The first is the form ``benchmarks/spoken_codes.py`` found right most often; a user asked to say
-it again says it more slowly, with pauses."""
+
+In the order the daemon read them right most often (``benchmarks/spoken_codes.py --random 90 --seed 21``:
+80, 76 and 67 of 90 codes). The order matters here more than on a device: in this guest a decode takes
+3.4 s of the 30 s BlueZ waits, and one that gave too many digits is decoded again with the wider window
+(``voxkey.passkey.CODE_AUDIO_CTX``, 12.6 s), so a second try fits only after a quick first one."""
 LEAD_S, TAIL_S = 0.6, 2.5
 """Room silence before the speech (the press comes first) and after it (the microphone keeps hearing)."""
 
@@ -184,6 +189,13 @@ class SpokenDaemon:
         }
 
 
+ROUND_TRIES = 3
+"""Pairing attempts per round, as a user pairs again: BlueZ may give up before it shows a code, and the
+host's 30 s may run out before voxkey heard six digits (``timed_out``). In this guest a decode takes
+3.4 s of guest time, and one that gave too many digits is decoded again with a wider window (12.6 s), so a
+misheard first try leaves a second one little time; on a device both take a fraction of that."""
+
+
 def _done_with(passkey: Any, misheard: int) -> bool:
     """voxkey answered (or stopped waiting), or it asked for the code again."""
     return not passkey.waiting or passkey.misheard > misheard
@@ -231,6 +243,7 @@ def spoken_round(voxkey: SpokenDaemon, address: str, host_address: str, wrong: b
         for key in ("pressed_at", "released_at", "answered_at"):
             if attempt.get(key) is not None and shown_at is not None:
                 attempt[key] = round(attempt[key] - shown_at, 2)
+    seen["timed_out"] = not seen.get("paired") and "AuthenticationCanceled" in str(seen.get("pair_error"))
     seen["typed_during_round"] = voxkey.daemon.counters.typed - typed_before
     seen["host_device"] = host_device_props(address)
     seen["voxkey_store"] = stored_bond(address, host_address)
@@ -254,9 +267,9 @@ def spoken_passkey(context: GuestContext) -> CaseResult:
         rounds: list[dict[str, Any]] = []
         if observations["pairing_mode"]:
             for wrong in (True, False):
-                for _attempt in range(3):  # BlueZ giving up before it showed a code is tried again
+                for _attempt in range(ROUND_TRIES):
                     rounds.append(spoken_round(voxkey, address, host_address, wrong))
-                    if "shown" in rounds[-1] or rounds[-1].get("paired"):
+                    if "shown" in rounds[-1] and not rounds[-1]["timed_out"]:
                         break
                     time.sleep(2)
         observations["rounds"] = rounds
