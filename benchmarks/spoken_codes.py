@@ -37,10 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the kernel case's sayings, in tests/
+
+from tests.kernel.cases.bluetooth_spoken import DIGIT_WORDS, SAYINGS
+
 from voxkey.asr import AsrSettings, PhraseTranscriber, Transcript, WhisperEngine
 from voxkey.audio import SAMPLE_RATE, Samples, read_wav, write_wav
 from voxkey.dictation import transcribe_file
-from voxkey.passkey import CODE_AUDIO_CTX, PASSKEY_PROMPT, PasskeyEngine
+from voxkey.passkey import CODE_AUDIO_CTX, PasskeyEngine, code_prompt
 from voxkey.text.digits import passkey_from_speech, read_digits
 
 SAID = [
@@ -68,12 +72,6 @@ SAID = [
 """(espeak-ng voice, words a minute, what is said); the code is what ``read_digits`` makes of the words."""
 
 
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-SAYINGS = (("en-us", 150, " "), ("en-us", 120, ", "), ("en", 130, ", "))
-"""(voice, words a minute, what goes between the digits): how ``tests/kernel/cases/bluetooth_spoken.py`` says
-a code on its first, second and third try."""
-
-
 class OneWindowCodes(PasskeyEngine):
     """The daemon's code transcriber deciding on one decode: sized to the speech (as before ``CODE_AUDIO_CTX``),
     or always at least ``CODE_AUDIO_CTX`` positions wide."""
@@ -84,8 +82,9 @@ class OneWindowCodes(PasskeyEngine):
 
     def transcribe(self, samples: Samples, prompt: str | None = None, **options: object) -> Transcript:
         assert isinstance(self.engine, WhisperEngine)
-        full_prompt = " ".join(p for p in (PASSKEY_PROMPT, prompt or "") if p)
-        return self.engine.transcribe(samples, prompt=full_prompt, repair_loops=False, min_audio_ctx=self.min_audio_ctx)
+        return self.engine.transcribe(
+            samples, prompt=code_prompt(prompt), repair_loops=False, min_audio_ctx=self.min_audio_ctx
+        )
 
 
 def recordings(directory: Path, count: int, seed: int) -> list[tuple[str, str, Path]]:

@@ -54,6 +54,11 @@ always this window: it reads fewer codes right than the two steps, and costs eve
 1024 is also the widest window a dictation phrase gets (``vad.max_phrase_s``): pairing raises no memory peak."""
 
 
+def code_prompt(prompt: str | None) -> str:
+    """``PASSKEY_PROMPT`` in front of the session's own prompt: what a code recording is decoded with."""
+    return " ".join(p for p in (PASSKEY_PROMPT, prompt or "") if p)
+
+
 PasskeySource = Callable[[str], "concurrent.futures.Future[str]"]
 
 
@@ -199,7 +204,7 @@ class PasskeyEngine:
         pieces (a pause in the middle) comes as phrases of fewer digits, so only too many digits call for the
         wider window, and what that gives is the answer: the wrong count asks the user again.
         """
-        full_prompt = " ".join(p for p in (PASSKEY_PROMPT, prompt or "") if p)
+        full_prompt = code_prompt(prompt)
         if not isinstance(self.engine, WhisperEngine):
             return self.engine.transcribe(samples, prompt=full_prompt, stop=stop)
         sized = self.engine.transcribe(samples, prompt=full_prompt, stop=stop, repair_loops=False)

@@ -305,7 +305,8 @@ class InputCoreWitness:
             if match:
                 found.append([float(match[1]), int(match[2]), int(match[3]), int(match[4])])
         if not found:
-            profile = next((line.split() for line in (TRACING / "kprobe_profile").read_text().splitlines()), [])
+            profiles = (TRACING / "kprobe_profile").read_text().splitlines()
+            profile = next((line.split() for line in profiles if KPROBE in line), [])
             entries = next((line for line in trace.splitlines() if "entries-in-buffer" in line), "no header")
             tracing_on = (TRACING / "tracing_on").read_text().strip()
             self.error = (
